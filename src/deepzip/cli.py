@@ -1,0 +1,129 @@
+"""The `deepzip` command: parses arguments, calls the API, prints. No logic of its own."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import DeepzipError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compress trained PyTorch networks into small .dzip files (Deep Compression and beyond).")
+
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(2)
+
+
+def _run(fn):
+    """Bad input of any kind ends in one line on stderr and exit status 2, never a traceback."""
+    try:
+        return fn()
+    except (DeepzipError, OSError) as e:
+        _fail(e)
+
+
+@app.command()
+def compress(
+    model: str = typer.Option("lenet300", help="registry name of the model"),
+    data: str = typer.Option("fashion-mnist", help="data set name"),
+    out: Path = typer.Option(Path("out"), help="output directory for model.dzip and the reports"),
+    from_: Optional[Path] = typer.Option(None, "--from", help="start from this dense safetensors checkpoint"),
+    seed: Optional[int] = typer.Option(None, help="random seed (default: the recipe's)"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML recipe (default: deepzip's recipe for the model)"),
+    data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
+    coder: Optional[str] = typer.Option(None, help="huffman, ans or auto (default: the recipe's)"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N samples of each split (quick runs)"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Train (or load), prune, share weights, encode to OUT/model.dzip, reload it and evaluate."""
+    from .pipeline import compress as run
+    from .recipe import default_recipe, load_recipe
+
+    def go():
+        r = load_recipe(recipe) if recipe else default_recipe(model)
+        changes = {"dataset": data} if recipe is None or data != "fashion-mnist" else {}
+        if recipe is None or model != "lenet300":
+            changes["model"] = model if recipe is None else r.model
+        if seed is not None:
+            changes["seed"] = seed
+        if coder is not None:
+            changes["coder"] = coder
+        report = run(r.replace(**changes), out, data_dir=data_dir, from_checkpoint=from_, limit=limit,
+                     progress=not quiet, log=typer.echo)
+        typer.echo((out / "report.md").read_text())
+        typer.echo(f"wrote {out / 'model.dzip'} ({report['file_bytes']:,} bytes, {report['ratio']:.1f}× smaller "
+                   f"than {report['dense_bytes']:,} dense bytes)")
+
+    _run(go)
+
+
+@app.command(name="inspect")
+def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Show what a .dzip holds: architecture, sizes, and the per-layer table."""
+    from .report.tables import inspect, layers_markdown
+
+    def go():
+        info = inspect(file)
+        if as_json:
+            typer.echo(json.dumps(info, indent=2))
+            return
+        arch = info["arch"]["name"] if info["arch"] else "(custom module)"
+        typer.echo(f"{file}: {arch}, {info['parameters']:,} parameters, {info['file_bytes']:,} bytes on disk, "
+                   f"{info['ratio']:.1f}× smaller than {info['dense_bytes']:,} dense bytes")
+        acc = info["meta"].get("accuracy")
+        if acc:
+            typer.echo("accuracy when saved: " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
+        typer.echo(layers_markdown(info["layers"]))
+
+    _run(go)
+
+
+@app.command()
+def evaluate(
+    file: Path,
+    data: str = typer.Option(..., help="data set name"),
+    data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N test samples"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Load a .dzip and report its top-1 accuracy on the test split."""
+    from . import data as datasets
+    from .load import load
+    from .train import evaluate as accuracy
+
+    def go():
+        model = load(file)
+        test = datasets.load(data, data_dir, train=False, limit=limit)
+        acc = accuracy(model, test)
+        if as_json:
+            typer.echo(json.dumps({"file": str(file), "dataset": data, "accuracy": acc, "samples": len(test)}))
+        else:
+            typer.echo(f"{file}: {acc:.2f}% top-1 on {len(test):,} {data} test samples")
+
+    _run(go)
+
+
+@app.command()
+def decompress(file: Path, out: Path = typer.Option(..., help="dense safetensors file to write")) -> None:
+    """Decode a .dzip into a dense safetensors checkpoint."""
+    from .checkpoint import save_checkpoint
+    from .load import load
+
+    def go():
+        save_checkpoint(load(file), out)
+        typer.echo(f"wrote {out}")
+
+    _run(go)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app(prog_name="deepzip")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Data sets by name: `load("fashion-mnist", train=True)` returns a whole split as tensors.
+
+The sets deepzip trains on are small, so a split lives in memory as one tensor. Each format
+module registers a loader that returns the split as numpy `Arrays`; `load` trims those to
+`limit` samples *before* converting to float (so a quick run on 512 samples never builds the
+60000-image tensor) and normalises every set the same way: uint8 pixels are divided by 255,
+then each channel becomes (x - mean) / std with the set's constants:
+
+    fashion-mnist   mean 0.2860, std 0.3530              (its 60000 training images)
+    mnist           mean 0.1307, std 0.3081              (its 60000 training images)
+    cifar10         mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435, 0.2616)
+    digits          mean 0.3053, std 0.3760              (all 1797 images, ink counts / 16)
+    synthetic       none: drawn with mean 0 and variance 1 already
+    npz             uint8: mean 0.5, std 0.5 (pixels land in [-1, 1]); float: used as stored
+    imagefolder     mean 0.5, std 0.5
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One split, whole: `x` float32 N×C×H×W normalised, `y` int64 N with labels in [0, classes)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: int
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """What a format loader returns: a split as read from disk, before trimming and normalising.
+
+    `x` is N×C×H×W, uint8 (divided by 255 first) or float32 (used as is); `mean` and `std`
+    hold one value per channel, or a single value for every channel.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+Loader = Callable[[Path | None, bool], Arrays]
+_REGISTRY: dict[str, Loader] = {}
+
+
+def register(name: str) -> Callable[[Loader], Loader]:
+    """Decorator: `@register("cifar10")` makes `load("cifar10", ...)` call the function."""
+
+    def add(loader: Loader) -> Loader:
+        _REGISTRY[name] = loader
+        return loader
+
+    return add
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load(name: str, root: str | Path | None = None, *, train: bool, limit: int | None = None) -> Dataset:
+    """The training (`train=True`) or test split of data set `name`, keeping its first `limit` samples.
+
+    `root` is where the files are (a directory, or for npz a file); None means the set's
+    default location, for the sets that have one.
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"Unknown data set {name!r}; known data sets: {', '.join(names())}.")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1 sample, not {limit}.")
+    arrays = _REGISTRY[name](None if root is None else Path(root), train)
+    x, y = arrays.x[:limit], arrays.y[:limit]
+    # astype copies, so the in-place arithmetic below never touches a read-only frombuffer view.
+    pixels = torch.from_numpy(x.astype(np.float32, order="C"))
+    if x.dtype == np.uint8:
+        pixels.div_(255.0)
+    pixels.sub_(torch.tensor(arrays.mean).view(-1, 1, 1)).div_(torch.tensor(arrays.std).view(-1, 1, 1))
+    return Dataset(pixels, torch.from_numpy(y.astype(np.int64)), arrays.classes, name)
+
+
+def check_labels(y: np.ndarray, classes: int, where: str, hint: str) -> None:
+    """Raise DataError naming `where` ("CIFAR-10 file /d/test_batch") if a label is outside [0, classes)."""
+    bad = np.flatnonzero((y < 0) | (y >= classes))
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(f"{where} has label {int(y[i])} at sample {i}, outside 0..{classes - 1}; {hint}.")
+
+
+from . import bundled, cifar, formats, idx  # noqa: E402,F401  (each registers its loaders)

@@ -1,0 +1,8 @@
+"""Entropy coding of integer symbol streams (Huffman, ANS) and the sparse relative index."""
+from .ans import decode as ans_decode, encode as ans_encode
+from .huffman import code_lengths, decode as huffman_decode, encode as huffman_encode
+from .sparse import from_gaps, to_gaps
+from .streams import CODERS, decode_stream, encode_stream, table_bytes
+
+__all__ = ["CODERS", "ans_decode", "ans_encode", "code_lengths", "decode_stream", "encode_stream", "from_gaps",
+           "huffman_decode", "huffman_encode", "table_bytes", "to_gaps"]

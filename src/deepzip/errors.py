@@ -1,0 +1,21 @@
+"""Exceptions deepzip raises on bad input. Each message is one sentence that says what is wrong."""
+
+
+class DeepzipError(Exception):
+    """Base class of every error deepzip raises on purpose."""
+
+
+class DzipFormatError(DeepzipError, ValueError):
+    """A .dzip file (or a stream inside it) is corrupt, truncated or not a .dzip file."""
+
+
+class DataError(DeepzipError, ValueError):
+    """A data set file is missing, truncated or malformed."""
+
+
+class ConfigError(DeepzipError, ValueError):
+    """A configuration or recipe asks for something impossible."""
+
+
+class ModelMismatchError(DeepzipError, ValueError):
+    """A .dzip's tensors do not fit the module it is being loaded into."""

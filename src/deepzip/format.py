@@ -1,0 +1,245 @@
+"""The .dzip container: bytes on disk, written atomically and read without trusting anything.
+
+    magic "DZIP" | u16 version | u16 flags | u64 header_len | header (UTF-8 JSON) | payload | u32 crc32
+
+All integers little-endian. The header lists every stream (offset into the payload, length,
+crc32, coder and table) and every tensor (which streams rebuild it); docs/FORMAT.md is the spec.
+This module knows streams, not tensors: store.py turns tensors into streams and back.
+
+Reading checks, in order: the file is long enough, the magic, the version, that the header length
+fits the file and a fixed bound, that the header is JSON of the right shape, that every stream
+lies inside the payload, the checksum of the whole file, and each stream's checksum as it is read.
+Every failure is a DzipFormatError whose message is one sentence. No pickle anywhere.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .errors import DzipFormatError
+
+MAGIC = b"DZIP"
+VERSION = 1
+PREAMBLE = struct.Struct("<4sHHQ")
+TRAILER = struct.Struct("<I")
+MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse
+_CHUNK = 1 << 20
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is only durable once the directory entry is; not every platform can open a dir.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class DzipWriter:
+    """Collects streams, then writes the file in one atomic step.
+
+    Streams go to a spool file beside the target as they come (so a large model is never held
+    in memory whole); `finish` writes preamble + header + spooled payload to a second temporary
+    file, fsyncs it and renames it over the target. An error, or a kill, at any point leaves the
+    previous file at `path` untouched and nothing under the final name.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"cannot write a .dzip to {self.path}: it is a directory.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._spool = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                                  suffix=".payload", delete=False)
+        self.streams: list[dict[str, Any]] = []
+        self._offset = 0
+
+    def add(self, data: bytes, meta: dict[str, Any]) -> int:
+        """Append one stream; returns its index for the header's tensor entries."""
+        self._spool.write(data)
+        self.streams.append({**meta, "offset": self._offset, "length": len(data), "crc32": zlib.crc32(data)})
+        self._offset += len(data)
+        return len(self.streams) - 1
+
+    def finish(self, header: dict[str, Any]) -> int:
+        """Write the file; returns its size in bytes."""
+        header = {**header, "streams": self.streams}
+        blob = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        self._spool.flush()
+        self._spool.seek(0)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                crc = 0
+                for piece in (PREAMBLE.pack(MAGIC, VERSION, 0, len(blob)), blob):
+                    out.write(piece)
+                    crc = zlib.crc32(piece, crc)
+                while chunk := self._spool.read(_CHUNK):
+                    out.write(chunk)
+                    crc = zlib.crc32(chunk, crc)
+                out.write(TRAILER.pack(crc))
+                out.flush()
+                os.fsync(out.fileno())
+                size = out.tell()
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        finally:
+            self._close_spool()
+        return size
+
+    def _close_spool(self) -> None:
+        self._spool.close()
+        Path(self._spool.name).unlink(missing_ok=True)
+
+    def __enter__(self) -> DzipWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._close_spool()
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise DzipFormatError(message)
+
+
+def is_uint(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class DzipReader:
+    """Opens and validates a .dzip; `read(i)` returns stream i's bytes after checking its crc32."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            self._f: BinaryIO = open(self.path, "rb")
+        except FileNotFoundError:
+            raise DzipFormatError(f"{self.path} does not exist.") from None
+        except IsADirectoryError:
+            raise DzipFormatError(f"{self.path} is a directory, not a .dzip file.") from None
+        try:
+            self._open()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _open(self) -> None:
+        name = self.path.name
+        self.size = os.fstat(self._f.fileno()).st_size
+        _need(self.size >= PREAMBLE.size + TRAILER.size,
+              f"{name} is not a .dzip file: it is only {self.size} bytes long.")
+        magic, version, self.flags, header_len = PREAMBLE.unpack(self._f.read(PREAMBLE.size))
+        _need(magic == MAGIC, f"{name} is not a .dzip file: it starts with {magic!r}, not {MAGIC!r}.")
+        _need(1 <= version <= VERSION,
+              f"{name} is .dzip version {version}, which this deepzip (reads up to {VERSION}) cannot read.")
+        self.version = version
+        _need(header_len <= MAX_HEADER_BYTES and PREAMBLE.size + header_len + TRAILER.size <= self.size,
+              f"{name} is truncated or corrupt: its header claims {header_len} bytes but the file has {self.size}.")
+        self._check_crc(name)
+        self._f.seek(PREAMBLE.size)
+        try:
+            header = json.loads(self._f.read(header_len).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise DzipFormatError(f"{name} has a corrupt header: {type(e).__name__}.") from None
+        _need(isinstance(header, dict), f"{name} has a corrupt header: it is not a JSON object.")
+        self.header = header
+        self.payload_start = PREAMBLE.size + header_len
+        self.payload_len = self.size - TRAILER.size - self.payload_start
+        streams = header.get("streams")
+        _need(isinstance(streams, list), f"{name} has a corrupt header: 'streams' is not a list.")
+        for i, s in enumerate(streams):
+            _need(isinstance(s, dict) and all(is_uint(s.get(k)) for k in ("offset", "length", "crc32")),
+                  f"{name} has a corrupt header: stream {i} lacks a valid offset, length or crc32.")
+            _need(s["offset"] + s["length"] <= self.payload_len,
+                  f"{name} is truncated or corrupt: stream {i} ends at byte {s['offset'] + s['length']} "
+                  f"of a {self.payload_len}-byte payload.")
+        self.streams: list[dict[str, Any]] = streams
+
+    def _check_crc(self, name: str) -> None:
+        self._f.seek(0)
+        remaining = self.size - TRAILER.size
+        crc = 0
+        while remaining:
+            chunk = self._f.read(min(_CHUNK, remaining))
+            if not chunk:
+                break
+            crc = zlib.crc32(chunk, crc)
+            remaining -= len(chunk)
+        (stored,) = TRAILER.unpack(self._f.read(TRAILER.size))
+        _need(crc == stored, f"{name} is corrupt: its checksum does not match its contents.")
+
+    def stream(self, index: Any) -> dict[str, Any]:
+        _need(is_uint(index) and index < len(self.streams),
+              f"{self.path.name} has a corrupt header: a tensor refers to stream {index!r}, "
+              f"but there are {len(self.streams)}.")
+        return self.streams[index]
+
+    def read(self, index: Any) -> bytes:
+        s = self.stream(index)
+        self._f.seek(self.payload_start + s["offset"])
+        data = self._f.read(s["length"])
+        _need(len(data) == s["length"] and zlib.crc32(data) == s["crc32"],
+              f"{self.path.name} is corrupt: stream {index} fails its checksum.")
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> DzipReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+
+def pack_ints(values) -> str:
+    """Non-negative ints as base64 of LEB128 varints: code tables cost bytes in the header, and a
+    5-bit codebook's table in JSON digits would be several times larger than this."""
+    out = bytearray()
+    for v in values:
+        v = int(v)
+        while True:
+            byte = v & 0x7F
+            v >>= 7
+            out.append(byte | (0x80 if v else 0))
+            if not v:
+                break
+    return base64.b64encode(bytes(out)).decode("ascii")
+
+
+def unpack_ints(text: Any, limit: int, what: str) -> list[int]:
+    """Inverse of pack_ints; refuses more than `limit` values or a value over 2^63."""
+    _need(isinstance(text, str), f"{what} is not a packed integer table.")
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise DzipFormatError(f"{what} is not valid base64.") from None
+    values: list[int] = []
+    v = shift = 0
+    for byte in raw:
+        v |= (byte & 0x7F) << shift
+        shift += 7
+        _need(shift <= 63, f"{what} holds a value too large to be a count.")
+        if not byte & 0x80:
+            values.append(v)
+            _need(len(values) <= limit, f"{what} has more than {limit} entries.")
+            v = shift = 0
+    _need(shift == 0, f"{what} ends in the middle of a number.")
+    return values

@@ -1,0 +1,294 @@
+"""deepzip.load: a .dzip back into an nn.Module, trusting nothing the file says.
+
+Every header field is checked before it is used; the total number of elements the file may make
+us allocate is bounded by its size (store.MAX_ELEMENTS_PER_BYTE), so a hostile file raises
+DzipFormatError instead of exhausting memory. Tensors are decoded one at a time and copied into
+the model, so peak memory is the model plus a small multiple of its largest layer.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import models
+from .encode.sparse import from_gaps
+from .encode.streams import decode_stream
+from .errors import ConfigError, DzipFormatError, ModelMismatchError
+from .format import DzipReader, is_uint, unpack_ints
+from .quantize.shared import strip_
+from .store import DTYPES, MAX_DIMS, MAX_ELEMENTS_PER_BYTE
+
+MAX_ALPHABET = 1 << 16
+
+
+class TensorDecoder:
+    """Decodes the tensor entries of one open file; counts what they allocate against the bound."""
+
+    def __init__(self, reader: DzipReader) -> None:
+        self.r = reader
+        self.budget = MAX_ELEMENTS_PER_BYTE * reader.size + (1 << 16)
+
+    def fail(self, message: str) -> None:
+        raise DzipFormatError(f"{self.r.path.name} is corrupt: {message}.")
+
+    def need(self, cond: bool, message: str) -> None:
+        if not cond:
+            self.fail(message)
+
+    def spend(self, elements: int, what: str) -> None:
+        self.budget -= elements
+        self.need(self.budget >= 0, f"{what} claims more elements than a file of {self.r.size} bytes can hold")
+
+    def raw(self, index: Any, what: str) -> bytes:
+        self.need(self.r.stream(index).get("coder") == "raw", f"{what} should be a raw stream")
+        return self.r.read(index)
+
+    def coded(self, index: Any, alphabet: int, what: str) -> np.ndarray:
+        s = self.r.stream(index)
+        self.need(s.get("coder") in ("huffman", "ans"), f"{what} has unknown coder {s.get('coder')!r}")
+        self.need(s.get("alphabet") == alphabet, f"{what} has alphabet {s.get('alphabet')!r}, expected {alphabet}")
+        self.need(is_uint(s.get("count")), f"{what} has no valid symbol count")
+        self.spend(s["count"], what)
+        table = unpack_ints(s.get("table"), MAX_ALPHABET, f"{self.r.path.name}: the code table of {what}")
+        return decode_stream(self.r.read(index), {**s, "table": table})
+
+    def entry_header(self, entry: Any, index: int) -> tuple[str, list[int], torch.dtype, int]:
+        self.need(isinstance(entry, dict) and isinstance(entry.get("name"), str), f"tensor entry {index} has no name")
+        name = entry["name"]
+        shape = entry.get("shape")
+        self.need(isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d) for d in shape),
+                  f"tensor {name!r} has an invalid shape {shape!r}")
+        self.need(entry.get("dtype") in DTYPES, f"tensor {name!r} has unknown dtype {entry.get('dtype')!r}")
+        numel = math.prod(shape)
+        self.spend(numel, f"tensor {name!r}")
+        return name, shape, DTYPES[entry["dtype"]], numel
+
+    def tensor(self, entry: Any, index: int) -> torch.Tensor:
+        name, shape, dtype, numel = self.entry_header(entry, index)
+        decode = _ENCODINGS.get(entry.get("encoding"))
+        self.need(decode is not None, f"tensor {name!r} has unknown encoding {entry.get('encoding')!r}")
+        flat = decode(self, entry, name, dtype, numel)
+        return flat.reshape(shape)
+
+    def index_bits(self, entry: dict, name: str) -> int:
+        bits = entry.get("index_bits")
+        self.need(is_uint(bits) and 1 <= bits <= 16, f"tensor {name!r} has invalid index_bits {bits!r}")
+        return bits
+
+    def codebook(self, entry: dict, name: str) -> np.ndarray:
+        data = self.raw(entry.get("codebook"), f"the codebook of {name!r}")
+        self.need(0 < len(data) < 4 * MAX_ALPHABET and len(data) % 4 == 0,
+                  f"the codebook of {name!r} is {len(data)} bytes, not a whole number of float32 values")
+        return np.concatenate([np.zeros(1, np.float32), np.frombuffer(data, "<f4")])
+
+    def nonzeros(self, entry: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted flat positions, float32 values) of a shared or sparse tensor's non-zeros,
+        without building the dense tensor: what the sparse runtime runs on."""
+        name, _, _, numel = self.entry_header(entry, index)
+        if entry.get("encoding") == "shared":
+            table = self.codebook(entry, name)
+            if entry.get("positions") == "dense":
+                codes = self.codes(entry, name, numel, table.size)
+                positions = np.flatnonzero(codes)
+                return positions, table[codes[positions]]
+            bits = self.index_bits(entry, name)
+            gaps = self.coded(entry.get("gaps"), 2**bits, f"the gaps of {name!r}")
+            codes = self.coded(entry.get("values"), table.size, f"the codes of {name!r}")
+            values = table[codes]
+        else:
+            self.need(entry.get("encoding") == "sparse", f"tensor {name!r} is not stored sparse")
+            bits = self.index_bits(entry, name)
+            gaps = self.coded(entry.get("gaps"), 2**bits, f"the gaps of {name!r}")
+            data = self.raw(entry.get("values"), f"the values of {name!r}")
+            self.need(len(data) == 4 * gaps.size, f"tensor {name!r} has {len(data)} value bytes for {gaps.size} entries")
+            values = np.frombuffer(data, "<f4")
+        self.need(gaps.size == values.size, f"tensor {name!r} has {gaps.size} gaps for {values.size} values")
+        positions = np.cumsum(gaps.astype(np.int64) + 1) - 1
+        self.need(positions.size == 0 or positions[-1] < numel, f"the gaps of {name!r} run past its {numel} elements")
+        keep = values != 0
+        return positions[keep], values[keep]
+
+    def codes(self, entry: dict, name: str, numel: int, alphabet: int) -> np.ndarray:
+        """Per-weight codes (0 = zero) of a shared tensor, dense, as int32."""
+        positions = entry.get("positions")
+        if positions == "dense":
+            values = self.coded(entry.get("values"), alphabet, f"the codes of {name!r}")
+            self.need(values.size == numel, f"tensor {name!r} has {values.size} codes for {numel} weights")
+            return values
+        self.need(positions == "sparse", f"tensor {name!r} has unknown positions {positions!r}")
+        bits = self.index_bits(entry, name)
+        gaps = self.coded(entry.get("gaps"), 2**bits, f"the gaps of {name!r}")
+        values = self.coded(entry.get("values"), alphabet, f"the codes of {name!r}")
+        return from_gaps(gaps, values, numel)
+
+
+def _raw(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
+    data = dec.raw(entry.get("data"), f"tensor {name!r}")
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    dec.need(len(data) == numel * itemsize, f"tensor {name!r} has {len(data)} bytes for {numel} elements")
+    if numel == 0:
+        return torch.empty(0, dtype=dtype)
+    return torch.frombuffer(bytearray(data), dtype=dtype)
+
+
+def _shared(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
+    dec.need(dtype == torch.float32, f"shared tensor {name!r} must be float32")
+    table = dec.codebook(entry, name)
+    codes = dec.codes(entry, name, numel, table.size)
+    return torch.from_numpy(table[codes])
+
+
+def _sparse(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
+    dec.need(dtype == torch.float32, f"sparse tensor {name!r} must be float32")
+    bits = dec.index_bits(entry, name)
+    gaps = dec.coded(entry.get("gaps"), 2**bits, f"the gaps of {name!r}")
+    data = dec.raw(entry.get("values"), f"the values of {name!r}")
+    dec.need(len(data) == 4 * gaps.size, f"tensor {name!r} has {len(data)} value bytes for {gaps.size} entries")
+    return torch.from_numpy(from_gaps(gaps, np.frombuffer(data, "<f4").copy(), numel))
+
+
+_ENCODINGS: dict[str, Callable[..., torch.Tensor]] = {"raw": _raw, "shared": _shared, "sparse": _sparse}
+
+
+def targets(model: nn.Module) -> dict[str, tuple[nn.Module, str, str]]:
+    """(owner module, attribute, "param" | "buffer") of every parameter and persistent buffer by
+    name; tied parameters appear under each of their names."""
+    out: dict[str, tuple[nn.Module, str, str]] = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        dot = f"{prefix}." if prefix else ""
+        for name, p in module._parameters.items():
+            if p is not None:
+                out[dot + name] = (module, name, "param")
+        for name, b in module._buffers.items():
+            if b is not None and name not in module._non_persistent_buffers_set:
+                out[dot + name] = (module, name, "buffer")
+    return out
+
+
+def build_model(header: dict, path_name: str) -> nn.Module:
+    """The registry architecture the file records, built on the meta device: no memory for
+    weights (and no random init) until the file's values arrive."""
+    arch = header.get("arch")
+    if arch is None:
+        raise ConfigError(f"{path_name} records no architecture (it was saved from a custom module); "
+                          f"pass the module to fill: deepzip.load(path, model=MyNet()).")
+    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("kwargs", {}), dict)):
+        raise DzipFormatError(f"{path_name} is corrupt: its architecture record is malformed.")
+    with torch.device("meta"):
+        model = models.create(arch["name"], **arch.get("kwargs", {}))
+    model.deepzip_arch = {"name": arch["name"], "kwargs": arch.get("kwargs", {})}
+    return model
+
+
+def _check_names(entries: list, have: dict, path_name: str) -> None:
+    names = [e.get("name") for e in entries if isinstance(e, dict)]
+    missing = sorted(set(have) - set(names))
+    extra = sorted(n for n in names if n not in have)
+    if missing or extra:
+        parts = []
+        if extra:
+            parts.append(f"the file has {', '.join(map(repr, extra[:5]))}{' …' if len(extra) > 5 else ''} "
+                         f"which the model lacks")
+        if missing:
+            parts.append(f"the model has {', '.join(map(repr, missing[:5]))}{' …' if len(missing) > 5 else ''} "
+                         f"which the file lacks")
+        raise ModelMismatchError(f"{path_name} does not fit this model: {'; '.join(parts)}.")
+
+
+def _put(owner: nn.Module, attr: str, role: str, value: torch.Tensor, name: str, path_name: str) -> torch.Tensor:
+    """Store `value` as owner.attr: in place into a real tensor, or as the tensor itself on a
+    meta-built model. Returns the tensor now held, so tied names can share it."""
+    current = owner._parameters[attr] if role == "param" else owner._buffers[attr]
+    if tuple(current.shape) != tuple(value.shape):
+        raise ModelMismatchError(f"{path_name} does not fit this model: {name!r} is {tuple(value.shape)} "
+                                 f"in the file but {tuple(current.shape)} in the model.")
+    if not current.is_meta:
+        with torch.no_grad():
+            current.copy_(value)
+        return current
+    value = value.to(current.dtype)
+    if role == "param":
+        value = nn.Parameter(value, requires_grad=current.requires_grad)
+        owner._parameters[attr] = value
+    else:
+        owner._buffers[attr] = value
+    return value
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, new)
+
+
+RUNTIMES = ("dense", "sparse")
+
+
+def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: str = "dense",
+         strict: bool = True) -> nn.Module:
+    """Rebuild the model stored in `path`, in eval mode.
+
+    runtime="dense": exact weights in an ordinary module. runtime="sparse": compressed Linear and
+    Conv2d layers become SparseLinear / SparseConv2d running CSR products straight from the
+    decoded streams (deepzip.runtime.choose decides, per layer, where that pays); no dense weight
+    matrix is built for them. With model=None the architecture recorded in the file is built
+    from the model registry; otherwise `model` is filled in place (deepzip masks or sharing on
+    it are stripped first). strict=False skips names the file and the model do not share.
+    """
+    from . import runtime as rt
+
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}.")
+    with DzipReader(path) as reader:
+        pname = reader.path.name
+        header = reader.header
+        entries = header.get("tensors")
+        if not isinstance(entries, list):
+            raise DzipFormatError(f"{pname} is corrupt: 'tensors' is not a list.")
+        if model is None:
+            model = build_model(header, pname)
+        else:
+            strip_(model)
+        have = targets(model)
+        if strict:
+            _check_names(entries, have, pname)
+        dec = TensorDecoder(reader)
+        # Tensors a later entry aliases are kept; everything else is dropped once stored, so
+        # memory stays one layer at a time.
+        aliased = {e.get("alias") for e in entries if isinstance(e, dict)}
+        held: dict[str, torch.Tensor] = {}
+        sparse: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for i, entry in enumerate(entries):
+            if isinstance(entry, dict) and "alias" in entry:
+                dec.need(isinstance(entry.get("name"), str) and entry["alias"] in held,
+                         f"tensor entry {i} aliases an unknown tensor")
+                value = held[entry["alias"]]
+            elif runtime == "sparse" and isinstance(entry, dict) and entry.get("name") in have \
+                    and rt.choose(entry)[0] == "sparse":
+                sparse[entry["name"].rpartition(".")[0]] = dec.nonzeros(entry, i)
+                continue
+            else:
+                value = dec.tensor(entry, i)
+            if entry["name"] not in have:
+                continue
+            stored = _put(*have[entry["name"]], value, entry["name"], pname)
+            if entry["name"] in aliased:
+                held[entry["name"]] = stored
+        for layer, (positions, values) in sparse.items():
+            module = model.get_submodule(layer) if layer else model
+            new = rt.build(module, positions, values, getattr(module, "bias", None))
+            if layer:
+                _replace(model, layer, new)
+            else:  # the model is the layer itself
+                model = new
+        model.deepzip_meta = header.get("meta", {})
+    leftover = [n for n, (m, a, r) in targets(model).items()
+                if (m._parameters[a] if r == "param" else m._buffers[a]).is_meta]
+    if leftover:
+        raise ModelMismatchError(f"{pname} does not fit this model: nothing in the file for {', '.join(leftover[:5])}.")
+    return model.eval()

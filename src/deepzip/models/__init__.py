@@ -1,0 +1,46 @@
+"""Model registry: `create("lenet300")` builds a model that remembers how it was built.
+
+A .dzip records the registry name and keyword arguments, so `deepzip.load` can rebuild the
+architecture without the caller's code and without pickle.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create(name: str, **kwargs: Any) -> nn.Module:
+    if name not in _REGISTRY:
+        raise ConfigError(f"Unknown model {name!r}; known models: {', '.join(names())}.")
+    try:
+        model = _REGISTRY[name](**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"Model {name!r} does not take these arguments: {e}.") from None
+    # Plain JSON-able record of the recipe to rebuild it; deepzip.save writes it to the header.
+    model.deepzip_arch = {"name": name, "kwargs": dict(kwargs)}
+    return model
+
+
+def arch_of(model: nn.Module) -> dict[str, Any] | None:
+    return getattr(model, "deepzip_arch", None)
+
+
+from . import lenet  # noqa: E402,F401  (registers its models)

@@ -1,0 +1,142 @@
+"""`compress`: train → prune → retrain → share → fine-tune → save → reload → evaluate.
+
+Each stage is a call to the public API; this module only chains them, times them, and writes
+the report. The accuracy that counts is the one measured on the model reloaded from disk.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import data as datasets
+from . import models
+from .checkpoint import load_checkpoint, save_checkpoint
+from .load import load
+from .prune import prune_, sparsity_of
+from .quantize import share_weights_
+from .recipe import Recipe, TrainStage
+from .report.tables import inspect, layers_markdown
+from .store import save
+from .train import evaluate, predict, seed_everything, train
+
+
+def ramp(final: float, step: int, steps: int) -> float:
+    """Zhu & Gupta's cubic ramp: sparsity after `step` of `steps` rounds, reaching `final`."""
+    return final * (1 - (1 - step / steps) ** 3)
+
+
+def _scaled(setting: Any, fraction: float) -> Any:
+    if isinstance(setting, dict):
+        return {k: v * fraction for k, v in setting.items()}
+    return setting * fraction
+
+
+def _fit(model: torch.nn.Module, data: datasets.Dataset, stage: TrainStage, seed: int, desc: str, progress: bool) -> None:
+    train(model, data, epochs=stage.epochs, lr=stage.lr, optimizer=stage.optimizer, momentum=stage.momentum,
+          weight_decay=stage.weight_decay, batch_size=stage.batch_size, seed=seed, desc=desc, progress=progress)
+
+
+def compress(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    from_checkpoint: str | os.PathLike | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict[str, Any]:
+    """Run `recipe`, write out_dir/model.dzip, report.json and report.md; return the report."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str):
+        start = time.perf_counter()
+        yield
+        seconds[name] = round(time.perf_counter() - start, 2)
+
+    seed_everything(recipe.seed)
+    with stage("data"):
+        train_set = datasets.load(recipe.dataset, data_dir, train=True, limit=limit)
+        test_set = datasets.load(recipe.dataset, data_dir, train=False, limit=limit)
+    c, h = train_set.x.shape[1], train_set.x.shape[2]
+    model = models.create(recipe.model, in_channels=c, image_size=h, classes=train_set.classes)
+    acc: dict[str, float] = {}
+
+    with stage("dense"):
+        if from_checkpoint is not None:
+            load_checkpoint(model, from_checkpoint)
+        else:
+            _fit(model, train_set, recipe.dense, recipe.seed, "dense", progress)
+            save_checkpoint(model, out / "dense.safetensors")
+    acc["dense"] = evaluate(model, test_set)
+    log(f"dense    accuracy {acc['dense']:.2f}%")
+
+    if recipe.prune is not None and (recipe.prune.sparsity is not None or recipe.prune.quality is not None):
+        p = recipe.prune
+        with stage("prune"):
+            for step in range(1, p.steps + 1):
+                if p.sparsity is not None:
+                    prune_(model, sparsity=_scaled(p.sparsity, ramp(1.0, step, p.steps)))
+                else:
+                    prune_(model, quality=p.quality)
+                _fit(model, train_set, p.retrain, recipe.seed + step, f"prune {step}/{p.steps}", progress)
+        acc["pruned"] = evaluate(model, test_set)
+        log(f"pruned   accuracy {acc['pruned']:.2f}%  sparsity {100 * sparsity_of(model)['total']:.1f}%")
+
+    if recipe.share is not None:
+        s = recipe.share
+        with stage("share"):
+            share_weights_(model, bits=s.bits, init=s.init)
+            acc["shared"] = evaluate(model, test_set)
+            _fit(model, train_set, s.finetune, recipe.seed + 100, "fine-tune centroids", progress)
+        acc["quantized"] = evaluate(model, test_set)
+        log(f"quantized accuracy {acc['quantized']:.2f}% (before centroid fine-tuning {acc['shared']:.2f}%)")
+
+    path = out / "model.dzip"
+    with stage("save"):
+        save(model, path, coder=recipe.coder, index_bits=recipe.index_bits,
+             metadata={"dataset": recipe.dataset, "accuracy": dict(acc), "recipe": recipe.to_dict()})
+    with stage("reload"):
+        reloaded = load(path)
+        acc["from_file"] = evaluate(reloaded, test_set)
+        same = bool(torch.equal(predict(reloaded, test_set), predict(model, test_set)))
+    log(f"from file accuracy {acc['from_file']:.2f}%  (predictions identical to the in-memory model: {same})")
+
+    info = inspect(path)
+    report = {
+        "model": recipe.model, "dataset": recipe.dataset, "dense_bytes": info["dense_bytes"],
+        "file_bytes": info["file_bytes"], "ratio": round(info["ratio"], 2), "accuracy": acc,
+        "sparsity": round(sparsity_of(reloaded)["total"], 4), "identical_predictions": same,
+        "coder": recipe.coder, "seconds": seconds, "layers": info["layers"], "recipe": recipe.to_dict(),
+        "test_samples": len(test_set),
+    }
+    _write_atomic(out / "report.json", json.dumps(report, indent=2))
+    _write_atomic(out / "report.md", report_markdown(report))
+    return report
+
+
+def report_markdown(r: dict[str, Any]) -> str:
+    acc = r["accuracy"]
+    lines = [f"# deepzip: {r['model']} on {r['dataset']}", "",
+             "| dense bytes | file bytes | ratio | sparsity | coder |", "|---:|---:|---:|---:|---|",
+             f"| {r['dense_bytes']:,} | {r['file_bytes']:,} | **{r['ratio']:.1f}×** | {100 * r['sparsity']:.1f}% | {r['coder']} |",
+             "", "| accuracy | " + " | ".join(acc) + " |", "|---|" + "---:|" * len(acc),
+             "| top-1 % | " + " | ".join(f"{v:.2f}" for v in acc.values()) + " |", "",
+             "## Layers (the paper's Table 2, from the file)", "", layers_markdown(r["layers"]), "",
+             "## Seconds per stage", "", " | ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()), ""]
+    return "\n".join(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

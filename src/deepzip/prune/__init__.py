@@ -1,0 +1,5 @@
+"""Pruning: masks, magnitude criteria, schedules."""
+from .magnitude import MagnitudePruning, prune_, sparsity_of
+from .masks import apply_masks_, get_mask, remove_mask_, set_mask_
+
+__all__ = ["MagnitudePruning", "prune_", "sparsity_of", "apply_masks_", "get_mask", "remove_mask_", "set_mask_"]

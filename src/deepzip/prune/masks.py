@@ -1,0 +1,89 @@
+"""Masks that keep pruned weights exactly zero, whatever training loop and optimizer run.
+
+A mask is a bool buffer `<param>_mask` next to the parameter, which stays a plain `nn.Parameter`
+(so user code that holds `layer.weight` or built an optimizer before pruning keeps working).
+Two hooks enforce it:
+- a gradient hook zeroes the masked entries of every gradient, so nothing flows into them;
+- a global optimizer step-post hook re-applies the mask after every `optimizer.step()`, because
+  momentum buffers filled before pruning (SGD, Adam's first moment) would otherwise revive them.
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch import nn
+
+# Modules that carry at least one mask. Weak, so pruning never keeps a model alive.
+_MASKED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def masked_names(module: nn.Module) -> list[str]:
+    return list(getattr(module, "_dz_masked", ()))
+
+
+def get_mask(module: nn.Module, name: str) -> torch.Tensor | None:
+    return getattr(module, f"{name}_mask", None) if name in masked_names(module) else None
+
+
+def set_mask_(module: nn.Module, name: str, mask: torch.Tensor) -> None:
+    """Attach (or replace) the mask of `module.<name>` and zero the masked entries now."""
+    param = getattr(module, name)
+    if mask.shape != param.shape:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit {name} of shape {tuple(param.shape)}")
+    mask = mask.to(device=param.device, dtype=torch.bool)
+    if name in masked_names(module):
+        getattr(module, f"{name}_mask").copy_(mask)
+    else:
+        module.register_buffer(f"{name}_mask", mask)
+        ref = weakref.ref(module)
+
+        def zero_masked_grad(grad: torch.Tensor) -> torch.Tensor:
+            owner = ref()
+            # masked_fill, not a product: an inf or nan gradient must still leave exact zeros.
+            return grad if owner is None else grad.masked_fill(~getattr(owner, f"{name}_mask"), 0)
+
+        handle = param.register_hook(zero_masked_grad)
+        module._dz_masked = {**getattr(module, "_dz_masked", {}), name: handle}
+        _MASKED.add(module)
+    _zero_masked(param, getattr(module, f"{name}_mask"))
+
+
+def _zero_masked(param: torch.Tensor, mask: torch.Tensor) -> None:
+    with torch.no_grad():
+        param.masked_fill_(~mask, 0)
+
+
+def remove_mask_(module: nn.Module, name: str) -> None:
+    """Drop the mask and its hooks; the zeros stay in the weight (like torch's `prune.remove`)."""
+    handles = getattr(module, "_dz_masked", {})
+    if name not in handles:
+        return
+    handles.pop(name).remove()
+    del module._buffers[f"{name}_mask"]
+    if not handles:
+        del module._dz_masked
+        _MASKED.discard(module)
+
+
+def apply_masks_(model: nn.Module | None = None) -> None:
+    """Re-zero every masked entry (of `model`, or of every masked module alive)."""
+    modules = _MASKED if model is None else [m for m in model.modules() if m in _MASKED]
+    for module in list(modules):
+        for name in masked_names(module):
+            _zero_masked(getattr(module, name), getattr(module, f"{name}_mask"))
+
+
+def _remask_after_step(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    if not _MASKED:
+        return
+    stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for module in list(_MASKED):
+        for name in masked_names(module):
+            param = getattr(module, name)
+            if id(param) in stepped:
+                _zero_masked(param, getattr(module, f"{name}_mask"))
+
+
+register_optimizer_step_post_hook(_remask_after_step)

@@ -1,0 +1,168 @@
+"""Recipes: every setting of a compression run, as frozen dataclasses that load from YAML.
+
+Unknown keys and impossible values are rejected with the key's full path in the message, so a
+typo in a recipe never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+PerLayer = float | dict[str, float] | None
+
+
+@dataclass(frozen=True)
+class TrainStage:
+    epochs: float = 0
+    lr: float = 1e-3
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 0, "epochs must be ≥ 0")
+        _check(self.lr > 0, "lr must be > 0")
+        _check(self.batch_size >= 1, "batch_size must be ≥ 1")
+        _check(self.weight_decay >= 0, "weight_decay must be ≥ 0")
+        _check(self.optimizer in ("adam", "sgd"), "optimizer must be 'adam' or 'sgd'")
+
+
+@dataclass(frozen=True)
+class PruneStage:
+    """Iterative pruning: `steps` rounds, each pruning further along a cubic ramp to the target
+    (Zhu & Gupta's schedule, so early rounds take the most), then retraining."""
+    sparsity: PerLayer = None
+    quality: PerLayer = None
+    steps: int = 3
+    retrain: TrainStage = field(default_factory=lambda: TrainStage(epochs=2, lr=5e-4))
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, "prune.steps must be ≥ 1")
+        _check((self.sparsity is None) != (self.quality is None) or (self.sparsity is None and self.quality is None),
+               "prune takes sparsity or quality, not both")
+
+
+@dataclass(frozen=True)
+class ShareStage:
+    bits: int | dict[str, int] | None = None
+    init: Literal["linear", "density", "random"] = "linear"
+    finetune: TrainStage = field(default_factory=lambda: TrainStage(epochs=1, lr=1e-4))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: str = "lenet300"
+    dataset: str = "fashion-mnist"
+    seed: int = 0
+    dense: TrainStage = field(default_factory=lambda: TrainStage(epochs=10, lr=1e-3))
+    prune: PruneStage | None = field(default_factory=PruneStage)
+    share: ShareStage | None = field(default_factory=ShareStage)
+    coder: Literal["huffman", "ans", "auto"] = "huffman"
+    index_bits: int | dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.coder in ("huffman", "ans", "auto"), "coder must be 'huffman', 'ans' or 'auto'")
+
+    def replace(self, **changes: Any) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"Invalid recipe: {message}.")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"Invalid recipe: {where or 'the recipe'} must be a mapping, not {type(data).__name__}.")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"Invalid recipe: unknown key {where + '.' if where else ''}{unknown[0]} "
+                          f"(known: {', '.join(sorted(known))}).")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _value(hints[key], value, f"{where}.{key}" if where else key)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"Invalid recipe: {where or 'the recipe'}: {e}.") from None
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    nested = [a for a in args + [hint] if dataclasses.is_dataclass(a)]
+    if nested:
+        return None if value is None else _build(nested[0], value, where)
+    if value is None:
+        return None
+    allowed = set()
+    for a in args or [hint]:
+        origin = typing.get_origin(a)
+        if origin is Literal:
+            if value not in typing.get_args(a):
+                raise ConfigError(f"Invalid recipe: {where} must be one of {typing.get_args(a)}, not {value!r}.")
+            return value
+        allowed.add(origin or a)
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not any(isinstance(value, t) for t in allowed if isinstance(t, type)):
+        names = ", ".join(sorted(getattr(t, "__name__", str(t)) for t in allowed))
+        raise ConfigError(f"Invalid recipe: {where} must be {names}, not {type(value).__name__} {value!r}.")
+    return value
+
+
+def from_dict(data: dict[str, Any]) -> Recipe:
+    return _build(Recipe, data, "")
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"Recipe file not found: {path}.") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Recipe {path} is not valid YAML: {str(e).splitlines()[0]}.") from None
+    return from_dict(data or {})
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+
+
+
+# deepzip's default recipe per model: the settings `deepzip compress` uses without --recipe.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lenet300": {
+        "dense": {"epochs": 12, "lr": 1e-3},
+        "prune": {"sparsity": {"fc1": 0.95, "fc2": 0.9, "fc3": 0.7}, "steps": 3,
+                  "retrain": {"epochs": 3, "lr": 5e-4}},
+        "share": {"bits": {"linear": 5}, "finetune": {"epochs": 2, "lr": 1e-4}},
+    },
+    "lenet5": {
+        "model": "lenet5",
+        "dense": {"epochs": 10, "lr": 1e-3},
+        "prune": {"sparsity": {"conv1": 0.5, "conv2": 0.85, "fc1": 0.96, "fc2": 0.8}, "steps": 3,
+                  "retrain": {"epochs": 2, "lr": 5e-4}},
+        "share": {"bits": {"conv": 8, "linear": 5}, "finetune": {"epochs": 1, "lr": 1e-4}},
+    },
+}
+
+
+def default_recipe(model: str) -> Recipe:
+    """deepzip's tuned recipe for a registry model, or generic settings for any other."""
+    return from_dict({"model": model, **_DEFAULTS.get(model, {"prune": {"sparsity": {"linear": 0.9, "conv": 0.7}}})})

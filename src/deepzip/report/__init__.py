@@ -1,0 +1,1 @@
+"""Reports: the paper's per-layer table from a file's header, as JSON, Markdown and plots."""

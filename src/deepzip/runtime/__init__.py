@@ -1,0 +1,59 @@
+"""The sparse runtime: `deepzip.load(path, runtime="sparse")` runs compressed layers as CSR.
+
+Which layers go sparse is a rule on what the header already says (layer type, size, density),
+so `deepzip inspect` can report the decision without decoding anything. The thresholds come from
+bench/runtime.py on a 2-core x86 CPU: torch's CSR product beats dense Linear at batch 1 up to
+about 40 % density and at batch 64 up to about 30 %; below a few thousand weights the call
+overhead of a sparse kernel eats the gain.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .sparse import SparseConv2d, SparseLinear, csr_bytes, csr_from_positions
+
+SPARSE_LAYERS = ("Linear", "Conv2d")
+MAX_DENSITY = 0.3
+MIN_WEIGHTS = 2048
+
+__all__ = ["SparseConv2d", "SparseLinear", "choose", "csr_bytes", "build", "resident_weight_bytes"]
+
+
+def choose(entry: dict[str, Any]) -> tuple[str, str]:
+    """("sparse" | "dense", why) for one tensor entry of a .dzip header."""
+    if entry.get("layer") not in SPARSE_LAYERS or not entry.get("name", "").endswith("weight"):
+        return "dense", "not a Linear or Conv2d weight"
+    if entry.get("encoding") not in ("shared", "sparse"):
+        return "dense", "stored dense"
+    numel = math.prod(entry["shape"])
+    density = entry["nonzero"] / max(1, numel)
+    if numel < MIN_WEIGHTS:
+        return "dense", f"{numel} weights < {MIN_WEIGHTS}"
+    if density > MAX_DENSITY:
+        return "dense", f"density {density:.2f} > {MAX_DENSITY}"
+    return "sparse", f"density {density:.3f}"
+
+
+def build(module: nn.Module, positions: np.ndarray, values: np.ndarray, bias: torch.Tensor | None) -> nn.Module:
+    """The sparse replacement of a Linear or Conv2d whose weight has these non-zeros."""
+    if isinstance(module, nn.Linear):
+        return SparseLinear(csr_from_positions(positions, values, module.out_features, module.in_features), bias)
+    if isinstance(module, nn.Conv2d):
+        return SparseConv2d(module, positions, values, bias)
+    raise TypeError(f"no sparse runtime for {type(module).__name__}")
+
+
+def resident_weight_bytes(model: nn.Module) -> int:
+    """Bytes the model's weights occupy in memory: CSR parts of sparse layers, dense tensors otherwise."""
+    total = 0
+    for module in model.modules():
+        for t in list(module._parameters.values()) + list(module._buffers.values()):
+            if t is None:
+                continue
+            total += csr_bytes(t) if t.layout == torch.sparse_csr else t.numel() * t.element_size()
+    return total

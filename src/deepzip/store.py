@@ -1,0 +1,174 @@
+"""deepzip.save / deepzip.load: a model's tensors to .dzip streams and back.
+
+Each tensor is written in one of three encodings (docs/FORMAT.md):
+  raw     the tensor's bytes (biases, batch-norm statistics, anything small or unpruned)
+  shared  a float32 codebook + per-weight codes (0 = zero), positions either dense (one code per
+          weight) or sparse (the paper's relative gaps with filler zeros); whichever is smaller
+  sparse  pruned but not shared: float32 values at kept positions + relative gaps
+Code and gap streams are entropy coded (Huffman, ANS, or per stream whichever is smaller).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .encode.sparse import from_gaps, to_gaps
+from .encode.streams import decode_stream, encode_stream
+from .errors import ConfigError, DzipFormatError
+from .format import DzipReader, DzipWriter, is_uint, pack_ints, unpack_ints
+from .layers import kind_of, per_layer
+from .models import arch_of
+from .prune.masks import get_mask
+from .quantize.shared import is_shared
+
+PAPER_INDEX_BITS = {"conv": 8, "linear": 5, "embedding": 8, "default": 8}
+CODERS = ("huffman", "ans", "auto")
+MAX_DIMS = 8
+# A file may not claim more elements than this many per byte of its size: 1024× smaller than
+# float32, five times past the best ratios published, and a hard cap on what a hostile file
+# can make the reader allocate.
+MAX_ELEMENTS_PER_BYTE = 256
+
+DTYPES = {str(t).removeprefix("torch."): t for t in (
+    torch.float32, torch.float64, torch.float16, torch.bfloat16,
+    torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)}
+
+
+@dataclass
+class _Tensor:
+    """One logical tensor to store: a plain one, or a shared layer's codebook and codes."""
+    name: str
+    role: str            # "param" or "buffer"
+    kind: str | None     # layer kind of the owning module, for per-kind index widths
+    layer: str | None    # class name of a compressible owner ("Linear", "Conv2d", …): the runtime's rule uses it
+    value: torch.Tensor | None = None
+    centroids: torch.Tensor | None = None
+    assign: torch.Tensor | None = None
+    masked: bool = False
+
+
+def _logical_tensors(model: nn.Module) -> Iterator[_Tensor | tuple[str, str]]:
+    """Yield each tensor once, or (name, first name) for a parameter tied to one seen before."""
+    seen: dict[int, str] = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        kind = kind_of(module)
+        layer = type(module).__name__ if kind else None
+        dot = f"{prefix}." if prefix else ""
+        hidden: set[str] = set()
+        for name in getattr(module, "_dz_shared", ()):
+            hidden |= {f"{name}_centroids", f"{name}_assign"}
+            key = id(getattr(module, f"{name}_centroids"))
+            if key in seen:
+                yield dot + name, seen[key]
+                continue
+            seen[key] = dot + name
+            yield _Tensor(dot + name, "param", kind, layer, centroids=getattr(module, f"{name}_centroids").detach(),
+                          assign=getattr(module, f"{name}_assign"))
+        hidden |= {f"{name}_mask" for name in getattr(module, "_dz_masked", ())}
+        for role, items in (("param", module._parameters.items()), ("buffer", module._buffers.items())):
+            for name, t in items:
+                if t is None or name in hidden or (role == "buffer" and name in module._non_persistent_buffers_set):
+                    continue
+                if id(t) in seen:
+                    yield dot + name, seen[id(t)]
+                    continue
+                seen[id(t)] = dot + name
+                yield _Tensor(dot + name, role, kind, layer, value=t.detach(), masked=get_mask(module, name) is not None)
+
+
+def _raw_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+class _Encoder:
+    def __init__(self, writer: DzipWriter, coder: str, index_bits: Any) -> None:
+        self.w, self.coder, self.index_bits = writer, coder, index_bits
+
+    def coded(self, symbols: np.ndarray, alphabet: int) -> tuple[bytes, dict[str, Any]]:
+        data, meta = encode_stream(symbols, alphabet, self.coder)
+        meta["table"] = pack_ints(meta["table"])
+        return data, meta
+
+    def add(self, pair: tuple[bytes, dict[str, Any]]) -> int:
+        return self.w.add(*pair)
+
+    def raw(self, data: bytes) -> int:
+        return self.w.add(data, {"coder": "raw"})
+
+    def width(self, t: _Tensor) -> int:
+        return per_layer(self.index_bits, t.name.rpartition(".")[0], t.kind or "default", "index bits") or 8
+
+    def entry(self, t: _Tensor) -> dict[str, Any]:
+        if t.centroids is not None:
+            return self.shared(t)
+        value = t.value
+        base = {"name": t.name, "role": t.role, "shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
+        if t.layer:
+            base["layer"] = t.layer
+        if value.is_floating_point() and value.numel() >= 256 and (t.masked or (value == 0).float().mean() > 0.5):
+            flat = value.detach().cpu().float().reshape(-1).numpy()
+            bits = self.width(t)
+            gaps, vals = to_gaps(flat, bits)
+            g = self.coded(gaps.astype(np.int64), 2**bits)
+            if value.dtype == torch.float32 and len(g[0]) + 4 * len(vals) < 4 * flat.size:
+                return {**base, "encoding": "sparse", "index_bits": bits, "nonzero": int(np.count_nonzero(flat)),
+                        "values": self.raw(vals.astype("<f4").tobytes()), "gaps": self.add(g)}
+        return {**base, "encoding": "raw", "data": self.raw(_raw_bytes(value))}
+
+    def shared(self, t: _Tensor) -> dict[str, Any]:
+        codes = t.assign.cpu().numpy().reshape(-1).astype(np.int64)
+        k = t.centroids.numel()
+        bits = self.width(t)
+        dense = self.coded(codes, k + 1)
+        gaps, vals = to_gaps(codes, bits)
+        sparse = (self.coded(gaps.astype(np.int64), 2**bits), self.coded(vals.astype(np.int64), k + 1))
+        entry = {"name": t.name, "role": "param", "shape": list(t.assign.shape), "dtype": "float32",
+                 "encoding": "shared", "kind": t.kind, "layer": t.layer, "nonzero": int(np.count_nonzero(codes)),
+                 "codebook": self.raw(t.centroids.cpu().float().numpy().astype("<f4").tobytes())}
+        cost = lambda parts: sum(len(d) + len(m["table"]) for d, m in parts)  # noqa: E731
+        if cost([dense]) <= cost(sparse):
+            return {**entry, "positions": "dense", "values": self.add(dense)}
+        return {**entry, "positions": "sparse", "index_bits": bits, "gaps": self.add(sparse[0]),
+                "values": self.add(sparse[1])}
+
+
+def save(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    coder: str = "auto",
+    index_bits: int | Mapping[str, int] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    arch: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Write `model` to `path` as a .dzip; returns the header that was written (with "file_bytes").
+
+    coder: "huffman" (the paper), "ans" (constriction, at the entropy bound) or "auto" (per
+    stream, whichever is smaller). index_bits: width of the relative index, an int or a dict by
+    layer name / kind (default: the paper's 8 for conv, 5 for linear).
+    """
+    if coder not in CODERS:
+        raise ConfigError(f"coder must be one of {', '.join(CODERS)}, not {coder!r}.")
+    widths = PAPER_INDEX_BITS if index_bits is None else index_bits
+    for b in (widths.values() if isinstance(widths, Mapping) else [widths]):
+        if not isinstance(b, int) or not 1 <= b <= 16:
+            raise ConfigError(f"index bits must be a whole number from 1 to 16, not {b!r}.")
+    arch = dict(arch) if arch is not None else arch_of(model)
+    tensors: list[dict[str, Any]] = []
+    with DzipWriter(path) as writer:
+        enc = _Encoder(writer, coder, widths)
+        for t in tqdm(list(_logical_tensors(model)), desc="encode", disable=not progress, leave=False):
+            tensors.append({"name": t[0], "alias": t[1]} if isinstance(t, tuple) else enc.entry(t))
+        header = {"format": "deepzip", "arch": arch, "tensors": tensors,
+                  "meta": {"deepzip": __version__, "torch": torch.__version__, **(metadata or {})}}
+        size = writer.finish(header)
+    return {**header, "streams": writer.streams, "file_bytes": size}

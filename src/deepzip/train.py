@@ -1,0 +1,108 @@
+"""Plain training and evaluation loops.
+
+Nothing here knows about pruning or weight sharing: masks are kept by hooks (prune/masks.py) and
+shared layers expose only their centroids as parameters (quantize/shared.py), so any loop —
+this one or the user's — trains a compressed model correctly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import Dataset
+from .data.loader import Batches
+from .errors import ConfigError
+
+Optim = Literal["adam", "sgd"]
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def make_optimizer(params, name: Optim, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    raise ConfigError(f"optimizer must be 'adam' or 'sgd', not {name!r}.")
+
+
+def train(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    epochs: float,
+    lr: float = 1e-3,
+    optimizer: Optim = "adam",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    seed: int = 0,
+    cosine: bool = True,
+    progress: bool = True,
+    desc: str = "train",
+    on_step=None,
+) -> list[float]:
+    """Train with cross-entropy; returns the mean loss of each epoch.
+
+    `cosine` decays the learning rate to zero over the run: a short retrain then ends settled,
+    which matters more after pruning than a few extra epochs do. `on_step(step, total)` is called
+    after every optimizer step (gradual pruning hooks in there). Fractional epochs are allowed.
+    """
+    if epochs <= 0:
+        return []
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
+    batches = Batches(data, batch_size=batch_size, shuffle=True, seed=seed)
+    total = max(1, math.ceil(epochs * len(batches)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / total))) if cosine else (lambda s: 1.0))
+    loss_fn = nn.CrossEntropyLoss()
+    device = next(model.parameters()).device
+    model.train()
+    losses: list[float] = []
+    step = 0
+    with tqdm(total=total, desc=desc, disable=not progress, leave=False, unit="step") as bar:
+        while step < total:
+            running, seen = 0.0, 0
+            for x, y in batches:
+                x, y = x.to(device), y.to(device)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                running += loss.item() * len(y)
+                seen += len(y)
+                if on_step is not None:
+                    on_step(step, total)
+                bar.update(1)
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{running / seen:.4f}")
+                if step >= total:
+                    break
+            losses.append(running / max(seen, 1))
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Dataset, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted class of every sample, in order."""
+    model.eval()
+    device = next(model.parameters(), torch.empty(0)).device
+    out = [model(data.x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(data.y), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 1000) -> float:
+    """Top-1 accuracy in percent."""
+    if len(data.y) == 0:
+        raise ConfigError("cannot evaluate on an empty data set.")
+    return 100.0 * (predict(model, data, batch_size) == data.y).double().mean().item()

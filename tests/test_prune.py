@@ -1,0 +1,94 @@
+import pytest
+import torch
+from torch import nn
+
+import deepzip as dz
+from deepzip.prune import get_mask, remove_mask_
+
+
+def _step(model, opt, x):
+    opt.zero_grad()
+    model(x).pow(2).mean().backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2),
+    lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-2),
+    lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=1e-2),
+])
+def test_pruned_weights_stay_zero_through_momentum_and_weight_decay(tiny_mlp, make_opt):
+    x = torch.randn(16, 1, 8, 8)
+    opt = make_opt(tiny_mlp.parameters())
+    for _ in range(3):  # fill momentum buffers *before* pruning: the case that revives weights elsewhere
+        _step(tiny_mlp, opt, x)
+    dz.prune_(tiny_mlp, sparsity=0.8)
+    for _ in range(5):
+        _step(tiny_mlp, opt, x)
+        for layer in (tiny_mlp.fc1, tiny_mlp.fc2, tiny_mlp.fc3):
+            mask = get_mask(layer, "weight")
+            assert torch.all(layer.weight[~mask] == 0)
+            assert torch.all(layer.weight.grad[~mask] == 0)
+            assert layer.weight[mask].abs().min() > 0  # kept weights still train
+    assert dz.sparsity_of(tiny_mlp)["fc1"] == pytest.approx(0.8, abs=1 / tiny_mlp.fc1.weight.numel())
+
+
+def test_sparsity_per_layer_dict_and_kind():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    dz.prune_(model, sparsity={"conv": 0.5, "2": 0.9})
+    s = dz.sparsity_of(model)
+    assert s["0"] == pytest.approx(0.5, abs=0.03)
+    assert s["2"] == pytest.approx(0.9, abs=0.01)
+    assert torch.count_nonzero(model[2].bias) == 10  # biases are never pruned
+
+
+def test_quality_threshold_is_quality_times_std(tiny_mlp):
+    w = tiny_mlp.fc2.weight.detach().clone()
+    dz.prune_(tiny_mlp, quality={"fc2": 1.0})
+    expected = w.abs() > w.std()
+    assert torch.equal(get_mask(tiny_mlp.fc2, "weight"), expected)
+    assert get_mask(tiny_mlp.fc1, "weight") is None  # layers the dict does not name are left alone
+
+
+def test_masks_only_shrink(tiny_mlp):
+    dz.prune_(tiny_mlp, sparsity=0.5)
+    first = get_mask(tiny_mlp.fc1, "weight").clone()
+    with torch.no_grad():
+        tiny_mlp.fc1.weight.normal_()  # shuffle magnitudes: a fresh ranking must not revive pruned weights
+    dz.prune_(tiny_mlp, sparsity=0.7)
+    second = get_mask(tiny_mlp.fc1, "weight")
+    assert not torch.any(second & ~first)
+    assert 1 - second.float().mean() == pytest.approx(0.7, abs=0.2)
+
+
+def test_global_sparsity_is_exact(tiny_mlp):
+    dz.prune_(tiny_mlp, sparsity=0.75, scope="global")
+    total = sum(m.weight.numel() for m in (tiny_mlp.fc1, tiny_mlp.fc2, tiny_mlp.fc3))
+    zeros = sum(int((m.weight == 0).sum()) for m in (tiny_mlp.fc1, tiny_mlp.fc2, tiny_mlp.fc3))
+    assert zeros == round(0.75 * total)
+
+
+def test_integer_amount_is_a_count(tiny_mlp):
+    dz.prune_(tiny_mlp, sparsity={"fc3": 7})
+    assert int((tiny_mlp.fc3.weight == 0).sum()) == 7
+
+
+def test_remove_keeps_zeros_and_drops_hooks(tiny_mlp):
+    dz.prune_(tiny_mlp, sparsity=0.6)
+    before = tiny_mlp(torch.randn(4, 1, 8, 8))
+    remove_mask_(tiny_mlp.fc1, "weight")
+    assert "weight_mask" not in dict(tiny_mlp.fc1.named_buffers())
+    assert float((tiny_mlp.fc1.weight == 0).float().mean()) == pytest.approx(0.6, abs=0.01)
+    torch.testing.assert_close(tiny_mlp(torch.randn(4, 1, 8, 8)).shape, before.shape)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({}, "exactly one"),
+    ({"sparsity": 0.5, "quality": 1.0}, "exactly one"),
+    ({"sparsity": 1.5}, "sparsity"),
+    ({"quality": -1.0}, "quality"),
+    ({"sparsity": {"fc9": 0.5}}, "fc9"),
+])
+def test_bad_pruning_configs_are_refused(tiny_mlp, kwargs, words):
+    with pytest.raises(dz.ConfigError, match=words):
+        dz.prune_(tiny_mlp, **kwargs)

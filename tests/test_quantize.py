@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+import deepzip as dz
+from deepzip.quantize import kmeans_1d, shared_weight
+
+
+def _distinct_nonzero(t):
+    return torch.unique(t[t != 0]).numel()
+
+
+@pytest.mark.parametrize("init", ["linear", "density", "random"])
+def test_kmeans_is_a_fixed_point_of_lloyd(init):
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(-1, 0.2, 500), rng.normal(1.5, 0.3, 700)])
+    c, labels = kmeans_1d(x, 8, init)
+    assert c.size <= 8 and np.all(np.diff(c) > 0)
+    # each point sits at its nearest centroid, and each centroid is its members' mean
+    assert np.array_equal(labels, np.abs(x[:, None] - c[None, :]).argmin(1))
+    np.testing.assert_allclose(c, [x[labels == k].mean() for k in range(c.size)])
+
+
+def test_kmeans_with_fewer_distinct_values_than_k():
+    c, labels = kmeans_1d(np.array([3.0, 1.0, 3.0, 2.0]), 8)
+    assert list(c) == [1.0, 2.0, 3.0] and list(labels) == [2, 0, 2, 1]
+
+
+def test_sharing_limits_distinct_values_and_keeps_zeros(tiny_mlp):
+    dz.prune_(tiny_mlp, sparsity=0.7)
+    zeros = {n: (m.weight == 0).clone() for n, m in tiny_mlp.named_children() if hasattr(m, "weight")}
+    dz.share_weights_(tiny_mlp, bits={"fc1": 3, "linear": 4})
+    x = torch.randn(32, 1, 8, 8)
+    opt = torch.optim.SGD(tiny_mlp.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-2)
+    for _ in range(4):
+        opt.zero_grad()
+        tiny_mlp(x).pow(2).sum().backward()
+        opt.step()
+    tiny_mlp(x)
+    for name, bits in (("fc1", 3), ("fc2", 4), ("fc3", 4)):
+        layer = getattr(tiny_mlp, name)
+        assert _distinct_nonzero(layer.weight) <= 2**bits - 1
+        assert torch.equal(layer.weight == 0, zeros[name])  # assignments fixed, zeros stay zero
+    assert [n for n, _ in tiny_mlp.named_parameters() if "weight" in n] == \
+        ["fc1.weight_centroids", "fc2.weight_centroids", "fc3.weight_centroids"]
+
+
+def test_centroid_gradient_is_grouped_sum_of_weight_gradients(tiny_mlp):
+    dz.prune_(tiny_mlp, sparsity=0.5)
+    dense = {n: m.weight.detach().clone() for n, m in tiny_mlp.named_children() if hasattr(m, "weight")}
+    dz.share_weights_(tiny_mlp, bits=4)
+    layer = tiny_mlp.fc2
+    x = torch.randn(8, 1, 8, 8)
+    # gradient w.r.t. the dense weight, taken on a plain copy with the same shared values
+    w = shared_weight(layer).detach().clone().requires_grad_(True)
+    h = torch.relu(tiny_mlp.fc1(x.flatten(1)))
+    out = tiny_mlp.fc3(torch.relu(torch.nn.functional.linear(h, w, layer.bias)))
+    out.pow(2).sum().backward()
+    tiny_mlp.zero_grad()
+    tiny_mlp(x).pow(2).sum().backward()
+    assign = layer.weight_assign.long()
+    expected = torch.zeros(layer.weight_centroids.numel()).index_add_(0, assign[assign > 0] - 1, w.grad[assign > 0])
+    torch.testing.assert_close(layer.weight_centroids.grad, expected)
+    assert dense  # (the dense copies were taken before sharing replaced the Parameter)
+
+
+def test_strip_restores_plain_parameters_with_the_same_values(tiny_mlp):
+    dz.prune_(tiny_mlp, sparsity=0.5)
+    dz.share_weights_(tiny_mlp, bits=2)
+    x = torch.randn(4, 1, 8, 8)
+    before = tiny_mlp(x)
+    dz.strip_(tiny_mlp)
+    assert sorted(tiny_mlp.state_dict()) == sorted(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"])
+    torch.testing.assert_close(tiny_mlp(x), before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kwargs", [{"bits": 0}, {"bits": 13}, {"bits": {"fc7": 4}}, {"init": "kmeans++"}])
+def test_bad_sharing_configs_are_refused(tiny_mlp, kwargs):
+    with pytest.raises(dz.ConfigError):
+        dz.share_weights_(tiny_mlp, **kwargs)

@@ -1,0 +1,119 @@
+"""save → load round trips: exact weights, identical predictions, every encoding and coder."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import deepzip as dz
+from deepzip.format import DzipReader
+
+
+def _compressed(model, sparsity=0.8, bits=4):
+    dz.prune_(model, sparsity=sparsity)
+    dz.share_weights_(model, bits=bits)
+    return model
+
+
+@pytest.mark.parametrize("coder", ["huffman", "ans", "auto"])
+def test_load_of_save_is_bit_identical(tmp_path, tiny_mlp, coder):
+    model = _compressed(tiny_mlp)
+    x = torch.randn(64, 1, 8, 8)
+    expected = model(x)
+    weights = {n: getattr(model, n).weight.detach().clone() for n in ("fc1", "fc2", "fc3")}
+    dz.save(model, tmp_path / "m.dzip", coder=coder)
+    back = dz.load(tmp_path / "m.dzip")
+    for n, w in weights.items():
+        assert torch.equal(getattr(back, n).weight, w)
+    assert torch.equal(back(x), expected)
+    assert torch.equal(back(x).argmax(1), expected.argmax(1))
+
+
+def test_coders_are_recorded_per_stream(tmp_path, tiny_mlp):
+    header = dz.save(_compressed(tiny_mlp), tmp_path / "m.dzip", coder="ans")
+    coded = [s["coder"] for s in header["streams"] if s["coder"] != "raw"]
+    assert coded and set(coded) == {"ans"}
+    with DzipReader(tmp_path / "m.dzip") as r:
+        assert [s["coder"] for s in r.streams] == [s["coder"] for s in header["streams"]]
+
+
+def test_auto_is_never_larger_than_either_coder(tmp_path, tiny_mlp):
+    model = _compressed(tiny_mlp)
+    sizes = {c: dz.save(model, tmp_path / f"{c}.dzip", coder=c)["file_bytes"] for c in ("huffman", "ans", "auto")}
+    assert sizes["auto"] <= min(sizes["huffman"], sizes["ans"])
+
+
+def test_pruned_unshared_and_plain_models_round_trip(tmp_path, tiny_mlp):
+    dz.prune_(tiny_mlp, sparsity=0.9)
+    header = dz.save(tiny_mlp, tmp_path / "p.dzip")
+    encodings = {e["name"]: e["encoding"] for e in header["tensors"]}
+    assert encodings["fc1.weight"] == "sparse" and encodings["fc1.bias"] == "raw"
+    back = dz.load(tmp_path / "p.dzip")
+    assert torch.equal(back.fc1.weight, tiny_mlp.fc1.weight)
+    plain = dz.create_model("lenet5", image_size=16)
+    dz.save(plain, tmp_path / "d.dzip")
+    again = dz.load(tmp_path / "d.dzip")
+    for (n, a), (_, b) in zip(plain.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
+def test_file_is_much_smaller_than_dense(tmp_path):
+    model = dz.create_model("lenet300")
+    _compressed(model, sparsity=0.95, bits=5)
+    header = dz.save(model, tmp_path / "m.dzip")
+    dense = 4 * sum(p.numel() for p in dz.create_model("lenet300").parameters())
+    assert (tmp_path / "m.dzip").stat().st_size == header["file_bytes"]
+    assert dense / header["file_bytes"] > 25  # random weights: no training, still 95 % sparse, 5 bits
+
+
+def test_custom_module_needs_model_argument_and_reports_mismatches(tmp_path):
+    model = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Linear(5, 2))
+    model[1].running_mean.fill_(0.25)
+    dz.save(model, tmp_path / "c.dzip")
+    with pytest.raises(dz.ConfigError, match="model="):
+        dz.load(tmp_path / "c.dzip")
+    fresh = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Linear(5, 2))
+    dz.load(tmp_path / "c.dzip", model=fresh)
+    assert torch.equal(fresh[1].running_mean, model[1].running_mean)
+    assert int(fresh[1].num_batches_tracked) == int(model[1].num_batches_tracked)
+    with pytest.raises(dz.ModelMismatchError, match="2.weight"):
+        dz.load(tmp_path / "c.dzip", model=nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5)))
+    with pytest.raises(dz.ModelMismatchError, match=r"\(2, 5\)"):
+        dz.load(tmp_path / "c.dzip", model=nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Linear(5, 3)))
+
+
+def test_tied_parameters_are_stored_once(tmp_path):
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 16)
+            self.out = nn.Linear(16, 50, bias=False)
+            self.out.weight = self.emb.weight
+
+        def forward(self, i):
+            return self.out(self.emb(i))
+
+    m = Tied()
+    header = dz.save(m, tmp_path / "t.dzip")
+    aliases = [e for e in header["tensors"] if "alias" in e]
+    assert aliases == [{"name": "out.weight", "alias": "emb.weight"}]
+    fresh = Tied()
+    dz.load(tmp_path / "t.dzip", model=fresh)
+    assert torch.equal(fresh.out.weight, m.emb.weight) and fresh.out.weight is fresh.emb.weight
+
+
+def test_header_records_arch_and_metadata(tmp_path, tiny_mlp):
+    dz.save(tiny_mlp, tmp_path / "m.dzip", metadata={"accuracy": {"dense": 90.0}})
+    info = dz.inspect(tmp_path / "m.dzip")
+    assert info["arch"] == {"name": "lenet300", "kwargs": {"in_channels": 1, "image_size": 8, "classes": 4}}
+    assert info["meta"]["accuracy"] == {"dense": 90.0}
+    assert info["parameters"] == sum(p.numel() for p in tiny_mlp.parameters())
+    json.dumps(info)  # JSON-able, for `deepzip inspect --json`
+
+
+def test_bad_save_arguments(tmp_path, tiny_mlp):
+    with pytest.raises(dz.ConfigError, match="coder"):
+        dz.save(tiny_mlp, tmp_path / "m.dzip", coder="zip")
+    with pytest.raises(dz.ConfigError, match="index bits"):
+        dz.save(tiny_mlp, tmp_path / "m.dzip", index_bits=0)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
