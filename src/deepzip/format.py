@@ -1,6 +1,6 @@
 """The .dzip container: bytes on disk, written atomically and read without trusting anything.
 
-    magic "DZIP" | u16 version | u16 flags | u64 header_len | header (UTF-8 JSON) | payload | u32 crc32
+    magic "DZIP" | u16 version | u16 flags | u64 header_len | header (deflated UTF-8 JSON) | payload | u32 crc32
 
 All integers little-endian. The header lists every stream (offset into the payload, length,
 crc32, coder and table) and every tensor (which streams rebuild it); docs/FORMAT.md is the spec.
@@ -29,6 +29,7 @@ VERSION = 1
 PREAMBLE = struct.Struct("<4sHHQ")
 TRAILER = struct.Struct("<I")
 MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse
+FLAG_DEFLATE = 1  # header is zlib-deflated: its JSON (tables, recipe) is a tenth of a small model's file
 _CHUNK = 1 << 20
 
 
@@ -75,14 +76,14 @@ class DzipWriter:
     def finish(self, header: dict[str, Any]) -> int:
         """Write the file; returns its size in bytes."""
         header = {**header, "streams": self.streams}
-        blob = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        blob = zlib.compress(json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8"), 9)
         self._spool.flush()
         self._spool.seek(0)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:
                 crc = 0
-                for piece in (PREAMBLE.pack(MAGIC, VERSION, 0, len(blob)), blob):
+                for piece in (PREAMBLE.pack(MAGIC, VERSION, FLAG_DEFLATE, len(blob)), blob):
                     out.write(piece)
                     crc = zlib.crc32(piece, crc)
                 while chunk := self._spool.read(_CHUNK):
@@ -151,10 +152,21 @@ class DzipReader:
         self.version = version
         _need(header_len <= MAX_HEADER_BYTES and PREAMBLE.size + header_len + TRAILER.size <= self.size,
               f"{name} is truncated or corrupt: its header claims {header_len} bytes but the file has {self.size}.")
+        _need(self.flags & ~FLAG_DEFLATE == 0, f"{name} uses flags {self.flags:#x} that this deepzip does not know.")
         self._check_crc(name)
         self._f.seek(PREAMBLE.size)
+        blob = self._f.read(header_len)
+        if self.flags & FLAG_DEFLATE:
+            # Bounded inflate: a small hostile header must not expand into gigabytes.
+            inflater = zlib.decompressobj()
+            try:
+                blob = inflater.decompress(blob, MAX_HEADER_BYTES)
+            except zlib.error:
+                raise DzipFormatError(f"{name} has a corrupt header: it does not inflate.") from None
+            _need(inflater.eof and not inflater.unconsumed_tail,
+                  f"{name} has a corrupt header: it inflates past {MAX_HEADER_BYTES} bytes or ends early.")
         try:
-            header = json.loads(self._f.read(header_len).decode("utf-8"))
+            header = json.loads(blob.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise DzipFormatError(f"{name} has a corrupt header: {type(e).__name__}.") from None
         _need(isinstance(header, dict), f"{name} has a corrupt header: it is not a JSON object.")

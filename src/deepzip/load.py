@@ -201,6 +201,23 @@ def _check_names(entries: list, have: dict, path_name: str) -> None:
         raise ModelMismatchError(f"{path_name} does not fit this model: {'; '.join(parts)}.")
 
 
+STREAM_KEYS = ("data", "codebook", "values", "gaps")
+
+
+def _check_entries(entries: list, count: int, path_name: str) -> None:
+    """Shape of the tensor table, checked once so later lookups can trust the types: each entry is
+    an object with a string name and either a string alias or string encoding and dtype. And each
+    stream belongs to exactly one tensor field: a header that points two tensors at one stream,
+    or leaves a stream unused, was not written by deepzip and is refused."""
+    for i, e in enumerate(entries):
+        keys = ("name", "alias") if isinstance(e, dict) and "alias" in e else ("name", "encoding", "dtype")
+        if not (isinstance(e, dict) and all(isinstance(e.get(k), str) for k in keys)):
+            raise DzipFormatError(f"{path_name} is corrupt: tensor entry {i} lacks a valid {' or '.join(keys)}.")
+    used = [e[k] for e in entries if "alias" not in e for k in STREAM_KEYS if k in e]
+    if sorted(map(repr, used)) != sorted(map(repr, range(count))):
+        raise DzipFormatError(f"{path_name} is corrupt: its tensors do not use each of its {count} streams exactly once.")
+
+
 def _put(owner: nn.Module, attr: str, role: str, value: torch.Tensor, name: str, path_name: str) -> torch.Tensor:
     """Store `value` as owner.attr: in place into a real tensor, or as the tensor itself on a
     meta-built model. Returns the tensor now held, so tied names can share it."""
@@ -254,6 +271,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
             model = build_model(header, pname)
         else:
             strip_(model)
+        _check_entries(entries, len(reader.streams), pname)
         have = targets(model)
         if strict:
             _check_names(entries, have, pname)

@@ -66,10 +66,13 @@ class Recipe:
     prune: PruneStage | None = field(default_factory=PruneStage)
     share: ShareStage | None = field(default_factory=ShareStage)
     coder: Literal["huffman", "ans", "auto"] = "huffman"
-    index_bits: int | dict[str, int] | None = None
+    index_bits: int | str | dict[str, int | str] | None = None
 
     def __post_init__(self) -> None:
         _check(self.coder in ("huffman", "ans", "auto"), "coder must be 'huffman', 'ans' or 'auto'")
+        widths = self.index_bits.values() if isinstance(self.index_bits, dict) else [self.index_bits]
+        _check(all(w is None or w == "auto" or (isinstance(w, int) and 1 <= w <= 16) for w in widths),
+               "index_bits must be 1 to 16 or 'auto'")
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
@@ -102,6 +105,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:
+    if typing.get_origin(hint) is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"Invalid recipe: {where} must be one of {typing.get_args(hint)}, not {value!r}.")
+        return value
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     nested = [a for a in args + [hint] if dataclasses.is_dataclass(a)]
     if nested:

@@ -30,6 +30,7 @@ from .prune.masks import get_mask
 from .quantize.shared import is_shared
 
 PAPER_INDEX_BITS = {"conv": 8, "linear": 5, "embedding": 8, "default": 8}
+AUTO_WIDTHS = range(2, 11)
 CODERS = ("huffman", "ans", "auto")
 MAX_DIMS = 8
 # A file may not claim more elements than this many per byte of its size: 1024× smaller than
@@ -84,6 +85,11 @@ def _logical_tensors(model: nn.Module) -> Iterator[_Tensor | tuple[str, str]]:
                 yield _Tensor(dot + name, role, kind, layer, value=t.detach(), masked=get_mask(module, name) is not None)
 
 
+def _cost(parts: list[tuple[bytes, dict[str, Any]]]) -> int:
+    """Bytes a choice of streams adds to the file, counting their tables in the header."""
+    return sum(len(data) + len(meta["table"]) for data, meta in parts)
+
+
 def _raw_bytes(t: torch.Tensor) -> bytes:
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
@@ -103,8 +109,24 @@ class _Encoder:
     def raw(self, data: bytes) -> int:
         return self.w.add(data, {"coder": "raw"})
 
-    def width(self, t: _Tensor) -> int:
-        return per_layer(self.index_bits, t.name.rpartition(".")[0], t.kind or "default", "index bits") or 8
+    def widths(self, t: _Tensor) -> range:
+        """Index widths to try: the configured one, or with "auto" every width from 2 to 10 bits."""
+        bits = per_layer(self.index_bits, t.name.rpartition(".")[0], t.kind or "default", "index bits") or 8
+        return AUTO_WIDTHS if bits == "auto" else range(bits, bits + 1)
+
+    def positions(self, flat: np.ndarray, t: _Tensor, alphabet: int | None) -> tuple[int, Any, Any]:
+        """(width, coded gaps, values) of the smallest relative-index encoding among the widths
+        tried. A narrow index needs filler entries where gaps are long, a wide one spends bits on
+        every gap: where the balance lies depends on the layer's density, so it is measured."""
+        best = None
+        for bits in self.widths(t):
+            gaps, vals = to_gaps(flat, bits)
+            g = self.coded(gaps.astype(np.int64), 2**bits)
+            v = self.coded(vals.astype(np.int64), alphabet) if alphabet else vals
+            cost = _cost([g]) + (_cost([v]) if alphabet else 4 * len(vals))
+            if best is None or cost < best[0]:
+                best = (cost, bits, g, v)
+        return best[1:]
 
     def entry(self, t: _Tensor) -> dict[str, Any]:
         if t.centroids is not None:
@@ -115,9 +137,7 @@ class _Encoder:
             base["layer"] = t.layer
         if value.is_floating_point() and value.numel() >= 256 and (t.masked or (value == 0).float().mean() > 0.5):
             flat = value.detach().cpu().float().reshape(-1).numpy()
-            bits = self.width(t)
-            gaps, vals = to_gaps(flat, bits)
-            g = self.coded(gaps.astype(np.int64), 2**bits)
+            bits, g, vals = self.positions(flat, t, None)
             if value.dtype == torch.float32 and len(g[0]) + 4 * len(vals) < 4 * flat.size:
                 return {**base, "encoding": "sparse", "index_bits": bits, "nonzero": int(np.count_nonzero(flat)),
                         "values": self.raw(vals.astype("<f4").tobytes()), "gaps": self.add(g)}
@@ -126,15 +146,12 @@ class _Encoder:
     def shared(self, t: _Tensor) -> dict[str, Any]:
         codes = t.assign.cpu().numpy().reshape(-1).astype(np.int64)
         k = t.centroids.numel()
-        bits = self.width(t)
         dense = self.coded(codes, k + 1)
-        gaps, vals = to_gaps(codes, bits)
-        sparse = (self.coded(gaps.astype(np.int64), 2**bits), self.coded(vals.astype(np.int64), k + 1))
+        bits, *sparse = self.positions(codes, t, k + 1)
         entry = {"name": t.name, "role": "param", "shape": list(t.assign.shape), "dtype": "float32",
                  "encoding": "shared", "kind": t.kind, "layer": t.layer, "nonzero": int(np.count_nonzero(codes)),
                  "codebook": self.raw(t.centroids.cpu().float().numpy().astype("<f4").tobytes())}
-        cost = lambda parts: sum(len(d) + len(m["table"]) for d, m in parts)  # noqa: E731
-        if cost([dense]) <= cost(sparse):
+        if _cost([dense]) <= _cost(sparse):
             return {**entry, "positions": "dense", "values": self.add(dense)}
         return {**entry, "positions": "sparse", "index_bits": bits, "gaps": self.add(sparse[0]),
                 "values": self.add(sparse[1])}
@@ -153,15 +170,16 @@ def save(
     """Write `model` to `path` as a .dzip; returns the header that was written (with "file_bytes").
 
     coder: "huffman" (the paper), "ans" (constriction, at the entropy bound) or "auto" (per
-    stream, whichever is smaller). index_bits: width of the relative index, an int or a dict by
-    layer name / kind (default: the paper's 8 for conv, 5 for linear).
+    stream, whichever is smaller). index_bits: width of the relative index, an int, "auto" (the
+    width from 2 to 10 that gives the smallest layer), or a dict of those by layer name / kind
+    (default: the paper's 8 for conv, 5 for linear).
     """
     if coder not in CODERS:
         raise ConfigError(f"coder must be one of {', '.join(CODERS)}, not {coder!r}.")
     widths = PAPER_INDEX_BITS if index_bits is None else index_bits
     for b in (widths.values() if isinstance(widths, Mapping) else [widths]):
-        if not isinstance(b, int) or not 1 <= b <= 16:
-            raise ConfigError(f"index bits must be a whole number from 1 to 16, not {b!r}.")
+        if b != "auto" and (not isinstance(b, int) or not 1 <= b <= 16):
+            raise ConfigError(f"index bits must be a whole number from 1 to 16 or 'auto', not {b!r}.")
     arch = dict(arch) if arch is not None else arch_of(model)
     tensors: list[dict[str, Any]] = []
     with DzipWriter(path) as writer:

@@ -28,7 +28,7 @@ def _model(counts: np.ndarray):
     probabilities = counts.astype(np.float64)
     probabilities /= probabilities.sum()
     if len(probabilities) == 1:
-        # constriction refuses a one-symbol alphabet; an extra symbol of count 0 costs ~2^-24 bits each.
+        # constriction refuses a one-symbol alphabet; a dummy second symbol of count 0 costs ~1e-7 bits a symbol.
         probabilities = np.append(probabilities, 0.0)
     return constriction.stream.model.Categorical(probabilities, perfect=False)
 

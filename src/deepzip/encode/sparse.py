@@ -61,6 +61,7 @@ def from_gaps(gaps: np.ndarray, values: np.ndarray, numel: int) -> np.ndarray:
         raise DzipFormatError(f"a sparse tensor of {numel} elements has a gap that does not fit in it.")
     positions = np.cumsum(gaps.astype(np.int64) + 1) - 1
     if positions[-1] >= numel:
-        raise DzipFormatError(f"the entries of a sparse tensor run to position {positions[-1]}, past its {numel} elements.")
+        raise DzipFormatError(f"the entries of a sparse tensor run to position {positions[-1]}, "
+                              f"past its {numel} elements.")
     out[positions] = values
     return out

@@ -43,4 +43,4 @@ def arch_of(model: nn.Module) -> dict[str, Any] | None:
     return getattr(model, "deepzip_arch", None)
 
 
-from . import lenet  # noqa: E402,F401  (registers its models)
+from . import densenet, fire, lenet, resnet, squeezenet, vgg  # noqa: E402,F401  (register their models)

@@ -1,0 +1,25 @@
+"""Helpers for tests that take .dzip files apart and put them back together."""
+import json
+import struct
+import zlib
+
+from deepzip.format import FLAG_DEFLATE, MAGIC, PREAMBLE, VERSION
+
+
+def split(blob: bytes) -> tuple[dict, bytes]:
+    _, _, flags, n = PREAMBLE.unpack(blob[:16])
+    raw = blob[16:16 + n]
+    header = json.loads(zlib.decompress(raw) if flags & FLAG_DEFLATE else raw)
+    return header, blob[16 + n:-4]
+
+
+def join(header: dict, payload: bytes, *, magic=MAGIC, version=VERSION, flags=FLAG_DEFLATE,
+         header_bytes: bytes | None = None, header_len: int | None = None) -> bytes:
+    """A file with a valid checksum around whatever header and payload a test wants."""
+    if header_bytes is None:
+        header_bytes = json.dumps(header).encode()
+        if flags & FLAG_DEFLATE:
+            header_bytes = zlib.compress(header_bytes)
+    body = PREAMBLE.pack(magic, version, flags, len(header_bytes) if header_len is None else header_len)
+    body += header_bytes + payload
+    return body + struct.pack("<I", zlib.crc32(body))

@@ -1,0 +1,179 @@
+"""A .dzip reader that trusts nothing: each rule has a case, and a fuzzer hunts for the rest."""
+import copy
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import deepzip as dz
+from dzip_tools import join, split
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory):
+    torch.manual_seed(0)
+    model = dz.create_model("lenet300", image_size=8, classes=4)
+    dz.prune_(model, sparsity={"fc1": 0.9, "fc2": 0.5})
+    dz.share_weights_(model, bits={"fc1": 4})
+    path = tmp_path_factory.mktemp("v") / "m.dzip"
+    dz.save(model, path, coder="auto")
+    weights = {k: v.clone() for k, v in dz.load(path).state_dict().items()}
+    return Valid(path.read_bytes(), weights)
+
+
+class Valid(tuple):
+    """(file bytes, weights), with a repr short enough for hypothesis' failure reports."""
+
+    def __new__(cls, blob, weights):
+        return super().__new__(cls, (blob, weights))
+
+    def __repr__(self):
+        return f"<valid .dzip, {len(self[0])} bytes>"
+
+
+def _load(tmp_path, blob):
+    p = tmp_path / "bad.dzip"
+    p.write_bytes(blob)
+    return dz.load(p)
+
+
+def _entry(header, name):
+    return next(e for e in header["tensors"] if e.get("name") == name)
+
+
+def _mutate(blob, change):
+    header, payload = split(blob)
+    header = copy.deepcopy(header)
+    payload = change(header, payload) or payload
+    return join(header, payload)
+
+
+CASES = {
+    "short": (lambda b: b[:10], "only 10 bytes"),
+    "magic": (lambda b: b"ZIPD" + b[4:], "not a .dzip"),
+    "version": (lambda b: join(*split(b), version=99), "version 99"),
+    "header_len": (lambda b: join(*split(b), header_len=2**40), "header claims"),
+    "flags": (lambda b: join(*split(b), flags=6), "flags"),
+    "crc": (lambda b: b[:-30] + bytes([b[-30] ^ 1]) + b[-29:], "checksum"),
+    "truncated": (lambda b: b[:-100], "checksum|truncated"),
+    "not_json": (lambda b: join({}, b"", header_bytes=__import__("zlib").compress(b"{nope")), "corrupt header"),
+    "no_inflate": (lambda b: join({}, b"", header_bytes=b"\x00garbage"), "inflate"),
+    "stream_outside": (lambda b: _mutate(b, lambda h, p: h["streams"][1].update(offset=10**9)), "ends at byte"),
+    "stream_crc": (lambda b: _mutate(b, lambda h, p: h["streams"][1].update(crc32=h["streams"][1]["crc32"] ^ 1)), "fails its checksum"),
+    "coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(coder="lz4")), "unknown coder"),
+    "encoding": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(encoding="jpeg")), "unknown encoding"),
+    "dtype": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(dtype="object")), "unknown dtype"),
+    "negative_dim": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[-300])), "invalid shape"),
+    "too_many_dims": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[1] * 9)), "invalid shape"),
+    "huge_shape": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(shape=[2**40, 2**40])), "more elements"),
+    "raw_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[301])), "bytes for 301"),
+    "gaps_past_end": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(shape=[3, 64])), "gaps|run past|codes for"),
+    "stream_twice": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc3.bias").update(data=_entry(h, "fc2.bias")["data"])), "exactly once"),
+    "alias": (lambda b: _mutate(b, lambda h, p: h["tensors"].__setitem__(-1, {"name": "fc3.bias", "alias": "nope"})), "aliases|exactly once"),
+    "count": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(count=10**12)), "more elements|count|symbols"),
+    "table": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(table="!!")), "base64|table"),
+    "alphabet": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(alphabet=3)), "alphabet"),
+    "tensors_type": (lambda b: _mutate(b, lambda h, p: h.update(tensors={})), "not a list"),
+    "arch": (lambda b: _mutate(b, lambda h, p: h.update(arch=[1])), "architecture"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_validation_rule_gives_one_sentence(tmp_path, valid, case):
+    make, words = CASES[case]
+    with pytest.raises(dz.DzipFormatError, match=words) as err:
+        _load(tmp_path, make(valid[0]))
+    msg = str(err.value)
+    assert "\n" not in msg and msg.endswith(".")
+
+
+def _extremes():
+    return st.sampled_from([0, -1, 1, 2**31, 2**63, 2**64 + 1, 1e308, -0.5, "", "x" * 300, None, True, [], {}, [2**40]])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_headers_load_exactly_or_raise_format_error(tmp_path, valid, data):
+    blob, weights = valid
+    header, payload = split(blob)
+    header = copy.deepcopy(header)
+    target = data.draw(st.sampled_from(["stream", "tensor"]))
+    items = header["streams"] if target == "stream" else header["tensors"]
+    item = items[data.draw(st.integers(0, len(items) - 1))]
+    key = data.draw(st.sampled_from(sorted(item) + ["extra"]))
+    item[key] = data.draw(_extremes())
+    try:
+        model = _load(tmp_path, join(header, payload))
+    except (dz.DzipFormatError, dz.ModelMismatchError):
+        return
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, weights[k])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(0, 10**6), flips=st.sets(st.integers(0, 10**6), min_size=1, max_size=4))
+def test_truncations_and_bit_flips_never_escape(tmp_path, valid, cut, flips):
+    blob = bytearray(valid[0])
+    for f in flips:
+        blob[f % len(blob)] ^= 1 << (f % 8)
+    mutants = [valid[0][: cut % len(valid[0])]]
+    if bytes(blob) != valid[0]:  # two flips of one bit cancel out
+        mutants.append(bytes(blob))
+    for mutant in mutants:
+        with pytest.raises(dz.DzipFormatError):
+            _load(tmp_path, mutant)
+
+
+def test_truncation_at_every_stream_boundary(tmp_path, valid):
+    header, _ = split(valid[0])
+    start = len(valid[0]) - 4 - sum(s["length"] for s in header["streams"])
+    for s in header["streams"]:
+        with pytest.raises(dz.DzipFormatError):
+            _load(tmp_path, valid[0][: start + s["offset"]])
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(dz.DzipFormatError, match="does not exist"):
+        dz.load(tmp_path / "nope.dzip")
+    with pytest.raises(dz.DzipFormatError, match="directory"):
+        dz.load(tmp_path)
+
+
+CHILD = textwrap.dedent("""
+    import os, sys, time
+    import torch, deepzip as dz
+    from deepzip import format as fmt
+    path, marker = sys.argv[1], sys.argv[2]
+    real_fsync = os.fsync
+    def slow_fsync(fd):
+        open(marker, "w").close()   # the new file is being written: kill me now
+        time.sleep(60)
+        real_fsync(fd)
+    fmt.os.fsync = slow_fsync
+    torch.manual_seed(1)
+    dz.save(dz.create_model("lenet300"), path)
+""")
+
+
+def test_killed_save_leaves_the_old_file_intact(tmp_path, tiny_mlp):
+    path = tmp_path / "m.dzip"
+    dz.save(tiny_mlp, path)
+    old = path.read_bytes()
+    marker = tmp_path / "writing"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(marker)])
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), "the child never reached the middle of save"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert path.read_bytes() == old
+    assert dz.load(path) is not None
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["m.dzip", "writing"]
