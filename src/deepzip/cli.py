@@ -29,14 +29,14 @@ def _run(fn):
 
 @app.command()
 def compress(
-    model: str = typer.Option("lenet300", help="registry name of the model"),
-    data: str = typer.Option("fashion-mnist", help="data set name"),
+    model: Optional[str] = typer.Option(None, help="registry name of the model [default: lenet300, or the recipe's]"),
+    data: Optional[str] = typer.Option(None, help="data set name [default: fashion-mnist, or the recipe's]"),
     out: Path = typer.Option(Path("out"), help="output directory for model.dzip and the reports"),
     from_: Optional[Path] = typer.Option(None, "--from", help="start from this dense safetensors checkpoint"),
-    seed: Optional[int] = typer.Option(None, help="random seed (default: the recipe's)"),
-    recipe: Optional[Path] = typer.Option(None, help="YAML recipe (default: deepzip's recipe for the model)"),
+    seed: Optional[int] = typer.Option(None, help="random seed [default: the recipe's]"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML recipe [default: deepzip's recipe for the model]"),
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
-    coder: Optional[str] = typer.Option(None, help="huffman, ans or auto (default: the recipe's)"),
+    coder: Optional[str] = typer.Option(None, help="huffman, ans or auto [default: the recipe's]"),
     limit: Optional[int] = typer.Option(None, help="use only the first N samples of each split (quick runs)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
@@ -45,16 +45,10 @@ def compress(
     from .recipe import default_recipe, load_recipe
 
     def go():
-        r = load_recipe(recipe) if recipe else default_recipe(model)
-        changes = {"dataset": data} if recipe is None or data != "fashion-mnist" else {}
-        if recipe is None or model != "lenet300":
-            changes["model"] = model if recipe is None else r.model
-        if seed is not None:
-            changes["seed"] = seed
-        if coder is not None:
-            changes["coder"] = coder
-        report = run(r.replace(**changes), out, data_dir=data_dir, from_checkpoint=from_, limit=limit,
-                     progress=not quiet, log=typer.echo)
+        r = load_recipe(recipe) if recipe else default_recipe(model or "lenet300")
+        given = {"model": model, "dataset": data, "seed": seed, "coder": coder}
+        report = run(r.replace(**{k: v for k, v in given.items() if v is not None}), out, data_dir=data_dir,
+                     from_checkpoint=from_, limit=limit, progress=not quiet, log=typer.echo)
         typer.echo((out / "report.md").read_text())
         typer.echo(f"wrote {out / 'model.dzip'} ({report['file_bytes']:,} bytes, {report['ratio']:.1f}× smaller "
                    f"than {report['dense_bytes']:,} dense bytes)")

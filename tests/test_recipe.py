@@ -1,0 +1,43 @@
+import pytest
+
+import deepzip as dz
+from deepzip.pipeline import ramp
+from deepzip.recipe import default_recipe, from_dict, load_recipe, save_recipe
+
+
+def test_round_trip_through_yaml(tmp_path):
+    r = default_recipe("lenet5")
+    save_recipe(r, tmp_path / "r.yaml")
+    assert load_recipe(tmp_path / "r.yaml") == r
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"prnue": {}}, "unknown key prnue"),
+    ({"prune": {"retrain": {"epoch": 3}}}, "unknown key prune.retrain.epoch"),
+    ({"coder": "zip"}, "coder"),
+    ({"dense": {"epochs": -1}}, "epochs"),
+    ({"dense": {"lr": "fast"}}, "dense.lr"),
+    ({"prune": {"steps": 0}}, "steps"),
+    ({"index_bits": 40}, "index_bits"),
+    ({"share": {"init": "kmeans++"}}, "share.init"),
+    ({"dense": [1, 2]}, "dense must be a mapping"),
+])
+def test_bad_recipes_are_refused_with_the_key(data, words):
+    with pytest.raises(dz.ConfigError, match=words.replace("+", r"\+")):
+        from_dict(data)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(dz.ConfigError, match="not found"):
+        load_recipe(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("prune: [unclosed")
+    with pytest.raises(dz.ConfigError, match="not valid YAML"):
+        load_recipe(tmp_path / "bad.yaml")
+
+
+def test_ramp_is_cubic_and_reaches_the_target():
+    values = [ramp(0.9, s, 4) for s in range(5)]
+    assert values[0] == 0 and values[-1] == pytest.approx(0.9)
+    assert values[1] == pytest.approx(0.9 * (1 - 0.75**3))
+    steps = [b - a for a, b in zip(values, values[1:])]
+    assert steps == sorted(steps, reverse=True)  # prunes most early, least late
