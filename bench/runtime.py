@@ -12,49 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import deepzip as dz
-from deepzip.runtime import resident_weight_bytes
-
-
-def latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
-    """Median wall time of one forward pass, after warm-up."""
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    with torch.inference_mode():
-        for _ in range(3):
-            model(x)
-        times = []
-        for _ in range(reps):
-            sync()
-            t = time.perf_counter()
-            model(x)
-            sync()
-            times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+from deepzip.runtime import timing
 
 
 def compare(name: str, path: Path, shape: tuple[int, ...], device: str, make=None) -> dict:
-    """`make` builds the module to fill, for files saved from a bare layer (no registry record)."""
-    dense = dz.load(path, model=make and make()).to(device)
-    sparse = dz.load(path, model=make and make(), runtime="sparse").to(device)
-    row = {"case": name, "device": device, "dense_weight_bytes": resident_weight_bytes(dense),
-           "sparse_weight_bytes": resident_weight_bytes(sparse)}
-    row["sparse_weight_fraction"] = round(row["sparse_weight_bytes"] / row["dense_weight_bytes"], 4)
-    for batch in (1, 64):
-        x = torch.randn(batch, *shape, device=device)
-        reps = 200 if batch == 1 else 50
-        d, s = latency_ms(dense, x, reps), latency_ms(sparse, x, reps)
-        row[f"b{batch}_dense_ms"], row[f"b{batch}_sparse_ms"] = round(d, 4), round(s, 4)
-        row[f"b{batch}_speedup"] = round(d / s, 2)
-        row[f"b{batch}_sparse_samples_per_s"] = round(batch / s * 1e3, 1)
-    return row
+    return {"case": name, **timing.compare(path, shape, device=device, make=make, reps=200)}
 
 
 def single_linear(sparsity: float, n: int, tmp: Path, bits: int | None = 5) -> tuple[Path, object]:

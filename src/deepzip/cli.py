@@ -83,6 +83,7 @@ def evaluate(
     data: str = typer.Option(..., help="data set name"),
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
     limit: Optional[int] = typer.Option(None, help="use only the first N test samples"),
+    runtime: str = typer.Option("dense", help="dense (decoded weights) or sparse (CSR, never densified)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Load a .dzip and report its top-1 accuracy on the test split."""
@@ -91,13 +92,48 @@ def evaluate(
     from .train import evaluate as accuracy
 
     def go():
-        model = load(file)
+        model = load(file, runtime=runtime)
         test = datasets.load(data, data_dir, train=False, limit=limit)
         acc = accuracy(model, test)
         if as_json:
-            typer.echo(json.dumps({"file": str(file), "dataset": data, "accuracy": acc, "samples": len(test)}))
+            typer.echo(json.dumps({"file": str(file), "dataset": data, "runtime": runtime, "accuracy": acc,
+                                   "samples": len(test)}))
         else:
-            typer.echo(f"{file}: {acc:.2f}% top-1 on {len(test):,} {data} test samples")
+            typer.echo(f"{file}: {acc:.2f}% top-1 on {len(test):,} {data} test samples ({runtime} runtime)")
+
+    _run(go)
+
+
+@app.command()
+def benchmark(
+    file: Path,
+    input_shape: str = typer.Option(None, help="one sample's shape, e.g. 1,28,28 [default: from the recorded architecture]"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    reps: int = typer.Option(100, help="timed repetitions at batch 1 (a quarter of that at batch 64)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Dense vs sparse runtime: latency at batch 1 and 64, throughput, resident weight memory."""
+    from .report.tables import inspect
+    from .runtime.timing import compare
+
+    def go():
+        if input_shape:
+            shape = tuple(int(d) for d in input_shape.split(","))
+        else:
+            kw = (inspect(file)["arch"] or {}).get("kwargs", {})
+            if "image_size" not in kw:
+                raise typer.BadParameter("the file records no input shape; pass --input-shape C,H,W")
+            shape = (kw.get("in_channels", 1), kw["image_size"], kw["image_size"])
+        row = compare(file, shape, device=device, reps=reps)
+        if as_json:
+            typer.echo(json.dumps(row))
+            return
+        typer.echo(f"{file} on {device}, input {shape}")
+        typer.echo(f"weights in memory: dense {row['dense_weight_bytes']:,} B, sparse {row['sparse_weight_bytes']:,} B "
+                   f"({100 * row['sparse_weight_fraction']:.1f}%)")
+        for b in (1, 64):
+            typer.echo(f"batch {b:>2}: dense {row[f'b{b}_dense_ms']:.3f} ms, sparse {row[f'b{b}_sparse_ms']:.3f} ms "
+                       f"({row[f'b{b}_speedup']:.2f}×), sparse {row[f'b{b}_sparse_samples_per_s']:,.0f} samples/s")
 
     _run(go)
 

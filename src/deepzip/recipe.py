@@ -154,17 +154,19 @@ def save_recipe(recipe: Recipe, path: str | Path) -> None:
 
 # deepzip's default recipe per model: the settings `deepzip compress` uses without --recipe.
 _DEFAULTS: dict[str, dict[str, Any]] = {
+    # Measured on Fashion-MNIST (README): 51× at −0.34 points from the dense model.
     "lenet300": {
+        "coder": "auto", "index_bits": "auto",
         "dense": {"epochs": 12, "lr": 1e-3},
         "prune": {"sparsity": {"fc1": 0.95, "fc2": 0.9, "fc3": 0.7}, "steps": 3,
-                  "retrain": {"epochs": 3, "lr": 5e-4}},
-        "share": {"bits": {"linear": 5}, "finetune": {"epochs": 2, "lr": 1e-4}},
+                  "retrain": {"epochs": 3, "lr": 1e-3}},
+        "share": {"bits": 5, "finetune": {"epochs": 2, "lr": 1e-4}},
     },
     "lenet5": {
-        "model": "lenet5",
-        "dense": {"epochs": 10, "lr": 1e-3},
-        "prune": {"sparsity": {"conv1": 0.5, "conv2": 0.85, "fc1": 0.96, "fc2": 0.8}, "steps": 3,
-                  "retrain": {"epochs": 2, "lr": 5e-4}},
+        "coder": "auto", "index_bits": "auto",
+        "dense": {"epochs": 8, "lr": 1e-3},
+        "prune": {"sparsity": {"conv1": 0.4, "conv2": 0.85, "fc1": 0.97, "fc2": 0.8}, "steps": 3,
+                  "retrain": {"epochs": 2, "lr": 1e-3}},
         "share": {"bits": {"conv": 8, "linear": 5}, "finetune": {"epochs": 1, "lr": 1e-4}},
     },
 }

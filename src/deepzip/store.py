@@ -121,8 +121,8 @@ class _Encoder:
         best = None
         for bits in self.widths(t):
             gaps, vals = to_gaps(flat, bits)
-            g = self.coded(gaps.astype(np.int64), 2**bits)
-            v = self.coded(vals.astype(np.int64), alphabet) if alphabet else vals
+            g = self.coded(gaps, 2**bits)
+            v = self.coded(vals, alphabet) if alphabet else vals
             cost = _cost([g]) + (_cost([v]) if alphabet else 4 * len(vals))
             if best is None or cost < best[0]:
                 best = (cost, bits, g, v)
@@ -144,7 +144,7 @@ class _Encoder:
         return {**base, "encoding": "raw", "data": self.raw(_raw_bytes(value))}
 
     def shared(self, t: _Tensor) -> dict[str, Any]:
-        codes = t.assign.cpu().numpy().reshape(-1).astype(np.int64)
+        codes = t.assign.cpu().numpy().reshape(-1)  # uint8 or int16: kept narrow, layers can be 100 M weights
         k = t.centroids.numel()
         dense = self.coded(codes, k + 1)
         bits, *sparse = self.positions(codes, t, k + 1)

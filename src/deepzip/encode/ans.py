@@ -45,11 +45,21 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     counts = _check_counts(counts, ValueError, need_symbol=symbols.size > 0)
     if not symbols.size:
         return b""
-    if symbols.min() < 0 or symbols.max() >= len(counts) or not counts[symbols].all():
-        raise ValueError(f"a symbol is outside the {len(counts)}-symbol alphabet or has a zero count.")
+    if symbols.min() < 0 or symbols.max() >= len(counts):
+        raise ValueError(f"a symbol is outside the {len(counts)}-symbol alphabet.")
     coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(symbols.astype(np.int32), _model(counts))
+    model = _model(counts)
+    # ANS is a stack: pushing the last chunk first leaves the very stream one call would, while
+    # only a chunk at a time is widened to the int32 constriction takes (and checked).
+    for start in reversed(range(0, symbols.size, _CHUNK)):
+        chunk = symbols[start:start + _CHUNK].astype(np.int32)
+        if not counts[chunk].all():
+            raise ValueError("a symbol to encode has a zero count.")
+        coder.encode_reverse(chunk, model)
     return coder.get_compressed().astype("<u4").tobytes()
+
+
+_CHUNK = 1 << 22
 
 
 def decode(data: bytes, counts: np.ndarray, n: int) -> np.ndarray:

@@ -2,9 +2,9 @@
 Fire modules, pooling moves late, and the fully connected classifier becomes a 1×1 conv and a
 global average pool.
 
-squeeze_ratio defaults to 0.125, SqueezeNet's own (fire2: 16 squeeze for 128 expand); the paper
-finds 0.25 to 0.75 somewhat more accurate at ~1.5-3× the size. pct3x3 defaults to 0.5, where
-the paper's accuracy stops improving.
+squeeze_ratio defaults to 0.125, SqueezeNet's own (fire2: 16 squeeze for 128 expand): the
+smallest the paper tried; its ImageNet top-5 rises from 80.3 % to 86.0 % at 0.75, for 4× the
+size. pct3x3 defaults to 0.5, where the paper's accuracy stops improving.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def vgg16_fire(in_channels: int = 1, image_size: int = 28, classes: int = 10, wi
     """
     channels = scaled(64, width)
     model = nn.Sequential()
-    model.add_module("conv1", nn.Sequential(*conv_bn(in_channels, channels)))
+    model.add_module("conv1", nn.Sequential(*conv_bn(in_channels, channels), nn.ReLU()))
     layer = 1
     for item in [64, *LATE_POOLS]:
         if item == "M":

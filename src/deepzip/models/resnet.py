@@ -2,17 +2,20 @@
 32 px images keep their resolution into the first stage; four stages at 64-128-256-512."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from . import register
-from .common import scaled
+from .common import conv_bn, scaled
+
+# (in_channels, planes, stride) → (block, its output channels)
+BlockFactory = Callable[[int, int, int], tuple[nn.Module, int]]
 
 
 def _conv_bn(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    # No conv bias: the BN after it would cancel it.
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(out_channels))
+    return nn.Sequential(*conv_bn(in_channels, out_channels, kernel, stride))
 
 
 class _Block(nn.Module):
@@ -43,10 +46,10 @@ def bottleneck(in_channels: int, planes: int, stride: int) -> tuple[nn.Module, i
     return _Block(body, in_channels, out, stride), out
 
 
-def resnet(block, counts: list[int], in_channels: int, classes: int, width: float) -> nn.Module:
+def resnet(block: BlockFactory, counts: list[int], in_channels: int, classes: int, width: float) -> nn.Module:
     stem = scaled(64, width)
     model = nn.Sequential()
-    model.add_module("stem", nn.Sequential(_conv_bn(in_channels, stem, 3), nn.ReLU()))
+    model.add_module("stem", nn.Sequential(*conv_bn(in_channels, stem), nn.ReLU()))
     channels = stem
     for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), counts), start=1):
         blocks = []

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from . import register
-from .common import scaled
+from .common import conv_bn, scaled
 
 
 def _unit(in_channels: int, out_channels: int, kernel: int, batch_norm: bool) -> nn.Sequential:
-    conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=not batch_norm)
-    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU()) if batch_norm else nn.Sequential(conv, nn.ReLU())
+    layers = conv_bn(in_channels, out_channels, kernel) if batch_norm else \
+        [nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)]
+    return nn.Sequential(*layers, nn.ReLU())
 
 
 class Fire(nn.Module):

@@ -23,7 +23,7 @@ def vgg(depth: int, in_channels: int, classes: int, width: float) -> nn.Module:
             # of reaching 0 at the fifth pool. At 32 px it changes nothing.
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
         else:
-            layers += conv_bn(channels, scaled(item, width))
+            layers += [*conv_bn(channels, scaled(item, width)), nn.ReLU()]
             channels = scaled(item, width)
     model = nn.Sequential()
     model.add_module("features", nn.Sequential(*layers))
