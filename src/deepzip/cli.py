@@ -105,6 +105,50 @@ def evaluate(
 
 
 @app.command()
+def sensitivity(
+    model: str = typer.Option("lenet300", help="registry name of the model"),
+    data: str = typer.Option("fashion-mnist", help="data set name"),
+    from_: Path = typer.Option(..., "--from", help="dense safetensors checkpoint to analyse"),
+    out: Path = typer.Option(Path("out/sensitivity"), help="output directory"),
+    data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
+    samples: int = typer.Option(5000, help="training samples the probes are scored on (the test set stays unseen)"),
+    max_drop: Optional[float] = typer.Option(None, help="allocate: tolerated drop per layer, in points"),
+    target_ratio: Optional[float] = typer.Option(None, help="allocate: smallest drop that reaches this ratio"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Prune each layer alone over a grid, and share its weights over a grid of bits; write the
+    curves (JSON, plot) and, with --max-drop or --target-ratio, a recipe with per-layer budgets."""
+    from . import data as datasets
+    from . import models
+    from .checkpoint import load_checkpoint
+    from .prune.sensitivity import allocate, plot, scan
+    from .recipe import default_recipe, save_recipe
+    from .train import evaluate as accuracy
+
+    def go():
+        probe = datasets.load(data, data_dir, train=True, limit=samples)
+        net = models.create(model, in_channels=probe.x.shape[1], image_size=probe.x.shape[2], classes=probe.classes)
+        load_checkpoint(net, from_)
+        result = scan(net, lambda m: accuracy(m, probe), progress=not quiet)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sensitivity.json").write_text(json.dumps(result, indent=2))
+        plot(result, str(out / "sensitivity.png"))
+        typer.echo(f"wrote {out / 'sensitivity.json'} and {out / 'sensitivity.png'} (baseline {result['baseline']:.2f}%)")
+        if max_drop is not None or target_ratio is not None:
+            choice = allocate(result, max_drop=max_drop, target_ratio=target_ratio)
+            base = default_recipe(model)
+            recipe = base.replace(dataset=data, prune=base.prune and type(base.prune)(
+                **{**base.prune.__dict__, "sparsity": choice["sparsity"], "quality": None}),
+                share=base.share and type(base.share)(**{**base.share.__dict__, "bits": choice["bits"]}))
+            save_recipe(recipe, out / "recipe.yaml")
+            typer.echo(f"allocated for a drop ≤ {choice['max_drop']:.2f} points per layer "
+                       f"(estimated {choice['estimated_ratio']:.0f}×): sparsity {choice['sparsity']}, bits {choice['bits']}")
+            typer.echo(f"wrote {out / 'recipe.yaml'}: deepzip compress --recipe {out / 'recipe.yaml'} --from {from_}")
+
+    _run(go)
+
+
+@app.command()
 def benchmark(
     file: Path,
     input_shape: str = typer.Option(None, help="one sample's shape, e.g. 1,28,28 [default: from the recorded architecture]"),

@@ -19,6 +19,7 @@ from . import models
 from .checkpoint import load_checkpoint, save_checkpoint
 from .load import load
 from .prune import prune_, sparsity_of
+from .prune.schedule import GradualPruning
 from .quantize import share_weights_
 from .recipe import Recipe, TrainStage
 from .report.tables import inspect, layers_markdown
@@ -37,9 +38,11 @@ def _scaled(setting: Any, fraction: float) -> Any:
     return setting * fraction
 
 
-def _fit(model: torch.nn.Module, data: datasets.Dataset, stage: TrainStage, seed: int, desc: str, progress: bool) -> None:
-    train(model, data, epochs=stage.epochs, lr=stage.lr, optimizer=stage.optimizer, momentum=stage.momentum,
-          weight_decay=stage.weight_decay, batch_size=stage.batch_size, seed=seed, desc=desc, progress=progress)
+def _fit(model: torch.nn.Module, data: datasets.Dataset, stage: TrainStage, seed: int, desc: str, progress: bool,
+         *, epochs: float | None = None, on_step=None) -> None:
+    train(model, data, epochs=stage.epochs if epochs is None else epochs, lr=stage.lr, optimizer=stage.optimizer,
+          momentum=stage.momentum, weight_decay=stage.weight_decay, batch_size=stage.batch_size, seed=seed,
+          desc=desc, progress=progress, on_step=on_step)
 
 
 def compress(
@@ -83,12 +86,17 @@ def compress(
     if recipe.prune is not None and (recipe.prune.sparsity is not None or recipe.prune.quality is not None):
         p = recipe.prune
         with stage("prune"):
-            for step in range(1, p.steps + 1):
-                if p.sparsity is not None:
-                    prune_(model, sparsity=_scaled(p.sparsity, ramp(1.0, step, p.steps)))
-                else:
-                    prune_(model, quality=p.quality)
-                _fit(model, train_set, p.retrain, recipe.seed + step, f"prune {step}/{p.steps}", progress)
+            if p.schedule == "agp":
+                pruner = GradualPruning(model, p.sparsity, end=p.ramp_end, every=p.every)
+                _fit(model, train_set, p.retrain, recipe.seed + 1, "gradual pruning", progress,
+                     epochs=p.steps * p.retrain.epochs, on_step=pruner)
+            else:
+                for step in range(1, p.steps + 1):
+                    if p.sparsity is not None:
+                        prune_(model, sparsity=_scaled(p.sparsity, ramp(1.0, step, p.steps)))
+                    else:
+                        prune_(model, quality=p.quality)
+                    _fit(model, train_set, p.retrain, recipe.seed + step, f"prune {step}/{p.steps}", progress)
         acc["pruned"] = evaluate(model, test_set)
         log(f"pruned   accuracy {acc['pruned']:.2f}%  sparsity {100 * sparsity_of(model)['total']:.1f}%")
 

@@ -37,15 +37,26 @@ class TrainStage:
 
 @dataclass(frozen=True)
 class PruneStage:
-    """Iterative pruning: `steps` rounds, each pruning further along a cubic ramp to the target
-    (Zhu & Gupta's schedule, so early rounds take the most), then retraining."""
+    """How to prune; either way the training budget is steps × retrain.epochs epochs.
+
+    schedule "iterative": `steps` rounds, each pruning further along a cubic ramp to the target
+    (Zhu & Gupta's curve, so early rounds take the most), then retraining `retrain.epochs`.
+    schedule "agp": one run of steps × retrain.epochs epochs during which the masks follow the
+    cubic ramp, updated every `every` optimizer steps, reaching the target at `ramp_end` of the run.
+    """
     sparsity: PerLayer = None
     quality: PerLayer = None
     steps: int = 3
     retrain: TrainStage = field(default_factory=lambda: TrainStage(epochs=2, lr=5e-4))
+    schedule: Literal["iterative", "agp"] = "iterative"
+    ramp_end: float = 0.75
+    every: int = 50
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "prune.steps must be ≥ 1")
+        _check(0 < self.ramp_end <= 1, "prune.ramp_end must be in (0, 1]")
+        _check(self.every >= 1, "prune.every must be ≥ 1")
+        _check(self.schedule == "iterative" or self.quality is None, "the agp schedule takes sparsity, not quality")
         _check((self.sparsity is None) != (self.quality is None) or (self.sparsity is None and self.quality is None),
                "prune takes sparsity or quality, not both")
 
