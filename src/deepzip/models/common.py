@@ -14,4 +14,5 @@ def scaled(channels: int, width: float) -> int:
 def conv_bn(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
     """A 'same'-padded conv and its batch norm. The conv has no bias: BN's shift cancels it, and
     an unused parameter would still cost bytes in every .dzip."""
-    return [nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(out_channels)]
+    return [nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False),
+            nn.BatchNorm2d(out_channels)]

