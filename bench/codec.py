@@ -1,18 +1,22 @@
 """Throughput and size of deepzip's entropy coders against dahuffman and zstandard.
 
-    PYTHONPATH=src .venv/bin/python bench/codec.py [--n 10000000] [--seed 0]
+    python bench/codec.py [--n 10000000] [--seed 0] [--dzip out/lenet300/model.dzip] [--no-large]
 
 Prints one JSON line per (stream, coder): encode and decode speed in M symbols/s (best of 3 runs
 after a warm-up, one run for zstd -19) and bits/symbol next to the stream's empirical entropy.
 Code tables are not counted in bits/symbol. dahuffman is pure Python, so it runs on a 200 k-symbol
-sample; zstandard gets the symbols as one byte each.
+sample; zstandard gets the symbols as one byte each. Then the streams of real .dzip files, and
+save/load of a VGG-16-sized model (wall time, peak RSS).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import dahuffman
 import numpy as np
@@ -77,10 +81,38 @@ def streams(n: int, seed: int) -> dict[str, tuple[np.ndarray, int]]:
     return {"codes-5bit": (weights, 32), "gaps-8bit": (gaps, 256)}
 
 
+def dzip_streams(path: Path) -> None:
+    """Every coded stream of a real .dzip, re-coded by each coder: bits/symbol with and without
+    its table, against the stream's empirical entropy."""
+    from deepzip.format import DzipReader, unpack_ints
+    from deepzip.encode.streams import decode_stream, encode_stream, table_bytes
+
+    with DzipReader(path) as r:
+        names = {e.get(k): f"{e['name']}:{k}" for e in r.header["tensors"] for k in ("values", "gaps") if k in e}
+        for i, s in enumerate(r.streams):
+            if s["coder"] == "raw":
+                continue
+            symbols = decode_stream(r.read(i), {**s, "table": unpack_ints(s["table"], 1 << 16, "table")})
+            h = entropy(symbols)
+            row = {"file": path.name, "stream": names.get(i, str(i)), "symbols": int(symbols.size),
+                   "alphabet": s["alphabet"], "entropy_bits": round(h, 4), "coder_in_file": s["coder"]}
+            for coder in ("huffman", "ans"):
+                data, meta = encode_stream(symbols, s["alphabet"], coder)
+                bits = 8 * len(data) / symbols.size
+                row[f"{coder}_bits"] = round(bits, 4)
+                row[f"{coder}_bits_with_table"] = round(8 * (len(data) + table_bytes(meta["table"])) / symbols.size, 4)
+                row[f"{coder}_over_entropy_pct"] = round(100 * (bits / h - 1), 2) if h else None
+            print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dzip", type=Path, nargs="*", default=[Path("out/lenet300/model.dzip")],
+                        help="compressed models whose streams to report (skipped when absent)")
+    parser.add_argument("--large", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time save/load of a VGG-16-sized model (bench/large_model.py)")
     args = parser.parse_args()
     print(json.dumps({"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
                       "numpy": np.__version__, "n": args.n}))
@@ -98,6 +130,11 @@ def main() -> None:
                               "decode_Msym_s": round(len(expected) / t_dec / 1e6, 2),
                               "bits_per_symbol": round(bits, 4), "entropy_bits": round(h, 4),
                               "over_entropy_pct": round(100 * (bits / h - 1), 2)}), flush=True)
+    for path in args.dzip:
+        if path.exists():
+            dzip_streams(path)
+    if args.large:
+        subprocess.run([sys.executable, str(Path(__file__).with_name("large_model.py"))], check=True)
 
 
 if __name__ == "__main__":
