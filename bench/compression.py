@@ -28,6 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on the benchmark machine
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from baseline import stock_compress, stock_load  # noqa: E402
 from deepzip import data as datasets  # noqa: E402
@@ -164,6 +165,10 @@ def plot(rows: list[dict[str, Any]], name: str, dense_accuracy: float, path: Pat
                                                  "paper": "deepzip paper recipe"}[run])
     ax.axhline(dense_accuracy, color="gray", linestyle="--", label="dense")
     ax.set_xscale("log")
+    # Plain "20×, 50×" labels instead of matplotlib's 2×10^1 at whatever decades the ratios span.
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("compression ratio (dense bytes / file bytes)")
     ax.set_ylabel("top-1 accuracy from the file (%)")
     ax.set_title(f"{name} on Fashion-MNIST")
@@ -190,7 +195,8 @@ def bench_model(name: str, args) -> None:
     rows: list[dict[str, Any]] = []
 
     def record(run: str, target: float | None, result: dict[str, Any]) -> None:
-        row = {"model": name, "run": run, "target": target, **result, "dense_accuracy": dense_accuracy}
+        row = {"model": name, "run": run, "target": target, **result, "accuracy": round(result["accuracy"], 2),
+               "dense_accuracy": round(dense_accuracy, 2)}
         rows.append(row)
         print(json.dumps(row), flush=True)
         # Rewritten after every run, so a long benchmark that dies keeps what it measured.

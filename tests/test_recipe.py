@@ -41,3 +41,15 @@ def test_ramp_is_cubic_and_reaches_the_target():
     assert values[1] == pytest.approx(0.9 * (1 - 0.75**3))
     steps = [b - a for a, b in zip(values, values[1:])]
     assert steps == sorted(steps, reverse=True)  # prunes most early, least late
+
+
+def test_shipped_recipes_load():
+    from pathlib import Path
+
+    files = sorted(Path(__file__).parent.parent.joinpath("recipes").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"paper-lenet300", "paper-lenet5", "best-lenet300", "best-lenet5"}
+    for f in files:
+        r = load_recipe(f)
+        budget = r.prune.steps * r.prune.retrain.epochs + r.share.finetune.epochs
+        paper = load_recipe(f.with_name(f"paper-{r.model}.yaml"))
+        assert budget == paper.prune.steps * paper.prune.retrain.epochs + paper.share.finetune.epochs

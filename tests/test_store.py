@@ -117,3 +117,14 @@ def test_bad_save_arguments(tmp_path, tiny_mlp):
     with pytest.raises(dz.ConfigError, match="index bits"):
         dz.save(tiny_mlp, tmp_path / "m.dzip", index_bits=0)
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+
+
+def test_half_representable_tensors_are_stored_in_half_the_bytes(tmp_path, tiny_mlp):
+    plain = dz.save(tiny_mlp, tmp_path / "a.dzip")
+    dz.round_(tiny_mlp)
+    rounded = dz.save(tiny_mlp, tmp_path / "b.dzip")
+    biases = 300 + 100 + 4
+    assert plain["file_bytes"] - rounded["file_bytes"] >= 2 * biases - 64  # header noise aside
+    back = dz.load(tmp_path / "b.dzip")
+    assert torch.equal(back.fc1.bias, tiny_mlp.fc1.bias) and back.fc1.bias.dtype == torch.float32
+    assert not torch.equal(back.fc1.weight.half().float(), back.fc1.weight)  # weights were not rounded

@@ -130,11 +130,14 @@ class TensorDecoder:
 
 def _raw(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
     data = dec.raw(entry.get("data"), f"tensor {name!r}")
-    itemsize = torch.empty(0, dtype=dtype).element_size()
+    stored = entry.get("stored", entry["dtype"])
+    dec.need(stored == entry["dtype"] or (stored == "float16" and dtype == torch.float32),
+             f"tensor {name!r} cannot be stored as {stored!r}")
+    itemsize = torch.empty(0, dtype=DTYPES[stored]).element_size()
     dec.need(len(data) == numel * itemsize, f"tensor {name!r} has {len(data)} bytes for {numel} elements")
     if numel == 0:
         return torch.empty(0, dtype=dtype)
-    return torch.frombuffer(bytearray(data), dtype=dtype)
+    return torch.frombuffer(bytearray(data), dtype=DTYPES[stored]).to(dtype)
 
 
 def _shared(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .load import load
 from .prune import prune_, sparsity_of
 from .prune.schedule import GradualPruning
-from .quantize import share_weights_
+from .quantize import round_, share_weights_
 from .recipe import Recipe, TrainStage
 from .report.tables import inspect, layers_markdown
 from .store import save
@@ -106,6 +106,8 @@ def compress(
             share_weights_(model, bits=s.bits, init=s.init)
             acc["shared"] = evaluate(model, test_set)
             _fit(model, train_set, s.finetune, recipe.seed + 100, "fine-tune centroids", progress)
+            if s.half_biases:
+                round_(model)  # after training, which would move them off float16 values again
         acc["quantized"] = evaluate(model, test_set)
         log(f"quantized accuracy {acc['quantized']:.2f}% (before centroid fine-tuning {acc['shared']:.2f}%)")
 

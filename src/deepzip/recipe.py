@@ -63,9 +63,12 @@ class PruneStage:
 
 @dataclass(frozen=True)
 class ShareStage:
+    """Weight sharing, then centroid fine-tuning. half_biases rounds biases to float16 values
+    afterwards, halving their bytes in the file (the accuracies reported are of the rounded model)."""
     bits: int | dict[str, int] | None = None
     init: Literal["linear", "density", "random"] = "linear"
     finetune: TrainStage = field(default_factory=lambda: TrainStage(epochs=1, lr=1e-4))
+    half_biases: bool = False
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,10 @@ class _Encoder:
             if value.dtype == torch.float32 and len(g[0]) + 4 * len(vals) < 4 * flat.size:
                 return {**base, "encoding": "sparse", "index_bits": bits, "nonzero": int(np.count_nonzero(flat)),
                         "values": self.raw(vals.astype("<f4").tobytes()), "gaps": self.add(g)}
+        if value.dtype == torch.float32 and value.numel() and torch.equal(value.half().float(), value):
+            # Exactly representable in half precision (biases after deepzip.round_, say): half the
+            # bytes, and still bit-exact on load.
+            return {**base, "encoding": "raw", "stored": "float16", "data": self.raw(_raw_bytes(value.half()))}
         return {**base, "encoding": "raw", "data": self.raw(_raw_bytes(value))}
 
     def shared(self, t: _Tensor) -> dict[str, Any]:
