@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -12,22 +11,15 @@ from torch import nn
 
 from . import models
 from .errors import ConfigError, ModelMismatchError
+from .files import atomic_path
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
     """Atomically write the model's plain state (deepzip structure must be stripped first)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     arch = models.arch_of(model)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, tmp, metadata={"deepzip_arch": json.dumps(arch)} if arch else None)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:

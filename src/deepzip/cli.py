@@ -121,6 +121,7 @@ def sensitivity(
     from . import data as datasets
     from . import models
     from .checkpoint import load_checkpoint
+    from .files import write_text
     from .prune.sensitivity import allocate, plot, scan
     from .recipe import default_recipe, save_recipe
     from .train import evaluate as accuracy
@@ -131,7 +132,7 @@ def sensitivity(
         load_checkpoint(net, from_)
         result = scan(net, lambda m: accuracy(m, probe), progress=not quiet)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "sensitivity.json").write_text(json.dumps(result, indent=2))
+        write_text(out / "sensitivity.json", json.dumps(result, indent=2))
         plot(result, str(out / "sensitivity.png"))
         typer.echo(f"wrote {out / 'sensitivity.json'} and {out / 'sensitivity.png'} (baseline {result['baseline']:.2f}%)")
         if max_drop is not None or target_ratio is not None:

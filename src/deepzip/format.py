@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import DzipFormatError
+from .files import atomic_path
 
 MAGIC = b"DZIP"
 VERSION = 1
@@ -31,20 +32,6 @@ TRAILER = struct.Struct("<I")
 MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse
 FLAG_DEFLATE = 1  # header is zlib-deflated: its JSON (tables, recipe) is a tenth of a small model's file
 _CHUNK = 1 << 20
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is only durable once the directory entry is; not every platform can open a dir.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class DzipWriter:
@@ -79,9 +66,8 @@ class DzipWriter:
         blob = zlib.compress(json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8"), 9)
         self._spool.flush()
         self._spool.seek(0)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as out:
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as out:
                 crc = 0
                 for piece in (PREAMBLE.pack(MAGIC, VERSION, FLAG_DEFLATE, len(blob)), blob):
                     out.write(piece)
@@ -90,14 +76,7 @@ class DzipWriter:
                     out.write(chunk)
                     crc = zlib.crc32(chunk, crc)
                 out.write(TRAILER.pack(crc))
-                out.flush()
-                os.fsync(out.fileno())
                 size = out.tell()
-            os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         finally:
             self._close_spool()
         return size

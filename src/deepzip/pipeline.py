@@ -17,6 +17,7 @@ import torch
 from . import data as datasets
 from . import models
 from .checkpoint import load_checkpoint, save_checkpoint
+from .files import write_text
 from .load import load
 from .prune import prune_, sparsity_of
 from .prune.schedule import GradualPruning
@@ -129,8 +130,8 @@ def compress(
         "coder": recipe.coder, "seconds": seconds, "layers": info["layers"], "recipe": recipe.to_dict(),
         "test_samples": len(test_set),
     }
-    _write_atomic(out / "report.json", json.dumps(report, indent=2))
-    _write_atomic(out / "report.md", report_markdown(report))
+    write_text(out / "report.json", json.dumps(report, indent=2))
+    write_text(out / "report.md", report_markdown(report))
     return report
 
 
@@ -145,8 +146,3 @@ def report_markdown(r: dict[str, Any]) -> str:
              "## Seconds per stage", "", " | ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()), ""]
     return "\n".join(lines)
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
+from .files import write_text
 
 PerLayer = float | dict[str, float] | None
 
@@ -161,7 +162,7 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    write_text(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
 
 

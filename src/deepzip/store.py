@@ -20,14 +20,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .encode.sparse import from_gaps, to_gaps
-from .encode.streams import decode_stream, encode_stream
-from .errors import ConfigError, DzipFormatError
-from .format import DzipReader, DzipWriter, is_uint, pack_ints, unpack_ints
+from .encode.sparse import to_gaps
+from .encode.streams import encode_stream
+from .errors import ConfigError
+from .format import DzipWriter, pack_ints
 from .layers import kind_of, per_layer
 from .models import arch_of
 from .prune.masks import get_mask
-from .quantize.shared import is_shared
 
 PAPER_INDEX_BITS = {"conv": 8, "linear": 5, "embedding": 8, "default": 8}
 AUTO_WIDTHS = range(2, 11)
