@@ -38,6 +38,7 @@ from deepzip.layers import compressible, per_layer  # noqa: E402
 from deepzip.pipeline import compress  # noqa: E402
 from deepzip.recipe import Recipe, load_recipe  # noqa: E402
 from deepzip.train import evaluate, seed_everything, train  # noqa: E402
+from deepzip.files import write_text
 
 BENCH = Path(__file__).resolve().parent
 DATASET = "fashion-mnist"
@@ -200,7 +201,7 @@ def bench_model(name: str, args) -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
         # Rewritten after every run, so a long benchmark that dies keeps what it measured.
-        (out / f"compression-{name}.json").write_text(json.dumps(rows, indent=1))
+        write_text(out / f"compression-{name}.json", json.dumps(rows, indent=1))
 
     model_dir = out / name
     record("paper", None, run_deepzip(paper, model_dir / "paper", checkpoint, args))

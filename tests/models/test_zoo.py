@@ -80,9 +80,10 @@ def test_bad_size_knobs_are_refused(name, kwargs):
         create(name, **kwargs)
 
 
+# One geometry is enough here: what save and load see does not depend on the image size.
 @pytest.mark.parametrize("name", names())
-@pytest.mark.parametrize("channels,size", GEOMETRIES)
-def test_compressed_round_trip_is_exact(name, channels, size, tmp_path):
+def test_compressed_round_trip_is_exact(name, tmp_path):
+    channels, size = 3, 32
     model = _tiny(name, channels, size)
     model.train()
     with torch.no_grad():  # moves batch-norm statistics off their 0/1 start, so buffers are tested
