@@ -1,6 +1,9 @@
 import pytest
 import torch
 
+# Test models are tiny: one thread beats two (no fork/join per op), and stays fast on a busy runner.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

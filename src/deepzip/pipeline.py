@@ -72,7 +72,8 @@ def compress(
         train_set = datasets.load(recipe.dataset, data_dir, train=True, limit=limit)
         test_set = datasets.load(recipe.dataset, data_dir, train=False, limit=limit)
     c, h = train_set.x.shape[1], train_set.x.shape[2]
-    model = models.create(recipe.model, in_channels=c, image_size=h, classes=train_set.classes)
+    model = models.create(recipe.model, **{"in_channels": c, "image_size": h, "classes": train_set.classes,
+                                           **recipe.model_args})
     acc: dict[str, float] = {}
 
     with stage("dense"):

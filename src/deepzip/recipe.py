@@ -6,6 +6,7 @@ typo in a recipe never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,7 @@ class ShareStage:
 @dataclass(frozen=True)
 class Recipe:
     model: str = "lenet300"
+    model_args: dict[str, Any] = field(default_factory=dict)  # size knobs of the model, e.g. {width: 0.5}
     dataset: str = "fashion-mnist"
     seed: int = 0
     dense: TrainStage = field(default_factory=lambda: TrainStage(epochs=10, lr=1e-3))
@@ -120,30 +122,30 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:
-    if typing.get_origin(hint) is Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"Invalid recipe: {where} must be one of {typing.get_args(hint)}, not {value!r}.")
-        return value
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    nested = [a for a in args + [hint] if dataclasses.is_dataclass(a)]
+    """Check one recipe value against its field's type hint (unions of plain types, Literals,
+    containers by their outer type, nested dataclasses)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    nested = [o for o in options if dataclasses.is_dataclass(o)]
     if nested:
         return None if value is None else _build(nested[0], value, where)
-    if value is None:
+    if value is None and type(None) in options:
         return None
-    allowed = set()
-    for a in args or [hint]:
-        origin = typing.get_origin(a)
-        if origin is Literal:
-            if value not in typing.get_args(a):
-                raise ConfigError(f"Invalid recipe: {where} must be one of {typing.get_args(a)}, not {value!r}.")
+    names = []
+    for option in options:
+        if typing.get_origin(option) is Literal:
+            if value in typing.get_args(option):
+                return value
+            names.append(" or ".join(map(repr, typing.get_args(option))))
+            continue
+        base = typing.get_origin(option) or option
+        if base is float and isinstance(value, int) and not isinstance(value, bool):
             return value
-        allowed.add(origin or a)
-    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if not any(isinstance(value, t) for t in allowed if isinstance(t, type)):
-        names = ", ".join(sorted(getattr(t, "__name__", str(t)) for t in allowed))
-        raise ConfigError(f"Invalid recipe: {where} must be {names}, not {type(value).__name__} {value!r}.")
-    return value
+        if isinstance(base, type) and base is not type(None) and isinstance(value, base) \
+                and not (base is int and isinstance(value, bool)):
+            return value
+        if base is not type(None):
+            names.append(getattr(base, "__name__", str(base)))
+    raise ConfigError(f"Invalid recipe: {where} must be {' or '.join(names)}, not {value!r}.")
 
 
 def from_dict(data: dict[str, Any]) -> Recipe:
