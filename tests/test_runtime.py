@@ -22,6 +22,7 @@ def test_lenet300_sparse_matches_dense_and_is_small(tmp_path):
     assert isinstance(fast.fc1, SparseLinear) and isinstance(fast.fc2, SparseLinear)
     assert isinstance(fast.fc3, nn.Linear)  # 1,000 weights: below the size where sparse pays
     assert fast.fc1.weight.layout == torch.sparse_csr
+    assert fast.deepzip_runtime["fc1.weight"].startswith("sparse") and fast.deepzip_runtime["fc3.weight"].startswith("dense")
     assert fast.fc1.weight.values().numel() == int((dense.fc1.weight != 0).sum())
     for batch in (1, 64):
         x = torch.randn(batch, 1, 28, 28)

@@ -284,16 +284,19 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         aliased = {e.get("alias") for e in entries if isinstance(e, dict)}
         held: dict[str, torch.Tensor] = {}
         sparse: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        decisions: dict[str, str] = {}
         for i, entry in enumerate(entries):
             if isinstance(entry, dict) and "alias" in entry:
                 dec.need(isinstance(entry.get("name"), str) and entry["alias"] in held,
                          f"tensor entry {i} aliases an unknown tensor")
                 value = held[entry["alias"]]
-            elif runtime == "sparse" and isinstance(entry, dict) and entry.get("name") in have \
-                    and rt.choose(entry)[0] == "sparse":
-                sparse[entry["name"].rpartition(".")[0]] = dec.nonzeros(entry, i)
-                continue
             else:
+                if runtime == "sparse" and entry["name"] in have and entry.get("layer"):
+                    how, why = rt.choose(entry)
+                    decisions[entry["name"]] = f"{how} ({why})"
+                    if how == "sparse":
+                        sparse[entry["name"].rpartition(".")[0]] = dec.nonzeros(entry, i)
+                        continue
                 value = dec.tensor(entry, i)
             if entry["name"] not in have:
                 continue
@@ -308,6 +311,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
             else:  # the model is the layer itself
                 model = new
         model.deepzip_meta = header.get("meta", {})
+        if runtime == "sparse":
+            model.deepzip_runtime = decisions  # per layer weight: "sparse (density …)" or "dense (why)"
     leftover = [n for n, (m, a, r) in targets(model).items()
                 if (m._parameters[a] if r == "param" else m._buffers[a]).is_meta]
     if leftover:
