@@ -179,12 +179,13 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                   "retrain": {"epochs": 3, "lr": 1e-3}},
         "share": {"bits": 5, "finetune": {"epochs": 2, "lr": 1e-4}},
     },
+    # Measured on Fashion-MNIST (README): 58× at −0.38 points from the dense model.
     "lenet5": {
         "coder": "auto", "index_bits": "auto",
         "dense": {"epochs": 8, "lr": 1e-3},
-        "prune": {"sparsity": {"conv1": 0.4, "conv2": 0.85, "fc1": 0.97, "fc2": 0.8}, "steps": 3,
-                  "retrain": {"epochs": 2, "lr": 1e-3}},
-        "share": {"bits": {"conv": 8, "linear": 5}, "finetune": {"epochs": 1, "lr": 1e-4}},
+        "prune": {"sparsity": {"conv1": 0.4, "conv2": 0.85, "fc1": 0.96, "fc2": 0.8}, "schedule": "agp",
+                  "steps": 3, "retrain": {"epochs": 2, "lr": 1e-3}},
+        "share": {"bits": {"conv": 8, "linear": 5}, "finetune": {"epochs": 1, "lr": 1e-4}, "half_biases": True},
     },
 }
 
