@@ -187,7 +187,7 @@ def save(
     tensors: list[dict[str, Any]] = []
     with DzipWriter(path) as writer:
         enc = _Encoder(writer, coder, widths)
-        for t in tqdm(list(_logical_tensors(model)), desc="encode", disable=not progress, leave=False):
+        for t in tqdm(list(_logical_tensors(model)), desc="encode", disable=None if progress else True, leave=False):
             tensors.append({"name": t[0], "alias": t[1]} if isinstance(t, tuple) else enc.entry(t))
         header = {"format": "deepzip", "arch": arch, "tensors": tensors,
                   "meta": {"deepzip": __version__, "torch": torch.__version__, **(metadata or {})}}

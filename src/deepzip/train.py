@@ -67,7 +67,7 @@ def train(
     model.train()
     losses: list[float] = []
     step = 0
-    with tqdm(total=total, desc=desc, disable=not progress, leave=False, unit="step") as bar:
+    with tqdm(total=total, desc=desc, disable=None if progress else True, leave=False, unit="step") as bar:
         while step < total:
             running, seen = 0.0, 0
             for x, y in batches:

@@ -42,7 +42,7 @@ def scan(model: nn.Module, accuracy: Callable[[nn.Module], float], *, sparsities
     base = accuracy(model)
     layers: dict[str, Any] = {}
     items = list(compressible(model))
-    with tqdm(total=len(items) * (len(sparsities) + len(bits)), desc="sensitivity", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(items) * (len(sparsities) + len(bits)), desc="sensitivity", disable=None if progress else True, leave=False) as bar:
         for name, module, kind in items:
             w = module.weight
             original = w.detach().clone()

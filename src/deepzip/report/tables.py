@@ -79,4 +79,7 @@ def layers_markdown(rows: list[dict[str, Any]]) -> str:
         out.append(f"| {r['layer']} | {r['weights']:,} | {100 * r['kept']:.1f}% | {r.get('weight_bits', 32)} | "
                    f"{coded('weight_bits_coded')} | {r.get('index_bits', '—')} | {coded('index_bits_coded')} | "
                    f"{r['bytes']:,} | {r['percent_of_dense']:.2f}% | {r['runtime']} ({r['runtime_reason']}) |")
+    out.append("")
+    out.append("Bits are per kept weight. A layer with index bits 0 stores a code for every weight, zero included "
+               "(smaller than gaps at its density), so its positions are inside its weight bits.")
     return "\n".join(out)
