@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import deepzip as dz
+from deepzip import runtime as rt
 from deepzip.runtime import timing
 
 
@@ -70,6 +71,8 @@ def main() -> None:
             row = compare(name, path, (1, 28, 28), args.device)
             print(json.dumps({**row, "source": source}), flush=True)
         if args.sweep:
+            # The sweep measures where sparse stops paying, so the rule that encodes the answer is lifted.
+            rt.MAX_DENSITY = rt.MAX_DENSITY_LARGE = 1.0
             for n in (1024, 4096):
                 for density in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5):
                     path, fresh = single_linear(1 - density, n, tmp, bits=None)

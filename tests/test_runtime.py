@@ -48,7 +48,8 @@ class Convs(nn.Module):
 
 @pytest.mark.parametrize("share", [False, True])
 def test_conv_stride_padding_groups_dilation_match_dense(tmp_path, monkeypatch, share):
-    monkeypatch.setattr(rt, "MIN_WEIGHTS", 0)  # force even the depthwise layer onto the sparse path
+    monkeypatch.setattr(rt, "MIN_WEIGHTS", 0)  # force every layer, the depthwise one too, onto the sparse path
+    monkeypatch.setattr(rt, "MAX_DENSITY", 1.0)
     model = Convs()
     dz.prune_(model, sparsity=0.8)
     if share:
@@ -63,12 +64,12 @@ def test_conv_stride_padding_groups_dilation_match_dense(tmp_path, monkeypatch, 
 
 def test_dense_layers_stay_dense_and_choice_is_reported(tmp_path):
     model = dz.create_model("lenet300")
-    dz.prune_(model, sparsity={"fc1": 0.5, "fc2": 0.9})
+    dz.prune_(model, sparsity={"fc1": 0.5, "fc2": 0.95})
     dz.save(model, tmp_path / "m.dzip")
     fast = dz.load(tmp_path / "m.dzip", runtime="sparse")
     assert isinstance(fast.fc1, nn.Linear) and isinstance(fast.fc2, SparseLinear)
     rows = {r["layer"]: r for r in dz.inspect(tmp_path / "m.dzip")["layers"]}
-    assert rows["fc1.weight"]["runtime"] == "dense" and "density 0.50" in rows["fc1.weight"]["runtime_reason"]
+    assert rows["fc1.weight"]["runtime"] == "dense" and "density 0.50 > 0.1" in rows["fc1.weight"]["runtime_reason"]
     assert rows["fc2.weight"]["runtime"] == "sparse"
 
 

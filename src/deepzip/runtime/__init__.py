@@ -2,9 +2,10 @@
 
 Which layers go sparse is a rule on what the header already says (layer type, size, density),
 so `deepzip inspect` can report the decision without decoding anything. The thresholds come from
-bench/runtime.py on a 2-core x86 CPU: torch's CSR product beats dense Linear at batch 1 up to
-about 40 % density and at batch 64 up to about 30 %; below a few thousand weights the call
-overhead of a sparse kernel eats the gain.
+the density sweep of bench/runtime.py on a 2-core x86 CPU (torch 2.13, MKL CSR products):
+a 1024×1024 Linear gains only up to about 10 % density (1.0× at batch 1, 2.8× at batch 64 at
+10 %, break-even at 20 %), a 4096×4096 one up to about 25 % (2.1× at batch 1 at 20 %); below a few
+thousand weights the fixed cost of a sparse call outweighs the work saved.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from torch import nn
 from .sparse import SparseConv2d, SparseLinear, csr_bytes, csr_from_positions
 
 SPARSE_LAYERS = ("Linear", "Conv2d")
-MAX_DENSITY = 0.3
+MAX_DENSITY = 0.1
+MAX_DENSITY_LARGE = 0.25  # for layers of at least LARGE weights, whose dense product is memory-bound
+LARGE = 4 << 20
 MIN_WEIGHTS = 2048
 
 __all__ = ["SparseConv2d", "SparseLinear", "choose", "csr_bytes", "build", "resident_weight_bytes"]
@@ -34,8 +37,9 @@ def choose(entry: dict[str, Any]) -> tuple[str, str]:
     density = entry["nonzero"] / max(1, numel)
     if numel < MIN_WEIGHTS:
         return "dense", f"{numel} weights < {MIN_WEIGHTS}"
-    if density > MAX_DENSITY:
-        return "dense", f"density {density:.2f} > {MAX_DENSITY}"
+    limit = MAX_DENSITY_LARGE if numel >= LARGE else MAX_DENSITY
+    if density > limit:
+        return "dense", f"density {density:.2f} > {limit}"
     return "sparse", f"density {density:.3f}"
 
 
