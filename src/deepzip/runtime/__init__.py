@@ -2,10 +2,13 @@
 
 Which layers go sparse is a rule on what the header already says (layer type, size, density),
 so `deepzip inspect` can report the decision without decoding anything. The thresholds come from
-the density sweep of bench/runtime.py on a 2-core x86 CPU (torch 2.13, MKL CSR products):
-a 1024×1024 Linear gains only up to about 10 % density (1.0× at batch 1, 2.8× at batch 64 at
-10 %, break-even at 20 %), a 4096×4096 one up to about 25 % (2.1× at batch 1 at 20 %); below a few
-thousand weights the fixed cost of a sparse call outweighs the work saved.
+the density sweep of bench/runtime.py on a 2-core x86 CPU (torch 2.13, MKL CSR products; the
+forced-sparse speed-up over dense at batch 1 / batch 64):
+  1024×1024:  5 % 2.4× / 3.1×   10 % 1.4× / 2.0×   20 % 0.84× / 0.93×   30 % 0.54× / 0.88×
+  4096×4096:  5 % 8.1× / 4.1×   10 % 3.8× / 1.9×   20 % 1.7× / 1.1×     30 % 1.3× / 0.77×
+so sparse up to 10 % density, and up to 25 % for layers of 4 M weights and more, whose dense
+product is bound by memory bandwidth. Below a few thousand weights the fixed cost of a sparse
+call outweighs the work saved.
 """
 from __future__ import annotations
 
