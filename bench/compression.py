@@ -75,6 +75,8 @@ def at_sparsity(recipe: Recipe, model, target: float) -> Recipe:
 
     The factor is found by bisection, because layers capped at MAX_LAYER_SPARSITY stop scaling.
     """
+    if recipe.prune is not None and recipe.prune.scope == "global":  # one threshold: the target is the setting
+        return recipe.replace(prune=dataclasses.replace(recipe.prune, sparsity=target))
     setting = recipe.prune.sparsity if recipe.prune else None
     if setting is None:
         raise SystemExit(f"the curve scales prune.sparsity, which recipe '{recipe.model}' does not set.")

@@ -53,3 +53,9 @@ def test_shipped_recipes_load():
         budget = r.prune.steps * r.prune.retrain.epochs + r.share.finetune.epochs
         paper = load_recipe(f.with_name(f"paper-{r.model}.yaml"))
         assert budget == paper.prune.steps * paper.prune.retrain.epochs + paper.share.finetune.epochs
+
+
+def test_global_scope_needs_one_sparsity():
+    assert from_dict({"prune": {"sparsity": 0.9, "scope": "global"}}).prune.scope == "global"
+    with pytest.raises(dz.ConfigError, match="global"):
+        from_dict({"prune": {"sparsity": {"fc1": 0.9}, "scope": "global"}})

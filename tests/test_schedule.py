@@ -80,3 +80,15 @@ def test_scan_shape_restores_the_model_and_plots(tmp_path, tiny_mlp):
     json.dumps(result)
     plot(result, str(tmp_path / "s.png"))
     assert (tmp_path / "s.png").stat().st_size > 10_000
+
+
+def test_gradual_pruning_with_one_global_threshold(tiny_mlp):
+    data = load_data("synthetic", train=True, limit=256)
+    data = type(data)(data.x[:, :, :8, :8].contiguous(), data.y % 4, 4, "synthetic-8px")
+    pruner = GradualPruning(tiny_mlp, 0.8, end=0.5, every=2, scope="global")
+    dz.train(tiny_mlp, data, epochs=1, batch_size=32, progress=False, on_step=pruner)
+    layers = (tiny_mlp.fc1, tiny_mlp.fc2, tiny_mlp.fc3)
+    zeros = sum(int((m.weight == 0).sum()) for m in layers)
+    assert zeros == round(0.8 * sum(m.weight.numel() for m in layers))
+    per_layer = [float((m.weight == 0).float().mean()) for m in layers]
+    assert max(per_layer) - min(per_layer) > 0.05  # one threshold, so layers end at different sparsities

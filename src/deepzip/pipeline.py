@@ -89,13 +89,13 @@ def compress(
         p = recipe.prune
         with stage("prune"):
             if p.schedule == "agp":
-                pruner = GradualPruning(model, p.sparsity, end=p.ramp_end, every=p.every)
+                pruner = GradualPruning(model, p.sparsity, end=p.ramp_end, every=p.every, scope=p.scope)
                 _fit(model, train_set, p.retrain, recipe.seed + 1, "gradual pruning", progress,
                      epochs=p.steps * p.retrain.epochs, on_step=pruner)
             else:
                 for step in range(1, p.steps + 1):
                     if p.sparsity is not None:
-                        prune_(model, sparsity=_scaled(p.sparsity, ramp(1.0, step, p.steps)))
+                        prune_(model, sparsity=_scaled(p.sparsity, ramp(1.0, step, p.steps)), scope=p.scope)
                     else:
                         prune_(model, quality=p.quality)
                     _fit(model, train_set, p.retrain, recipe.seed + step, f"prune {step}/{p.steps}", progress)

@@ -53,12 +53,15 @@ class PruneStage:
     schedule: Literal["iterative", "agp"] = "iterative"
     ramp_end: float = 0.75
     every: int = 50
+    scope: Literal["layer", "global"] = "layer"  # global: one magnitude threshold across all layers
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "prune.steps must be ≥ 1")
         _check(0 < self.ramp_end <= 1, "prune.ramp_end must be in (0, 1]")
         _check(self.every >= 1, "prune.every must be ≥ 1")
         _check(self.schedule == "iterative" or self.quality is None, "the agp schedule takes sparsity, not quality")
+        _check(self.scope == "layer" or isinstance(self.sparsity, (int, float)),
+               "prune.scope global takes one sparsity for the whole model, not a per-layer one")
         _check((self.sparsity is None) != (self.quality is None) or (self.sparsity is None and self.quality is None),
                "prune takes sparsity or quality, not both")
 

@@ -32,15 +32,17 @@ class GradualPruning:
     sparsity: the final sparsity, a float or a dict by layer name / kind (the initial one is 0).
     start, end: the ramp as fractions of the run (default: from the first step to 75 % of the
     run, leaving the last quarter to recover at the final sparsity). every: steps between updates.
+    scope="global" ranks all layers' weights together (a single sparsity then).
     """
 
     def __init__(self, model: nn.Module, sparsity: PerLayer, *, start: float = 0.0, end: float = 0.75,
-                 every: int = 50) -> None:
+                 every: int = 50, scope: str = "layer") -> None:
         if not 0 <= start <= end <= 1:
             raise ConfigError(f"the ramp needs 0 ≤ start ≤ end ≤ 1, not start={start}, end={end}.")
         if every < 1:
             raise ConfigError(f"every must be ≥ 1, not {every}.")
         self.model, self.sparsity, self.start, self.end, self.every = model, sparsity, start, end, every
+        self.scope = scope
         self.history: list[tuple[int, float]] = []
 
     def fraction(self, step: int, total: int) -> float:
@@ -56,5 +58,5 @@ class GradualPruning:
             return
         scaled = ({k: v * f for k, v in self.sparsity.items()} if isinstance(self.sparsity, Mapping)
                   else self.sparsity * f)
-        prune_(self.model, sparsity=scaled)
+        prune_(self.model, sparsity=scaled, scope=self.scope)
         self.history.append((step, f))
