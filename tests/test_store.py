@@ -128,3 +128,12 @@ def test_half_representable_tensors_are_stored_in_half_the_bytes(tmp_path, tiny_
     back = dz.load(tmp_path / "b.dzip")
     assert torch.equal(back.fc1.bias, tiny_mlp.fc1.bias) and back.fc1.bias.dtype == torch.float32
     assert not torch.equal(back.fc1.weight.half().float(), back.fc1.weight)  # weights were not rounded
+
+
+def test_saved_file_has_ordinary_permissions(tmp_path, tiny_mlp):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    dz.save(tiny_mlp, tmp_path / "m.dzip")
+    assert (tmp_path / "m.dzip").stat().st_mode & 0o777 == 0o666 & ~mask
