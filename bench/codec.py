@@ -15,6 +15,7 @@ import json
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -134,7 +135,10 @@ def main() -> None:
         if path.exists():
             dzip_streams(path)
     if args.large:
-        subprocess.run([sys.executable, str(Path(__file__).with_name("large_model.py"))], check=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, str(Path(__file__).with_name("large_model.py")), "--dir", tmp, "--keep"],
+                           check=True)
+            dzip_streams(Path(tmp) / "vgg16-size-huffman.dzip")
 
 
 if __name__ == "__main__":

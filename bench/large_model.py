@@ -103,6 +103,7 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--sparsity", type=float, default=0.925)
     ap.add_argument("--coders", nargs="*", default=["huffman", "ans"])
+    ap.add_argument("--keep", action="store_true", help="keep the files (bench/codec.py reads their streams)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -113,7 +114,8 @@ def main() -> None:
         path = str(Path(args.dir) / f"vgg16-size-{coder}.dzip")
         for mode in ("save", "load"):
             subprocess.run([sys.executable, __file__, "--child", mode, path, str(args.sparsity), coder], check=True)
-        Path(path).unlink(missing_ok=True)
+        if not args.keep:
+            Path(path).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

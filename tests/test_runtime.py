@@ -77,3 +77,24 @@ def test_unknown_runtime_is_refused(tmp_path, tiny_mlp):
     dz.save(tiny_mlp, tmp_path / "m.dzip")
     with pytest.raises(dz.ConfigError, match="runtime"):
         dz.load(tmp_path / "m.dzip", runtime="fast")
+
+
+@pytest.mark.parametrize("name, sparsity", [
+    ("lenet300", {"fc1": 0.95, "fc2": 0.9, "fc3": 0.7}),
+    ("lenet5", {"conv1": 0.4, "conv2": 0.92, "fc1": 0.96, "fc2": 0.8}),
+])
+def test_sparse_equals_dense_on_real_images(tmp_path, monkeypatch, name, sparsity):
+    from deepzip.data import load as load_data
+
+    monkeypatch.setattr(rt, "MIN_WEIGHTS", 0)
+    digits = load_data("digits", train=False)  # real handwriting, shipped with scikit-learn
+    x = torch.nn.functional.interpolate(digits.x, size=(28, 28), mode="bilinear", align_corners=False)
+    model = dz.create_model(name)
+    dz.prune_(model, sparsity=sparsity)
+    dz.share_weights_(model)
+    dz.save(model, tmp_path / "m.dzip")
+    dense, fast = dz.load(tmp_path / "m.dzip"), dz.load(tmp_path / "m.dzip", runtime="sparse")
+    assert any(isinstance(m, (SparseLinear, SparseConv2d)) for m in fast.modules())
+    with torch.no_grad():
+        _rel_close(fast(x), dense(x))
+        assert torch.equal(fast(x).argmax(1), dense(x).argmax(1))
