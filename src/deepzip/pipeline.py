@@ -69,8 +69,8 @@ def compress(
 
     seed_everything(recipe.seed)
     with stage("data"):
-        train_set = datasets.load(recipe.dataset, data_dir, train=True, limit=limit)
-        test_set = datasets.load(recipe.dataset, data_dir, train=False, limit=limit)
+        train_set = datasets.load(recipe.dataset, data_dir, train=True, limit=limit, size=recipe.image_size)
+        test_set = datasets.load(recipe.dataset, data_dir, train=False, limit=limit, size=recipe.image_size)
     c, h = train_set.x.shape[1], train_set.x.shape[2]
     model = models.create(recipe.model, **{"in_channels": c, "image_size": h, "classes": train_set.classes,
                                            **recipe.model_args})

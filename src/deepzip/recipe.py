@@ -81,6 +81,7 @@ class Recipe:
     model: str = "lenet300"
     model_args: dict[str, Any] = field(default_factory=dict)  # size knobs of the model, e.g. {width: 0.5}
     dataset: str = "fashion-mnist"
+    image_size: int | None = None  # resize the data set's images to this (e.g. 32 for CIFAR networks)
     seed: int = 0
     dense: TrainStage = field(default_factory=lambda: TrainStage(epochs=10, lr=1e-3))
     prune: PruneStage | None = field(default_factory=PruneStage)

@@ -55,3 +55,12 @@ def test_without_seed_follows_torch_manual_seed():
 def test_bad_batch_size():
     with pytest.raises(ConfigError, match="batch_size must be at least 1, not 0"):
         Batches(numbered(3), 0)
+
+
+def test_resize_to_32_pixels():
+    from deepzip.data import load
+
+    small = load("synthetic", train=False, limit=8)
+    big = load("synthetic", train=False, limit=8, size=32)
+    assert big.x.shape == (8, small.x.shape[1], 32, 32) and torch.equal(big.y, small.y)
+    assert abs(float(big.x.mean() - small.x.mean())) < 0.05  # bilinear keeps the intensity

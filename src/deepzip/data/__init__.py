@@ -72,12 +72,16 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def load(name: str, root: str | Path | None = None, *, train: bool, limit: int | None = None) -> Dataset:
+def load(name: str, root: str | Path | None = None, *, train: bool, limit: int | None = None,
+         size: int | None = None) -> Dataset:
     """The training (`train=True`) or test split of data set `name`, keeping its first `limit` samples.
 
     `root` is where the files are (a directory, or for npz a file); None means the set's
-    default location, for the sets that have one.
+    default location, for the sets that have one. `size` resizes the images to size×size
+    (bilinear), e.g. Fashion-MNIST to the 32×32 that CIFAR networks expect.
     """
+    if size is not None and size < 1:
+        raise ConfigError(f"size must be at least 1 pixel, not {size}.")
     if name not in _REGISTRY:
         raise ConfigError(f"Unknown data set {name!r}; known data sets: {', '.join(names())}.")
     if limit is not None and limit < 1:
@@ -89,6 +93,8 @@ def load(name: str, root: str | Path | None = None, *, train: bool, limit: int |
     if x.dtype == np.uint8:
         pixels.div_(255.0)
     pixels.sub_(torch.tensor(arrays.mean).view(-1, 1, 1)).div_(torch.tensor(arrays.std).view(-1, 1, 1))
+    if size is not None and pixels.shape[-2:] != (size, size):
+        pixels = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
     return Dataset(pixels, torch.from_numpy(y.astype(np.int64)), arrays.classes, name)
 
 
