@@ -44,6 +44,20 @@ def _load(tmp_path, blob):
     return dz.load(p)
 
 
+def _decode_all(tmp_path, blob):
+    """Decode every tensor with no model to fill: reaches the decoder's own checks even where a
+    changed shape would first be refused as not fitting the model."""
+    from deepzip.format import DzipReader
+    from deepzip.load import TensorDecoder
+
+    p = tmp_path / "bad.dzip"
+    p.write_bytes(blob)
+    with DzipReader(p) as r:
+        dec = TensorDecoder(r)
+        for i, e in enumerate(r.header["tensors"]):
+            dec.tensor(e, i)
+
+
 def _entry(header, name):
     return next(e for e in header["tensors"] if e.get("name") == name)
 
@@ -85,11 +99,14 @@ CASES = {
 }
 
 
+DECODER_CASES = {"huge_shape", "raw_length", "gaps_past_end"}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_validation_rule_gives_one_sentence(tmp_path, valid, case):
     make, words = CASES[case]
     with pytest.raises(dz.DzipFormatError, match=words) as err:
-        _load(tmp_path, make(valid[0]))
+        (_decode_all if case in DECODER_CASES else _load)(tmp_path, make(valid[0]))
     msg = str(err.value)
     assert "\n" not in msg and msg.endswith(".")
 
@@ -177,3 +194,35 @@ def test_killed_save_leaves_the_old_file_intact(tmp_path, tiny_mlp):
     assert path.read_bytes() == old
     assert dz.load(path) is not None
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["m.dzip", "writing"]
+
+
+def test_more_hostile_headers(tmp_path, valid):
+    import zlib
+
+    huge_int = zlib.compress(b'{"streams": [], "tensors": [], "x": ' + b"1" * 5000 + b"}")
+    with pytest.raises(dz.DzipFormatError, match="corrupt header"):
+        _load(tmp_path, join({}, b"", header_bytes=huge_int))
+    deep = _mutate(valid[0], lambda h, p: h.update(arch={"name": "densenet100", "kwargs": {"depth": 600000004}}))
+    with pytest.raises(dz.DzipFormatError, match="out of range"):
+        _load(tmp_path, deep)
+    bad_size = _mutate(valid[0], lambda h, p: h["arch"]["kwargs"].update(classes=1.5))
+    with pytest.raises(dz.DzipFormatError, match="cannot be built"):
+        _load(tmp_path, bad_size)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_headers_under_the_sparse_runtime(tmp_path, valid, data):
+    blob, weights = valid
+    header, payload = split(blob)
+    item = data.draw(st.sampled_from(header["tensors"]))
+    key = data.draw(st.sampled_from(sorted(item) + ["nonzero"]))
+    item[key] = data.draw(_extremes())
+    p = tmp_path / "bad.dzip"
+    p.write_bytes(join(header, payload))
+    try:
+        model = dz.load(p, runtime="sparse")
+    except (dz.DzipFormatError, dz.ModelMismatchError):
+        return
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(model(x), dz.load(tmp_path / "bad.dzip")(x), rtol=1e-5, atol=1e-6)

@@ -92,3 +92,18 @@ def test_remove_keeps_zeros_and_drops_hooks(tiny_mlp):
 def test_bad_pruning_configs_are_refused(tiny_mlp, kwargs, words):
     with pytest.raises(dz.ConfigError, match=words):
         dz.prune_(tiny_mlp, **kwargs)
+
+
+def test_amounts_follow_torch_float_fraction_int_count(tiny_mlp):
+    dz.prune_(tiny_mlp, sparsity={"fc3": 1.0})
+    assert int((tiny_mlp.fc3.weight != 0).sum()) == 0
+    with pytest.raises(dz.ConfigError, match="fraction"):
+        dz.prune_(tiny_mlp, sparsity=5000.0)
+    with pytest.raises(dz.ConfigError, match="fraction"):
+        dz.prune_(tiny_mlp, sparsity=True)
+
+
+def test_pruning_a_shared_layer_is_refused(tiny_mlp):
+    dz.share_weights_(tiny_mlp, bits=3)
+    with pytest.raises(dz.ConfigError, match="before share_weights_"):
+        dz.prune_(tiny_mlp, sparsity=0.5)

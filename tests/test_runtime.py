@@ -98,3 +98,18 @@ def test_sparse_equals_dense_on_real_images(tmp_path, monkeypatch, name, sparsit
     with torch.no_grad():
         _rel_close(fast(x), dense(x))
         assert torch.equal(fast(x).argmax(1), dense(x).argmax(1))
+
+
+def test_sparse_runtime_checks_the_model_and_falls_back_where_it_must(tmp_path):
+    layer = nn.Linear(784, 300)
+    dz.prune_(layer, sparsity=0.95)
+    dz.save(layer, tmp_path / "l.dzip")
+    with pytest.raises(dz.ModelMismatchError, match="weight"):
+        dz.load(tmp_path / "l.dzip", model=nn.Linear(1568, 300), runtime="sparse")
+    conv = nn.Sequential(nn.Conv2d(8, 64, 3, padding="same"))
+    dz.prune_(conv, sparsity=0.95)
+    dz.save(conv, tmp_path / "c.dzip")
+    fast = dz.load(tmp_path / "c.dzip", model=nn.Sequential(nn.Conv2d(8, 64, 3, padding="same")), runtime="sparse")
+    assert isinstance(fast[0], nn.Conv2d) and "padding" in fast.deepzip_runtime["0.weight"]
+    x = torch.randn(2, 8, 10, 10)
+    assert torch.equal(fast(x), conv(x))

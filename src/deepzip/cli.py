@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -20,11 +21,16 @@ def _fail(e: Exception) -> None:
 
 
 def _run(fn):
-    """Bad input of any kind ends in one line on stderr and exit status 2, never a traceback."""
+    """Bad input of any kind ends in one line on stderr and exit status 2, never a traceback
+    (DEEPZIP_DEBUG=1 shows the traceback of an unexpected error)."""
     try:
         return fn()
-    except (DeepzipError, OSError) as e:
+    except (DeepzipError, OSError, typer.BadParameter) as e:
         _fail(e)
+    except Exception as e:  # a bug or an input no check anticipated: still one line, and say which
+        if os.environ.get("DEEPZIP_DEBUG"):
+            raise
+        _fail(f"unexpected {type(e).__name__}: {e}")
 
 
 @app.command()
@@ -66,11 +72,11 @@ def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="
         if as_json:
             typer.echo(json.dumps(info, indent=2))
             return
-        arch = info["arch"]["name"] if info["arch"] else "(custom module)"
+        arch = str(info["arch"].get("name")) if info["arch"] else "(custom module)"
         typer.echo(f"{file}: {arch}, {info['parameters']:,} parameters, {info['file_bytes']:,} bytes on disk, "
                    f"{info['ratio']:.1f}× smaller than {info['dense_bytes']:,} dense bytes")
         acc = info["meta"].get("accuracy")
-        if acc:
+        if isinstance(acc, dict) and all(isinstance(v, (int, float)) for v in acc.values()):
             typer.echo("accuracy when saved: " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
         typer.echo(layers_markdown(info["layers"]))
 

@@ -6,9 +6,10 @@ All integers little-endian. The header lists every stream (offset into the paylo
 crc32, coder and table) and every tensor (which streams rebuild it); docs/FORMAT.md is the spec.
 This module knows streams, not tensors: store.py turns tensors into streams and back.
 
-Reading checks, in order: the file is long enough, the magic, the version, that the header length
-fits the file and a fixed bound, that the header is JSON of the right shape, that every stream
-lies inside the payload, the checksum of the whole file, and each stream's checksum as it is read.
+Reading checks, in order: the file is long enough, the magic, the version, the flags, that the
+header length fits the file and a fixed bound, the checksum of the whole file, that the header
+inflates within a bound set by the file's size and is JSON of the right shape, that every stream
+lies inside the payload, and each stream's checksum as it is read.
 Every failure is a DzipFormatError whose message is one sentence. No pickle anywhere.
 """
 from __future__ import annotations
@@ -138,15 +139,16 @@ class DzipReader:
         if self.flags & FLAG_DEFLATE:
             # Bounded inflate: a small hostile header must not expand into gigabytes.
             inflater = zlib.decompressobj()
+            limit = min(MAX_HEADER_BYTES, (1 << 20) + 64 * self.size)
             try:
-                blob = inflater.decompress(blob, MAX_HEADER_BYTES)
+                blob = inflater.decompress(blob, limit)
             except zlib.error:
                 raise DzipFormatError(f"{name} has a corrupt header: it does not inflate.") from None
             _need(inflater.eof and not inflater.unconsumed_tail,
-                  f"{name} has a corrupt header: it inflates past {MAX_HEADER_BYTES} bytes or ends early.")
+                  f"{name} has a corrupt header: it inflates past {limit} bytes or ends early.")
         try:
             header = json.loads(blob.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, huge ints
             raise DzipFormatError(f"{name} has a corrupt header: {type(e).__name__}.") from None
         _need(isinstance(header, dict), f"{name} has a corrupt header: it is not a JSON object.")
         self.header = header

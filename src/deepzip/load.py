@@ -83,7 +83,7 @@ class TensorDecoder:
 
     def codebook(self, entry: dict, name: str) -> np.ndarray:
         data = self.raw(entry.get("codebook"), f"the codebook of {name!r}")
-        self.need(0 < len(data) < 4 * MAX_ALPHABET and len(data) % 4 == 0,
+        self.need(len(data) < 4 * MAX_ALPHABET and len(data) % 4 == 0,
                   f"the codebook of {name!r} is {len(data)} bytes, not a whole number of float32 values")
         return np.concatenate([np.zeros(1, np.float32), np.frombuffer(data, "<f4")])
 
@@ -181,12 +181,26 @@ def build_model(header: dict, path_name: str) -> nn.Module:
     if arch is None:
         raise ConfigError(f"{path_name} records no architecture (it was saved from a custom module); "
                           f"pass the module to fill: deepzip.load(path, model=MyNet()).")
-    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("kwargs", {}), dict)):
-        raise DzipFormatError(f"{path_name} is corrupt: its architecture record is malformed.")
-    with torch.device("meta"):
-        model = models.create(arch["name"], **arch.get("kwargs", {}))
-    model.deepzip_arch = {"name": arch["name"], "kwargs": arch.get("kwargs", {})}
-    return model
+    kwargs = arch.get("kwargs", {}) if isinstance(arch, dict) else None
+    if not (isinstance(arch.get("name") if kwargs is not None else None, str) and isinstance(kwargs, dict)
+            and all(_plain_argument(v) for v in kwargs.values())):
+        raise DzipFormatError(f"{path_name} is corrupt: its architecture record is malformed or out of range.")
+    try:
+        with torch.device("meta"):
+            return models.create(arch["name"], **kwargs)
+    except (ConfigError, ValueError, TypeError, RuntimeError, OverflowError, ZeroDivisionError) as e:
+        reason = str(e).rstrip(".")
+        raise DzipFormatError(f"{path_name} records an architecture that cannot be built here: {reason}.") from None
+
+
+def _plain_argument(value: Any) -> bool:
+    """Architecture arguments a file may carry: small numbers, strings, booleans. A hostile file
+    must not make the reader build a network of a billion layers before anything else is checked."""
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, int):
+        return 0 <= value <= 4096
+    return isinstance(value, float) and math.isfinite(value) and 0 <= value <= 64
 
 
 def _check_names(entries: list, have: dict, path_name: str) -> None:
@@ -216,9 +230,23 @@ def _check_entries(entries: list, count: int, path_name: str) -> None:
         keys = ("name", "alias") if isinstance(e, dict) and "alias" in e else ("name", "encoding", "dtype")
         if not (isinstance(e, dict) and all(isinstance(e.get(k), str) for k in keys)):
             raise DzipFormatError(f"{path_name} is corrupt: tensor entry {i} lacks a valid {' or '.join(keys)}.")
+        shape = e.get("shape")
+        if "alias" not in e and not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d) for d in shape)):
+            raise DzipFormatError(f"{path_name} is corrupt: tensor {e['name']!r} has an invalid shape {shape!r}.")
     used = [e[k] for e in entries if "alias" not in e for k in STREAM_KEYS if k in e]
     if sorted(map(repr, used)) != sorted(map(repr, range(count))):
         raise DzipFormatError(f"{path_name} is corrupt: its tensors do not use each of its {count} streams exactly once.")
+
+
+def _check_shapes(entries: list, have: dict, path_name: str) -> None:
+    for e in entries:
+        if "alias" in e or e["name"] not in have:
+            continue
+        owner, attr, role = have[e["name"]]
+        current = owner._parameters[attr] if role == "param" else owner._buffers[attr]
+        if not isinstance(e.get("shape"), list) or list(e["shape"]) != list(current.shape):
+            raise ModelMismatchError(f"{path_name} does not fit this model: {e['name']!r} is {e.get('shape')!r} "
+                                     f"in the file but {list(current.shape)} in the model.")
 
 
 def _put(owner: nn.Module, attr: str, role: str, value: torch.Tensor, name: str, path_name: str) -> torch.Tensor:
@@ -278,6 +306,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         have = targets(model)
         if strict:
             _check_names(entries, have, pname)
+        _check_shapes(entries, have, pname)  # before anything is written into the caller's model
         dec = TensorDecoder(reader)
         # Tensors a later entry aliases are kept; everything else is dropped once stored, so
         # memory stays one layer at a time.
@@ -290,9 +319,16 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
                 dec.need(isinstance(entry.get("name"), str) and entry["alias"] in held,
                          f"tensor entry {i} aliases an unknown tensor")
                 value = held[entry["alias"]]
+            elif entry["name"] not in have and entry["name"] not in aliased:
+                continue  # strict=False: nothing in the model takes it
             else:
                 if runtime == "sparse" and entry["name"] in have and entry.get("layer"):
                     how, why = rt.choose(entry)
+                    owner = have[entry["name"]][0]
+                    if how == "sparse" and not rt.supports(owner):
+                        how, why = "dense", f"no sparse {type(owner).__name__} with this padding"
+                    if how == "sparse" and entry["name"] in aliased:
+                        how, why = "dense", "tied to another layer"
                     decisions[entry["name"]] = f"{how} ({why})"
                     if how == "sparse":
                         sparse[entry["name"].rpartition(".")[0]] = dec.nonzeros(entry, i)

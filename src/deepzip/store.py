@@ -1,4 +1,4 @@
-"""deepzip.save / deepzip.load: a model's tensors to .dzip streams and back.
+"""deepzip.save: a model's tensors to .dzip streams (load.py reads them back).
 
 Each tensor is written in one of three encodings (docs/FORMAT.md):
   raw     the tensor's bytes (biases, batch-norm statistics, anything small or unpruned)
@@ -131,13 +131,17 @@ class _Encoder:
         if t.centroids is not None:
             return self.shared(t)
         value = t.value
+        dtype = str(value.dtype).removeprefix("torch.")
+        if dtype not in DTYPES or value.dim() > MAX_DIMS:
+            raise ConfigError(f"cannot store {t.name!r}: {dtype} tensors of {value.dim()} dimensions are outside "
+                              f"the format (dtypes {', '.join(DTYPES)}; at most {MAX_DIMS} dimensions).")
         base = {"name": t.name, "role": t.role, "shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
         if t.layer:
             base["layer"] = t.layer
-        if value.is_floating_point() and value.numel() >= 256 and (t.masked or (value == 0).float().mean() > 0.5):
+        if value.dtype == torch.float32 and value.numel() >= 256 and (t.masked or (value == 0).float().mean() > 0.5):
             flat = value.detach().cpu().float().reshape(-1).numpy()
             bits, g, vals = self.positions(flat, t, None)
-            if value.dtype == torch.float32 and len(g[0]) + 4 * len(vals) < 4 * flat.size:
+            if len(g[0]) + 4 * len(vals) < 4 * flat.size:
                 return {**base, "encoding": "sparse", "index_bits": bits, "nonzero": int(np.count_nonzero(flat)),
                         "values": self.raw(vals.astype("<f4").tobytes()), "gaps": self.add(g)}
         if value.dtype == torch.float32 and value.numel() and torch.equal(value.half().float(), value):

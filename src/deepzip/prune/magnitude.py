@@ -47,8 +47,10 @@ class MagnitudePruning:
             if not value >= 0:
                 raise ConfigError(f"quality must be ≥ 0, not {value}.")
         for value in _values(self.sparsity):
-            if not (0 <= value < 1 or (float(value).is_integer() and value >= 1)):
-                raise ConfigError(f"sparsity must be a fraction in [0, 1) or a whole count, not {value}.")
+            count = isinstance(value, int) and not isinstance(value, bool)
+            if isinstance(value, bool) or not (0 <= value <= 1 or (count and value >= 0)):
+                raise ConfigError(f"sparsity must be a fraction in [0, 1] (float) or a count of weights (int), "
+                                  f"not {value!r}.")
 
 
 def _values(setting: PerLayer) -> list[float]:
@@ -59,7 +61,7 @@ def _values(setting: PerLayer) -> list[float]:
 
 def _amount(sparsity: float, numel: int) -> int:
     """torch's rule: an int ≥ 1 is a count of weights, a float is a fraction."""
-    if isinstance(sparsity, int) and not isinstance(sparsity, bool) and sparsity >= 1:
+    if isinstance(sparsity, int) and not isinstance(sparsity, bool):
         if sparsity > numel:
             raise ConfigError(f"cannot prune {sparsity} weights of a layer that has {numel}.")
         return sparsity
@@ -96,6 +98,11 @@ def prune_(
     if config.scope == "global":
         _prune_global(layers, config.sparsity)
         return
+    from ..quantize.shared import is_shared
+
+    shared = [name for name, module, _ in layers if is_shared(module)]
+    if shared:
+        raise ConfigError(f"{', '.join(shared)} already share weights; prune before share_weights_, not after.")
     for name, module, kind in layers:
         weight = module.weight.detach()
         old = get_mask(module, "weight")

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..files import atomic_path
 from ..layers import compressible
 from ..quantize.kmeans import kmeans_1d
 from .magnitude import _keep_largest
@@ -120,5 +121,6 @@ def plot(result: dict[str, Any], path: str) -> None:
     b.set_title("quantization sensitivity")
     a.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)

@@ -63,11 +63,14 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     try:
         rows = layer_rows(header)
         params = sum(math.prod(e["shape"]) for e in header["tensors"] if e.get("role") == "param")
-    except (KeyError, TypeError, IndexError, AttributeError, ValueError):
+        ratio = 4 * params / size
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError, OverflowError, ZeroDivisionError):
         raise DzipFormatError(f"{os.fspath(path)} is corrupt: its tensor table is malformed.") from None
+    arch = header.get("arch")
+    meta = header.get("meta")
     return {"file": os.fspath(path), "file_bytes": size, "dense_bytes": 4 * params, "parameters": params,
-            "ratio": 4 * params / size, "arch": header.get("arch"), "meta": header.get("meta", {}),
-            "layers": rows}
+            "ratio": ratio, "arch": arch if isinstance(arch, dict) else None,
+            "meta": meta if isinstance(meta, dict) else {}, "layers": rows}
 
 
 def layers_markdown(rows: list[dict[str, Any]]) -> str:

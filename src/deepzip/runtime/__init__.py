@@ -36,14 +36,29 @@ def choose(entry: dict[str, Any]) -> tuple[str, str]:
         return "dense", "not a Linear or Conv2d weight"
     if entry.get("encoding") not in ("shared", "sparse"):
         return "dense", "stored dense"
-    numel = math.prod(entry["shape"])
-    density = entry["nonzero"] / max(1, numel)
+    shape, nonzero = entry.get("shape"), entry.get("nonzero")
+    if not (isinstance(shape, list) and len(shape) <= 8 and all(_uint(d, 1 << 40) for d in shape)
+            and _uint(nonzero, 1 << 62)):
+        return "dense", "malformed entry"  # the dense decoder then says what is wrong
+    numel = math.prod(shape)
+    density = nonzero / max(1, numel)
     if numel < MIN_WEIGHTS:
         return "dense", f"{numel} weights < {MIN_WEIGHTS}"
     limit = MAX_DENSITY_LARGE if numel >= LARGE else MAX_DENSITY
     if density > limit:
         return "dense", f"density {density:.2f} > {limit}"
     return "sparse", f"density {density:.3f}"
+
+
+def _uint(value: Any, below: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < below
+
+
+def supports(module: nn.Module) -> bool:
+    """Whether a sparse replacement exists for this module as configured."""
+    if isinstance(module, nn.Conv2d):
+        return module.padding_mode == "zeros" and not isinstance(module.padding, str)
+    return isinstance(module, nn.Linear)
 
 
 def build(module: nn.Module, positions: np.ndarray, values: np.ndarray, bias: torch.Tensor | None) -> nn.Module:
