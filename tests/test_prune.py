@@ -107,3 +107,17 @@ def test_pruning_a_shared_layer_is_refused(tiny_mlp):
     dz.share_weights_(tiny_mlp, bits=3)
     with pytest.raises(dz.ConfigError, match="before share_weights_"):
         dz.prune_(tiny_mlp, sparsity=0.5)
+
+
+def test_a_deep_copy_of_a_pruned_model_trains_safely(tiny_mlp):
+    import copy
+
+    from deepzip.data import Dataset
+
+    dz.prune_(tiny_mlp, sparsity=0.8)
+    clone = copy.deepcopy(tiny_mlp)
+    zeros = clone.fc1.weight == 0
+    data = Dataset(torch.randn(64, 1, 8, 8), torch.randint(0, 4, (64,)), 4, "noise")
+    dz.train(clone, data, epochs=2, lr=0.05, optimizer="sgd", batch_size=16, progress=False)
+    assert torch.equal(clone.fc1.weight == 0, zeros)
+    assert clone.fc1.weight.grad[zeros].abs().sum() == 0

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .data import Dataset
 from .data.loader import Batches
 from .errors import ConfigError
+from .prune.masks import reattach_masks_
 
 Optim = Literal["adam", "sgd"]
 
@@ -56,6 +57,7 @@ def train(
     """
     if epochs <= 0:
         return []
+    reattach_masks_(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
     batches = Batches(data, batch_size=batch_size, shuffle=True, seed=seed)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..layers import Filter, check_keys, compressible, per_layer
-from .masks import get_mask, set_mask_
+from .masks import get_mask, reattach_masks_, set_mask_
 
 PerLayer = float | Mapping[str, float] | None
 
@@ -93,6 +93,7 @@ def prune_(
         raise ConfigError("pass either a MagnitudePruning config or sparsity=/quality=, not both.")
     setting = config.quality if config.quality is not None else config.sparsity
     check_keys(setting, model, "the pruning setting")
+    reattach_masks_(model)
     layers = [(name, module, kind) for name, module, kind in compressible(model, filter_fn)
               if per_layer(setting, name, kind, "pruning") is not None]
     if config.scope == "global":

@@ -67,6 +67,20 @@ def remove_mask_(module: nn.Module, name: str) -> None:
         _MASKED.discard(module)
 
 
+def reattach_masks_(model: nn.Module) -> None:
+    """Re-arm masks that lost their hooks: `copy.deepcopy` copies the mask buffers but not the
+    gradient hook, and the copy is not in the registry the optimizer hook reads. deepzip's train
+    and prune_ call this, so a copied model trains as safely as the original."""
+    for module in model.modules():
+        names = masked_names(module)
+        if not names or module in _MASKED:
+            continue
+        masks = {n: module._buffers.pop(f"{n}_mask") for n in names}
+        del module._dz_masked
+        for n, mask in masks.items():
+            set_mask_(module, n, mask)
+
+
 def apply_masks_(model: nn.Module | None = None) -> None:
     """Re-zero every masked entry (of `model`, or of every masked module alive)."""
     modules = _MASKED if model is None else [m for m in model.modules() if m in _MASKED]
