@@ -38,6 +38,7 @@ from torch.nn.utils import prune
 from deepzip.data import Dataset
 from deepzip.pipeline import ramp
 from deepzip.train import evaluate, train
+from deepzip.files import atomic_path
 
 # The paper's relative-index widths: 5 bits for fc layers, 8 for conv.
 INDEX_BITS = {"linear": 5, "conv": 8}
@@ -164,7 +165,7 @@ def stock_compress(model: nn.Module, train_set: Dataset, test_set: Dataset, *, s
         shapes += [tensor.dim(), *tensor.shape]
         segments += coded[key] if key in coded else [tensor.detach().cpu().numpy().astype(np.float32).tobytes()]
     # A file object, because np.savez appends ".npz" to a path that lacks it.
-    with open(out_path, "wb") as f:
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
         np.savez(f, blob=np.frombuffer(b"".join(segments), np.uint8),
                  sizes=np.array([len(s) for s in segments], np.uint32), shapes=np.array(shapes, np.uint32))
     return {"file_bytes": os.path.getsize(out_path), "accuracy": evaluate(model, test_set),

@@ -39,6 +39,7 @@ from deepzip.pipeline import compress  # noqa: E402
 from deepzip.recipe import Recipe, load_recipe  # noqa: E402
 from deepzip.train import evaluate, seed_everything, train  # noqa: E402
 from deepzip.files import write_text
+from deepzip.files import atomic_path
 
 BENCH = Path(__file__).resolve().parent
 DATASET = "fashion-mnist"
@@ -178,7 +179,8 @@ def plot(rows: list[dict[str, Any]], name: str, dense_accuracy: float, path: Pat
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
