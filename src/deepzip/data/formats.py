@@ -93,7 +93,7 @@ def _pixels(path: Path, mode: str | None = None) -> np.ndarray:
             # Palette, alpha, CMYK and 16-bit images become RGB or grey so a pixel is its colour.
             mode = mode or ("L" if image.mode in ("1", "L") else "RGB")
             return np.asarray(image.convert(mode))
-    except OSError as e:  # includes unreadable files and truncated or unknown image formats
+    except (OSError, Image.DecompressionBombError) as e:  # unreadable, truncated, unknown format, or a bomb
         raise DataError(f"Image {path} cannot be read ({e}); {_FOLDER_HINT}.") from None
 
 
