@@ -94,6 +94,8 @@ def dzip_streams(path: Path) -> None:
             if s["coder"] == "raw":
                 continue
             symbols = decode_stream(r.read(i), {**s, "table": unpack_ints(s["table"], 1 << 16, "table")})
+            if not symbols.size:  # e.g. the gaps of a layer stored with dense positions: nothing to rate
+                continue
             h = entropy(symbols)
             row = {"file": path.name, "stream": names.get(i, str(i)), "symbols": int(symbols.size),
                    "alphabet": s["alphabet"], "entropy_bits": round(h, 4), "coder_in_file": s["coder"]}
