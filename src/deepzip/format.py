@@ -99,8 +99,9 @@ def _need(cond: bool, message: str) -> None:
         raise DzipFormatError(message)
 
 
-def is_uint(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def is_uint(value: Any, below: int | None = None) -> bool:
+    """A JSON value that is a non-negative integer (bools excluded), optionally below a bound."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0 and (below is None or value < below)
 
 
 class DzipReader:

@@ -18,13 +18,12 @@ from torch import nn
 
 from . import models
 from .encode.sparse import from_gaps
-from .encode.streams import decode_stream
+from .encode.streams import MAX_ALPHABET, decode_stream
 from .errors import ConfigError, DzipFormatError, ModelMismatchError
 from .format import DzipReader, is_uint, unpack_ints
 from .quantize.shared import strip_
 from .store import DTYPES, MAX_DIMS, MAX_ELEMENTS_PER_BYTE
 
-MAX_ALPHABET = 1 << 16
 
 
 class TensorDecoder:

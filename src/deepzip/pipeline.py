@@ -20,7 +20,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .files import write_text
 from .load import load
 from .prune import prune_, sparsity_of
-from .prune.schedule import GradualPruning
+from .prune.schedule import GradualPruning, agp_sparsity
 from .quantize import round_, share_weights_
 from .recipe import Recipe, TrainStage
 from .report.tables import inspect, layers_markdown
@@ -29,8 +29,8 @@ from .train import evaluate, predict, seed_everything, train
 
 
 def ramp(final: float, step: int, steps: int) -> float:
-    """Zhu & Gupta's cubic ramp: sparsity after `step` of `steps` rounds, reaching `final`."""
-    return final * (1 - (1 - step / steps) ** 3)
+    """Sparsity after round `step` of `steps`: the AGP curve sampled at the rounds, reaching `final`."""
+    return agp_sparsity(step, initial=0.0, final=final, start=0, end=steps)
 
 
 def _scaled(setting: Any, fraction: float) -> Any:

@@ -11,6 +11,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from ..errors import DzipFormatError
+from ..format import is_uint
 from . import ans, huffman
 
 MAX_ALPHABET = 1 << 16
@@ -74,10 +75,6 @@ def _counts(symbols: np.ndarray, alphabet: int) -> np.ndarray:
     return counts
 
 
-def _is_uint(value: Any, below: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < below
-
-
 def decode_stream(data: bytes, meta: dict[str, Any]) -> np.ndarray:
     """Decode a stream encode_stream wrote, given its meta (extra keys are ignored); int32 symbols.
 
@@ -90,10 +87,10 @@ def decode_stream(data: bytes, meta: dict[str, Any]) -> np.ndarray:
     if not isinstance(coder, str) or coder not in _REGISTRY:
         raise DzipFormatError(f"a stream has unknown coder {coder!r}.")
     alphabet, count, table = meta.get("alphabet"), meta.get("count"), meta.get("table")
-    if not _is_uint(alphabet, MAX_ALPHABET + 1) or alphabet == 0:
+    if not is_uint(alphabet, MAX_ALPHABET + 1) or alphabet == 0:
         raise DzipFormatError(f"a stream has invalid alphabet size {alphabet!r}.")
-    if not _is_uint(count, 1 << 63):
+    if not is_uint(count, 1 << 63):
         raise DzipFormatError(f"a stream has invalid symbol count {count!r}.")
-    if not isinstance(table, list) or len(table) != alphabet or not all(_is_uint(v, 1 << 63) for v in table):
+    if not isinstance(table, list) or len(table) != alphabet or not all(is_uint(v, 1 << 63) for v in table):
         raise DzipFormatError(f"a stream's code table is not a list of {alphabet} non-negative integers.")
     return _REGISTRY[coder].decode(bytes(data), np.array(table, np.int64), count)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..format import is_uint
 from .sparse import SparseConv2d, SparseLinear, csr_bytes, csr_from_positions
 
 SPARSE_LAYERS = ("Linear", "Conv2d")
@@ -37,8 +38,8 @@ def choose(entry: dict[str, Any]) -> tuple[str, str]:
     if entry.get("encoding") not in ("shared", "sparse"):
         return "dense", "stored dense"
     shape, nonzero = entry.get("shape"), entry.get("nonzero")
-    if not (isinstance(shape, list) and len(shape) <= 8 and all(_uint(d, 1 << 40) for d in shape)
-            and _uint(nonzero, 1 << 62)):
+    if not (isinstance(shape, list) and len(shape) <= 8 and all(is_uint(d, 1 << 40) for d in shape)
+            and is_uint(nonzero, 1 << 62)):
         return "dense", "malformed entry"  # the dense decoder then says what is wrong
     numel = math.prod(shape)
     density = nonzero / max(1, numel)
@@ -48,10 +49,6 @@ def choose(entry: dict[str, Any]) -> tuple[str, str]:
     if density > limit:
         return "dense", f"density {density:.2f} > {limit}"
     return "sparse", f"density {density:.3f}"
-
-
-def _uint(value: Any, below: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < below
 
 
 def supports(module: nn.Module) -> bool:
