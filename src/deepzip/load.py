@@ -86,28 +86,40 @@ class TensorDecoder:
                   f"the codebook of {name!r} is {len(data)} bytes, not a whole number of float32 values")
         return np.concatenate([np.zeros(1, np.float32), np.frombuffer(data, "<f4")])
 
+    def entries(self, entry: dict, name: str, alphabet: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """(gaps, values) of a relative-index tensor: codes of a shared one (alphabet given), float32
+        values of a sparse one (alphabet None)."""
+        bits = self.index_bits(entry, name)
+        gaps = self.coded(entry.get("gaps"), 2**bits, f"the gaps of {name!r}")
+        if alphabet is not None:
+            values = self.coded(entry.get("values"), alphabet, f"the codes of {name!r}")
+        else:
+            data = self.raw(entry.get("values"), f"the values of {name!r}")
+            self.need(len(data) == 4 * gaps.size, f"tensor {name!r} has {len(data)} value bytes for {gaps.size} entries")
+            values = np.frombuffer(data, "<f4").copy()
+        self.need(gaps.size == values.size, f"tensor {name!r} has {gaps.size} gaps for {values.size} values")
+        return gaps, values
+
+    def positions(self, entry: dict, name: str) -> str:
+        positions = entry.get("positions")
+        self.need(positions in ("dense", "sparse"), f"tensor {name!r} has unknown positions {positions!r}")
+        return positions
+
     def nonzeros(self, entry: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(sorted flat positions, float32 values) of a shared or sparse tensor's non-zeros,
         without building the dense tensor: what the sparse runtime runs on."""
         name, _, _, numel = self.entry_header(entry, index)
         if entry.get("encoding") == "shared":
             table = self.codebook(entry, name)
-            if entry.get("positions") == "dense":
+            if self.positions(entry, name) == "dense":
                 codes = self.codes(entry, name, numel, table.size)
                 positions = np.flatnonzero(codes)
                 return positions, table[codes[positions]]
-            bits = self.index_bits(entry, name)
-            gaps = self.coded(entry.get("gaps"), 2**bits, f"the gaps of {name!r}")
-            codes = self.coded(entry.get("values"), table.size, f"the codes of {name!r}")
+            gaps, codes = self.entries(entry, name, table.size)
             values = table[codes]
         else:
             self.need(entry.get("encoding") == "sparse", f"tensor {name!r} is not stored sparse")
-            bits = self.index_bits(entry, name)
-            gaps = self.coded(entry.get("gaps"), 2**bits, f"the gaps of {name!r}")
-            data = self.raw(entry.get("values"), f"the values of {name!r}")
-            self.need(len(data) == 4 * gaps.size, f"tensor {name!r} has {len(data)} value bytes for {gaps.size} entries")
-            values = np.frombuffer(data, "<f4")
-        self.need(gaps.size == values.size, f"tensor {name!r} has {gaps.size} gaps for {values.size} values")
+            gaps, values = self.entries(entry, name, None)
         positions = np.cumsum(gaps.astype(np.int64) + 1) - 1
         self.need(positions.size == 0 or positions[-1] < numel, f"the gaps of {name!r} run past its {numel} elements")
         keep = values != 0
@@ -115,16 +127,11 @@ class TensorDecoder:
 
     def codes(self, entry: dict, name: str, numel: int, alphabet: int) -> np.ndarray:
         """Per-weight codes (0 = zero) of a shared tensor, dense, as int32."""
-        positions = entry.get("positions")
-        if positions == "dense":
+        if self.positions(entry, name) == "dense":
             values = self.coded(entry.get("values"), alphabet, f"the codes of {name!r}")
             self.need(values.size == numel, f"tensor {name!r} has {values.size} codes for {numel} weights")
             return values
-        self.need(positions == "sparse", f"tensor {name!r} has unknown positions {positions!r}")
-        bits = self.index_bits(entry, name)
-        gaps = self.coded(entry.get("gaps"), 2**bits, f"the gaps of {name!r}")
-        values = self.coded(entry.get("values"), alphabet, f"the codes of {name!r}")
-        return from_gaps(gaps, values, numel)
+        return from_gaps(*self.entries(entry, name, alphabet), numel)
 
 
 def _raw(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
@@ -148,11 +155,7 @@ def _shared(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, nume
 
 def _sparse(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
     dec.need(dtype == torch.float32, f"sparse tensor {name!r} must be float32")
-    bits = dec.index_bits(entry, name)
-    gaps = dec.coded(entry.get("gaps"), 2**bits, f"the gaps of {name!r}")
-    data = dec.raw(entry.get("values"), f"the values of {name!r}")
-    dec.need(len(data) == 4 * gaps.size, f"tensor {name!r} has {len(data)} value bytes for {gaps.size} entries")
-    return torch.from_numpy(from_gaps(gaps, np.frombuffer(data, "<f4").copy(), numel))
+    return torch.from_numpy(from_gaps(*dec.entries(entry, name, None), numel))
 
 
 _ENCODINGS: dict[str, Callable[..., torch.Tensor]] = {"raw": _raw, "shared": _shared, "sparse": _sparse}
