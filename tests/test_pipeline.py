@@ -23,3 +23,23 @@ def test_agp_recipe_with_half_biases(tmp_path):
     entries = {e["layer"]: e for e in dz.inspect(tmp_path / "model.dzip")["layers"]}
     assert entries["fc1.bias"]["bytes"] == 2 * 300
     assert report["accuracy"]["from_file"] == report["accuracy"]["quantized"]
+
+
+def test_units_and_distillation_recipe(tmp_path):
+    r = from_dict({
+        "model": "lenet300", "dataset": "synthetic", "coder": "auto", "index_bits": "auto",
+        "dense": {"epochs": 1, "lr": 2e-3},
+        "prune": {"units": {"fc1": 0.5}, "sparsity": {"fc1": 0.9, "fc2": 0.8}, "schedule": "agp", "steps": 2,
+                  "every": 5, "retrain": {"epochs": 0.5, "lr": 1e-3}},
+        "share": {"bits": 4, "finetune": {"epochs": 0.25, "lr": 1e-4}, "half_biases": True},
+        "distill": {"weight": 0.5, "temperature": 3},
+    })
+    report = compress(r, tmp_path, limit=1024, progress=False, log=lambda *a: None)
+    model = dz.load(tmp_path / "model.dzip")
+    dead = (model.fc1.weight == 0).all(dim=1)
+    assert int(dead.sum()) == 150 and torch.all(model.fc1.bias[dead] == 0)
+    assert torch.all(model.fc2.weight[:, dead] == 0)  # the columns the removed units fed went too
+    assert (model.fc1.weight == 0).float().mean() == pytest.approx(0.9, abs=1e-3)
+    assert report["accuracy"]["from_file"] == report["accuracy"]["quantized"]
+    meta = dz.inspect(tmp_path / "model.dzip")["meta"]
+    assert meta["recipe"]["distill"] == {"weight": 0.5, "temperature": 3} and "seed" not in meta["recipe"]

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 import deepzip as dz
@@ -21,6 +23,10 @@ def test_round_trip_through_yaml(tmp_path):
     ({"index_bits": 40}, "index_bits"),
     ({"share": {"init": "kmeans++"}}, "share.init"),
     ({"dense": [1, 2]}, "dense must be a mapping"),
+    ({"distill": {"weight": 1.5}}, "distill.weight"),
+    ({"distill": {"temperature": 0}}, "distill.temperature"),
+    ({"distill": {"alpha": 0.5}}, "unknown key distill.alpha"),
+    ({"prune": {"units": {"fc1": 1.0}}}, "prune.units"),
 ])
 def test_bad_recipes_are_refused_with_the_key(data, words):
     with pytest.raises(dz.ConfigError, match=words.replace("+", r"\+")):
@@ -59,3 +65,21 @@ def test_global_scope_needs_one_sparsity():
     assert from_dict({"prune": {"sparsity": 0.9, "scope": "global"}}).prune.scope == "global"
     with pytest.raises(dz.ConfigError, match="global"):
         from_dict({"prune": {"sparsity": {"fc1": 0.9}, "scope": "global"}})
+
+
+def test_changes_hold_only_what_differs_and_rebuild_the_recipe():
+    r = load_recipe(Path(__file__).parent.parent / "recipes" / "best-lenet300.yaml")
+    changes = r.changes()
+    assert "seed" not in changes and "optimizer" not in changes["prune"]["retrain"]
+    assert changes["prune"]["units"] == {"fc1": 0.667} and changes["distill"]["weight"] == 0.7
+    full = from_dict({}).to_dict()
+
+    def merge(into, diff):
+        for k, v in diff.items():
+            if isinstance(v, dict) and isinstance(into.get(k), dict) and k not in ("sparsity", "bits", "units"):
+                merge(into[k], v)
+            else:
+                into[k] = v
+    merge(full, changes)
+    assert from_dict(full) == r
+    assert from_dict({}).changes() == {}

@@ -164,3 +164,23 @@ def test_unstorable_tensors_are_refused_at_save(tmp_path):
     with pytest.raises(dz.ConfigError, match="complex64"):
         dz.save(m, tmp_path / "m.dzip")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sparse_tensors_store_half_representable_values_as_float16(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 1000))
+    with torch.no_grad():
+        model[0].bias.zero_()
+        model[0].bias[::10] = torch.randn(100).half().float()
+    dz.save(model, tmp_path / "half.dzip")
+    with torch.no_grad():
+        model[0].bias[5] = 1 / 3  # not a float16 value: the whole tensor stays float32
+    dz.save(model, tmp_path / "full.dzip")
+    entries = {p.stem: {e["name"]: e for e in DzipReader(p).header["tensors"]} for p in tmp_path.glob("*.dzip")}
+    half, full = entries["half"]["0.bias"], entries["full"]["0.bias"]
+    assert half["encoding"] == full["encoding"] == "sparse"
+    assert half["stored"] == "float16" and "stored" not in full
+    back = dz.load(tmp_path / "full.dzip", model=nn.Sequential(nn.Linear(4, 1000)))
+    assert torch.equal(back[0].bias, model[0].bias)
+    model[0].bias.data[5] = 0
+    back = dz.load(tmp_path / "half.dzip", model=nn.Sequential(nn.Linear(4, 1000)))
+    assert torch.equal(back[0].bias, model[0].bias)

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from .errors import ConfigError, DataError, DeepzipError, DzipFormatError, ModelMismatchError  # noqa: E402
 from .load import load  # noqa: E402
 from .models import create as create_model  # noqa: E402
-from .prune import MagnitudePruning, prune_, sparsity_of  # noqa: E402
+from .prune import MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of  # noqa: E402
 from .quantize import KMeans, round_, share_weights_, strip_  # noqa: E402
 from .report.tables import inspect  # noqa: E402
 from .store import save  # noqa: E402
@@ -22,5 +22,5 @@ from .train import evaluate, predict, train  # noqa: E402
 __all__ = [
     "ConfigError", "DataError", "DeepzipError", "DzipFormatError", "ModelMismatchError",
     "KMeans", "MagnitudePruning", "create_model", "evaluate", "inspect", "load", "predict",
-    "prune_", "round_", "save", "share_weights_", "sparsity_of", "strip_", "train",
+    "prune_", "prune_dead_inputs_", "prune_units_", "round_", "save", "share_weights_", "sparsity_of", "strip_", "train",
 ]

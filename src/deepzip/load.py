@@ -95,8 +95,13 @@ class TensorDecoder:
             values = self.coded(entry.get("values"), alphabet, f"the codes of {name!r}")
         else:
             data = self.raw(entry.get("values"), f"the values of {name!r}")
-            self.need(len(data) == 4 * gaps.size, f"tensor {name!r} has {len(data)} value bytes for {gaps.size} entries")
-            values = np.frombuffer(data, "<f4").copy()
+            stored = entry.get("stored", "float32")
+            self.need(stored in ("float32", "float16"), f"tensor {name!r} cannot be stored as {stored!r}")
+            kind = "<f4" if stored == "float32" else "<f2"
+            size = np.dtype(kind).itemsize
+            self.need(len(data) == size * gaps.size,
+                      f"tensor {name!r} has {len(data)} value bytes for {gaps.size} entries")
+            values = np.frombuffer(data, kind).astype(np.float32)
         self.need(gaps.size == values.size, f"tensor {name!r} has {gaps.size} gaps for {values.size} values")
         return gaps, values
 

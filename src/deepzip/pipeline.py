@@ -5,6 +5,7 @@ the report. The accuracy that counts is the one measured on the model reloaded f
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -21,8 +22,9 @@ from .files import write_text
 from .load import load
 from .prune import prune_, sparsity_of
 from .prune.schedule import GradualPruning, agp_sparsity
+from .prune.structured import prune_dead_inputs_, prune_units_
 from .quantize import round_, share_weights_
-from .recipe import Recipe, TrainStage
+from .recipe import DistillStage, Recipe, TrainStage
 from .report.tables import inspect, layers_markdown
 from .store import save
 from .train import evaluate, predict, seed_everything, train
@@ -40,10 +42,12 @@ def _scaled(setting: Any, fraction: float) -> Any:
 
 
 def _fit(model: torch.nn.Module, data: datasets.Dataset, stage: TrainStage, seed: int, desc: str, progress: bool,
-         *, epochs: float | None = None, on_step=None) -> None:
+         *, epochs: float | None = None, on_step=None, teacher=None, distill: DistillStage | None = None) -> None:
+    kd = {} if distill is None or teacher is None else \
+        {"teacher": teacher, "distill": distill.weight, "temperature": distill.temperature}
     train(model, data, epochs=stage.epochs if epochs is None else epochs, lr=stage.lr, optimizer=stage.optimizer,
           momentum=stage.momentum, weight_decay=stage.weight_decay, batch_size=stage.batch_size, seed=seed,
-          desc=desc, progress=progress, on_step=on_step)
+          desc=desc, progress=progress, on_step=on_step, **kd)
 
 
 def compress(
@@ -84,21 +88,31 @@ def compress(
             save_checkpoint(model, out / "dense.safetensors")
     acc["dense"] = evaluate(model, test_set)
     log(f"dense    accuracy {acc['dense']:.2f}%")
+    # The dense model, frozen, teaches every later stage when the recipe distills.
+    kd = {"teacher": copy.deepcopy(model).eval().requires_grad_(False), "distill": recipe.distill} \
+        if recipe.distill is not None and recipe.distill.weight > 0 else {}
 
-    if recipe.prune is not None and (recipe.prune.sparsity is not None or recipe.prune.quality is not None):
-        p = recipe.prune
+    p = recipe.prune
+    if p is not None and (p.sparsity is not None or p.quality is not None or p.units is not None):
         with stage("prune"):
-            if p.schedule == "agp":
+            if p.units is not None:
+                removed = prune_units_(model, p.units)
+                prune_dead_inputs_(model, train_set)
+                log(f"units    removed {', '.join(f'{k} {v}' for k, v in removed.items())}")
+            if p.sparsity is None and p.quality is None:
+                _fit(model, train_set, p.retrain, recipe.seed + 1, "retrain", progress,
+                     epochs=p.steps * p.retrain.epochs, **kd)
+            elif p.schedule == "agp":
                 pruner = GradualPruning(model, p.sparsity, end=p.ramp_end, every=p.every, scope=p.scope)
                 _fit(model, train_set, p.retrain, recipe.seed + 1, "gradual pruning", progress,
-                     epochs=p.steps * p.retrain.epochs, on_step=pruner)
+                     epochs=p.steps * p.retrain.epochs, on_step=pruner, **kd)
             else:
                 for step in range(1, p.steps + 1):
                     if p.sparsity is not None:
                         prune_(model, sparsity=_scaled(p.sparsity, ramp(1.0, step, p.steps)), scope=p.scope)
                     else:
                         prune_(model, quality=p.quality)
-                    _fit(model, train_set, p.retrain, recipe.seed + step, f"prune {step}/{p.steps}", progress)
+                    _fit(model, train_set, p.retrain, recipe.seed + step, f"prune {step}/{p.steps}", progress, **kd)
         acc["pruned"] = evaluate(model, test_set)
         log(f"pruned   accuracy {acc['pruned']:.2f}%  sparsity {100 * sparsity_of(model)['total']:.1f}%")
 
@@ -107,7 +121,7 @@ def compress(
         with stage("share"):
             share_weights_(model, bits=s.bits, init=s.init)
             acc["shared"] = evaluate(model, test_set)
-            _fit(model, train_set, s.finetune, recipe.seed + 100, "fine-tune centroids", progress)
+            _fit(model, train_set, s.finetune, recipe.seed + 100, "fine-tune centroids", progress, **kd)
             if s.half_biases:
                 round_(model)  # after training, which would move them off float16 values again
         acc["quantized"] = evaluate(model, test_set)
@@ -116,7 +130,8 @@ def compress(
     path = out / "model.dzip"
     with stage("save"):
         save(model, path, coder=recipe.coder, index_bits=recipe.index_bits,
-             metadata={"dataset": recipe.dataset, "accuracy": dict(acc), "recipe": recipe.to_dict()})
+             metadata={"dataset": recipe.dataset, "accuracy": {k: round(v, 2) for k, v in acc.items()},
+                       "recipe": recipe.changes()})
     with stage("reload"):
         reloaded = load(path)
         acc["from_file"] = evaluate(reloaded, test_set)

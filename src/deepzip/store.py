@@ -141,9 +141,11 @@ class _Encoder:
         if value.dtype == torch.float32 and value.numel() >= 256 and (t.masked or (value == 0).float().mean() > 0.5):
             flat = value.detach().cpu().float().reshape(-1).numpy()
             bits, g, vals = self.positions(flat, t, None)
-            if len(g[0]) + 4 * len(vals) < 4 * flat.size:
+            half = bool(np.array_equal(vals.astype(np.float16).astype(np.float32), vals))
+            stored = vals.astype("<f2" if half else "<f4").tobytes()
+            if len(g[0]) + len(stored) < (2 if half else 4) * flat.size:
                 return {**base, "encoding": "sparse", "index_bits": bits, "nonzero": int(np.count_nonzero(flat)),
-                        "values": self.raw(vals.astype("<f4").tobytes()), "gaps": self.add(g)}
+                        **({"stored": "float16"} if half else {}), "values": self.raw(stored), "gaps": self.add(g)}
         if value.dtype == torch.float32 and value.numel() and torch.equal(value.half().float(), value):
             # Exactly representable in half precision (biases after deepzip.round_, say): half the
             # bytes, and still bit-exact on load.

@@ -48,15 +48,31 @@ def train(
     progress: bool = True,
     desc: str = "train",
     on_step=None,
+    teacher: nn.Module | None = None,
+    distill: float = 0.0,
+    temperature: float = 4.0,
 ) -> list[float]:
     """Train with cross-entropy; returns the mean loss of each epoch.
 
     `cosine` decays the learning rate to zero over the run: a short retrain then ends settled,
     which matters more after pruning than a few extra epochs do. `on_step(step, total)` is called
     after every optimizer step (gradual pruning hooks in there). Fractional epochs are allowed.
+
+    With a `teacher` (Hinton et al. 2015), the loss is (1 − distill) × cross-entropy + distill ×
+    T² × KL(teacher ‖ student) on logits softened by `temperature` T: a pruned network retrained
+    on the dense one's soft outputs recovers more than on the hard labels alone, because the
+    teacher's wrong-class probabilities say which mistakes are near.
     """
     if epochs <= 0:
         return []
+    if not 0.0 <= distill <= 1.0:
+        raise ConfigError(f"distill must be in [0, 1], not {distill}.")
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be > 0, not {temperature}.")
+    if distill > 0 and teacher is None:
+        raise ConfigError("distill > 0 needs a teacher model.")
+    if teacher is not None:
+        teacher.eval()
     reattach_masks_(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
@@ -75,7 +91,10 @@ def train(
             for x, y in batches:
                 x, y = x.to(device), y.to(device)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
+                logits = model(x)
+                loss = loss_fn(logits, y)
+                if distill > 0:
+                    loss = (1 - distill) * loss + distill * _distill_loss(logits, teacher, x, temperature)
                 loss.backward()
                 opt.step()
                 sched.step()
@@ -92,6 +111,14 @@ def train(
             losses.append(running / max(seen, 1))
     model.eval()
     return losses
+
+
+def _distill_loss(logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    with torch.no_grad():
+        target = torch.log_softmax(teacher(x) / temperature, dim=1)
+    student = torch.log_softmax(logits / temperature, dim=1)
+    # T² keeps the soft term's gradients on the scale of the hard term's as T changes.
+    return torch.nn.functional.kl_div(student, target, log_target=True, reduction="batchmean") * temperature ** 2
 
 
 @torch.no_grad()

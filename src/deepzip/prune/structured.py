@@ -1,0 +1,119 @@
+"""Structured pruning: remove whole output units (neurons, filters), then the inputs they fed.
+
+Unstructured pruning alone leaves every neuron alive with a few weights each, so the file pays
+for positions spread over the whole matrix. Removing units first concentrates the same number
+of weights in fewer rows: the gaps between them shrink, and so do the index bits (LeNet-300's
+fc1 at 3 % density: 5.8 → 5.0 bits per kept weight with 100 of its 300 neurons). The columns the
+removed units fed then carry nothing; `prune_dead_inputs_` finds them from data, for any
+architecture, instead of from a layer graph deepzip would have to know.
+
+Both only add to the masks (masks only shrink), so magnitude pruning afterwards keeps them.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import Dataset
+from ..errors import ConfigError
+from ..layers import Filter, check_keys, compressible, per_layer
+from .magnitude import PerLayer, _amount
+from .masks import get_mask, reattach_masks_, set_mask_
+
+
+def unit_scores(module: nn.Module) -> torch.Tensor:
+    """L2 norm of each output unit's incoming weights (rows of a Linear, filters of a conv)."""
+    w = module.weight.detach().float()
+    return w.flatten(1).norm(dim=1)
+
+
+def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None = None) -> dict[str, int]:
+    """Mask the weakest output units of each selected Linear/Conv layer, weights and bias alike.
+
+    `units` is the fraction of each layer's output units to remove (or a count, as an int),
+    one value for all layers or a dict by layer name / kind / "default". A layer keeps at least
+    one unit. Returns how many units each layer lost. Embeddings are left alone: their rows are
+    tokens, not units.
+    """
+    check_keys(units, model, "the unit pruning setting")
+    reattach_masks_(model)
+    removed: dict[str, int] = {}
+    for name, module, kind in compressible(model, filter_fn):
+        setting = per_layer(units, name, kind, "units")
+        if setting is None or kind == "embedding":
+            continue
+        if isinstance(setting, bool) or not (0 <= setting <= 1 or (isinstance(setting, int) and setting >= 0)):
+            raise ConfigError(f"units for {name} must be a fraction in [0, 1] or a count, not {setting!r}.")
+        count = module.weight.shape[0]
+        drop = min(_amount(setting, count), count - 1)
+        if drop <= 0:
+            removed[name] = 0
+            continue
+        alive = torch.ones(count, dtype=torch.bool, device=module.weight.device)
+        alive[torch.argsort(unit_scores(module), stable=True)[:drop]] = False
+        shape = (count,) + (1,) * (module.weight.dim() - 1)
+        _and_mask(module, "weight", alive.view(shape).expand_as(module.weight))
+        if getattr(module, "bias", None) is not None:
+            _and_mask(module, "bias", alive)
+        removed[name] = drop
+    return removed
+
+
+@torch.no_grad()
+def prune_dead_inputs_(model: nn.Module, data: Dataset, *, batch_size: int = 1000,
+                       filter_fn: Filter | None = None) -> dict[str, int]:
+    """Mask the weights reading an input feature (Linear) or channel (conv) that is exactly zero
+    for every sample of `data`: they cannot change any output on it. Returns the count per layer.
+
+    After `prune_units_`, the units it removed output zero through ReLU, so the next layer's
+    columns for them go here. An input that only happens to be zero on `data` goes too; its
+    weights never received a gradient there either.
+    """
+    layers = [(name, m) for name, m, kind in compressible(model, filter_fn) if kind != "embedding"]
+    if not layers or len(data.y) == 0:
+        return {}
+    seen: dict[str, torch.Tensor] = {}
+
+    def watch(name: str, module: nn.Module):
+        def hook(_module, args):
+            x = args[0]
+            # Which input features / channels were ever nonzero: reduce every dim but the feature one.
+            dim = x.dim() - 1 if isinstance(module, nn.Linear) else 1
+            nonzero = (x != 0).transpose(0, dim).flatten(1).any(dim=1)
+            seen[name] = nonzero if name not in seen else seen[name] | nonzero
+        return module.register_forward_pre_hook(hook)
+
+    handles = [watch(name, m) for name, m in layers]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for start in range(0, len(data.y), batch_size):
+            model(data.x[start:start + batch_size].to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    masked: dict[str, int] = {}
+    for name, module in layers:
+        if name not in seen:  # never called on this data (an unused branch): nothing is known
+            continue
+        live = seen[name]
+        w = module.weight
+        if isinstance(module, nn.Linear):
+            keep = live.view(1, -1).expand_as(w)
+        else:
+            # weight (out, in/groups, k…): output channel o of group g reads inputs g·in_g … (g+1)·in_g − 1
+            out_g, in_g = w.shape[0] // module.groups, w.shape[1]
+            live = live.view(module.groups, 1, in_g).expand(module.groups, out_g, in_g).reshape(w.shape[0], in_g)
+            keep = live.view(live.shape + (1,) * (w.dim() - 2)).expand_as(w)
+        before = int((w != 0).sum())
+        _and_mask(module, "weight", keep)
+        masked[name] = before - int((w != 0).sum())
+    return masked
+
+
+def _and_mask(module: nn.Module, name: str, keep: torch.Tensor) -> None:
+    old = get_mask(module, name)
+    keep = keep.to(torch.bool)
+    set_mask_(module, name, keep.clone() if old is None else keep & old)

@@ -1,0 +1,42 @@
+"""Training with knowledge distillation."""
+import copy
+
+import pytest
+import torch
+
+import deepzip as dz
+from deepzip.data import Dataset
+
+
+def _data(n=512):
+    x = torch.randn(n, 1, 8, 8)
+    return Dataset(x, (x.flatten(1)[:, :4].argmax(1)), classes=4, name="random")
+
+
+def test_a_student_equal_to_its_teacher_feels_no_soft_loss(tiny_mlp):
+    teacher = copy.deepcopy(tiny_mlp)
+    # SGD, not Adam: Adam would blow the float rounding left in a zero gradient up to full steps.
+    losses = dz.train(tiny_mlp, _data(), epochs=1, lr=1e-1, optimizer="sgd", teacher=teacher, distill=1.0,
+                      progress=False)
+    assert losses[0] == pytest.approx(0.0, abs=1e-6)
+    for a, b in zip(tiny_mlp.parameters(), teacher.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_pure_distillation_copies_the_teachers_answers_not_the_labels(tiny_mlp):
+    data = _data()
+    teacher = dz.create_model("lenet300", in_channels=1, image_size=8, classes=4)
+    teacher_says = dz.predict(teacher, data)  # an untrained teacher: its answers are not the labels
+    assert (teacher_says == data.y).float().mean() < 0.6
+    dz.train(tiny_mlp, data, epochs=20, lr=3e-3, teacher=teacher, distill=1.0, temperature=1.0, progress=False)
+    agree = (dz.predict(tiny_mlp, data) == teacher_says).float().mean()
+    assert agree > 0.9
+
+
+def test_bad_distillation_settings(tiny_mlp):
+    with pytest.raises(dz.ConfigError, match="teacher"):
+        dz.train(tiny_mlp, _data(), epochs=1, distill=0.5, progress=False)
+    with pytest.raises(dz.ConfigError, match="distill must be in"):
+        dz.train(tiny_mlp, _data(), epochs=1, distill=1.5, teacher=tiny_mlp, progress=False)
+    with pytest.raises(dz.ConfigError, match="temperature"):
+        dz.train(tiny_mlp, _data(), epochs=1, distill=0.5, temperature=0, teacher=tiny_mlp, progress=False)
