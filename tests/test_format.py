@@ -20,10 +20,12 @@ from dzip_tools import join, split
 def valid(tmp_path_factory):
     torch.manual_seed(0)
     model = dz.create_model("lenet300", image_size=8, classes=4)
+    dz.prune_units_(model, {"fc1": 0.5})  # dead rows: fc1 is stored as its live submatrix
     dz.prune_(model, sparsity={"fc1": 0.9, "fc2": 0.5})
     dz.share_weights_(model, bits={"fc1": 4})
     path = tmp_path_factory.mktemp("v") / "m.dzip"
-    dz.save(model, path, coder="auto")
+    header = dz.save(model, path, coder="auto")
+    assert "rows" in _entry(header, "fc1.weight")
     weights = {k: v.clone() for k, v in dz.load(path).state_dict().items()}
     return Valid(path.read_bytes(), weights)
 
@@ -87,19 +89,42 @@ CASES = {
     "negative_dim": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[-300])), "invalid shape"),
     "too_many_dims": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[1] * 9)), "invalid shape"),
     "huge_shape": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(shape=[2**40, 2**40])), "more elements"),
-    "raw_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[301])), "bytes for 301"),
-    "gaps_past_end": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(shape=[3, 64])), "gaps|run past|codes for"),
+    "raw_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.bias").update(shape=[101])), "bytes for 101"),
+    "gaps_past_end": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.weight").update(shape=[3, 64])), "gaps|run past|past its|codes for"),
     "stream_twice": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc3.bias").update(data=_entry(h, "fc2.bias")["data"])), "exactly once"),
     "alias": (lambda b: _mutate(b, lambda h, p: h["tensors"].__setitem__(-1, {"name": "fc3.bias", "alias": "nope"})), "aliases|exactly once"),
     "count": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(count=10**12)), "more elements|count|symbols"),
     "table": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(table="!!")), "base64|table"),
     "alphabet": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(alphabet=3)), "alphabet"),
+    "live_on_a_vector": (lambda b: _mutate(b, lambda h, p: _swap_live(h)), "dimensions|live"),
+    "live_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(shape=[600, 32])), "bitmap|fit"),
+    "live_padding": (lambda b: _set_padding_bit(b), "padding|past its end"),
     "tensors_type": (lambda b: _mutate(b, lambda h, p: h.update(tensors={})), "not a list"),
     "arch": (lambda b: _mutate(b, lambda h, p: h.update(arch=[1])), "architecture"),
 }
 
 
-DECODER_CASES = {"huge_shape", "raw_length", "gaps_past_end"}
+def _swap_live(h):
+    """Move fc1.weight's live bitmaps onto its bias (a vector), decoded first."""
+    w, b = _entry(h, "fc1.weight"), _entry(h, "fc1.bias")
+    b["rows"], b["cols"] = w.pop("rows"), w.pop("cols")
+    h["tensors"].remove(b)
+    h["tensors"].insert(0, b)
+
+
+def _set_padding_bit(blob):
+    """Set a padding bit of fc1.weight's row bitmap (300 rows: 4 spare bits), stream crc fixed."""
+    import zlib
+
+    header, payload = split(blob)
+    s = header["streams"][_entry(header, "fc1.weight")["rows"]]
+    last = s["offset"] + s["length"] - 1
+    payload = payload[:last] + bytes([payload[last] | 1]) + payload[last + 1:]
+    s["crc32"] = zlib.crc32(payload[s["offset"]:s["offset"] + s["length"]])
+    return join(header, payload)
+
+
+DECODER_CASES = {"huge_shape", "raw_length", "gaps_past_end", "live_length"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

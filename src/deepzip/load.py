@@ -105,6 +105,35 @@ class TensorDecoder:
         self.need(gaps.size == values.size, f"tensor {name!r} has {gaps.size} gaps for {values.size} values")
         return gaps, values
 
+    def live(self, entry: dict, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(indices of the live rows, of the live columns) when the tensor is stored as its live
+        submatrix (bitmaps `rows` and `cols`), else None."""
+        if "rows" not in entry and "cols" not in entry:
+            return None
+        shape = entry["shape"]
+        self.need(len(shape) >= 2, f"tensor {name!r} has live bitmaps but {len(shape)} dimensions")
+        out = []
+        for key, size in (("rows", shape[0]), ("cols", math.prod(shape[1:]))):
+            data = self.raw(entry.get(key), f"the live {key} of {name!r}")
+            self.need(len(data) == -(-size // 8), f"the live {key} bitmap of {name!r} is {len(data)} bytes, "
+                                                 f"not {-(-size // 8)}")
+            bits = np.unpackbits(np.frombuffer(data, np.uint8))
+            self.need(not bits[size:].any(), f"the live {key} bitmap of {name!r} has bits set past its end")
+            out.append(np.flatnonzero(bits[:size]))
+        return out[0], out[1]
+
+    def _scatter(self, flat: np.ndarray, live: tuple[np.ndarray, np.ndarray] | None, shape: list[int]) -> np.ndarray:
+        """A live submatrix's elements, in C order, back into the whole tensor (flat)."""
+        if live is None:
+            return flat
+        out = np.zeros(math.prod(shape), dtype=flat.dtype)
+        out.reshape(shape[0], -1)[np.ix_(*live)] = flat.reshape(live[0].size, live[1].size)
+        return out
+
+    @staticmethod
+    def _live_numel(live: tuple[np.ndarray, np.ndarray] | None, numel: int) -> int:
+        return numel if live is None else live[0].size * live[1].size
+
     def positions(self, entry: dict, name: str) -> str:
         positions = entry.get("positions")
         self.need(positions in ("dense", "sparse"), f"tensor {name!r} has unknown positions {positions!r}")
@@ -113,30 +142,47 @@ class TensorDecoder:
     def nonzeros(self, entry: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(sorted flat positions, float32 values) of a shared or sparse tensor's non-zeros,
         without building the dense tensor: what the sparse runtime runs on."""
-        name, _, _, numel = self.entry_header(entry, index)
+        name, shape, _, numel = self.entry_header(entry, index)
+        live = self.live(entry, name)
+        size = self._live_numel(live, numel)
         if entry.get("encoding") == "shared":
             table = self.codebook(entry, name)
             if self.positions(entry, name) == "dense":
-                codes = self.codes(entry, name, numel, table.size)
+                codes = self._dense_codes(entry, name, size, table.size)
                 positions = np.flatnonzero(codes)
-                return positions, table[codes[positions]]
+                return self._full_positions(positions, live, shape), table[codes[positions]]
             gaps, codes = self.entries(entry, name, table.size)
             values = table[codes]
         else:
             self.need(entry.get("encoding") == "sparse", f"tensor {name!r} is not stored sparse")
             gaps, values = self.entries(entry, name, None)
         positions = np.cumsum(gaps.astype(np.int64) + 1) - 1
-        self.need(positions.size == 0 or positions[-1] < numel, f"the gaps of {name!r} run past its {numel} elements")
+        self.need(positions.size == 0 or positions[-1] < size, f"the gaps of {name!r} run past its {size} elements")
         keep = values != 0
-        return positions[keep], values[keep]
+        return self._full_positions(positions[keep], live, shape), values[keep]
+
+    @staticmethod
+    def _full_positions(positions: np.ndarray, live: tuple[np.ndarray, np.ndarray] | None,
+                        shape: list[int]) -> np.ndarray:
+        if live is None:
+            return positions
+        row, col = np.divmod(positions, max(live[1].size, 1))
+        return live[0][row].astype(np.int64) * (math.prod(shape) // max(shape[0], 1)) + live[1][col]
+
+    def _dense_codes(self, entry: dict, name: str, size: int, alphabet: int) -> np.ndarray:
+        values = self.coded(entry.get("values"), alphabet, f"the codes of {name!r}")
+        self.need(values.size == size, f"tensor {name!r} has {values.size} codes for {size} weights")
+        return values
 
     def codes(self, entry: dict, name: str, numel: int, alphabet: int) -> np.ndarray:
         """Per-weight codes (0 = zero) of a shared tensor, dense, as int32."""
+        live = self.live(entry, name)
+        size = self._live_numel(live, numel)
         if self.positions(entry, name) == "dense":
-            values = self.coded(entry.get("values"), alphabet, f"the codes of {name!r}")
-            self.need(values.size == numel, f"tensor {name!r} has {values.size} codes for {numel} weights")
-            return values
-        return from_gaps(*self.entries(entry, name, alphabet), numel)
+            codes = self._dense_codes(entry, name, size, alphabet)
+        else:
+            codes = from_gaps(*self.entries(entry, name, alphabet), size)
+        return self._scatter(codes, live, entry["shape"])
 
 
 def _raw(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
@@ -160,7 +206,9 @@ def _shared(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, nume
 
 def _sparse(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
     dec.need(dtype == torch.float32, f"sparse tensor {name!r} must be float32")
-    return torch.from_numpy(from_gaps(*dec.entries(entry, name, None), numel))
+    live = dec.live(entry, name)
+    flat = from_gaps(*dec.entries(entry, name, None), dec._live_numel(live, numel))
+    return torch.from_numpy(dec._scatter(flat, live, entry["shape"]))
 
 
 _ENCODINGS: dict[str, Callable[..., torch.Tensor]] = {"raw": _raw, "shared": _shared, "sparse": _sparse}
@@ -225,7 +273,7 @@ def _check_names(entries: list, have: dict, path_name: str) -> None:
         raise ModelMismatchError(f"{path_name} does not fit this model: {'; '.join(parts)}.")
 
 
-STREAM_KEYS = ("data", "codebook", "values", "gaps")
+STREAM_KEYS = ("data", "codebook", "values", "gaps", "rows", "cols")
 
 
 def _check_entries(entries: list, count: int, path_name: str) -> None:

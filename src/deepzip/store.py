@@ -3,7 +3,8 @@
 Each tensor is written in one of three encodings (docs/FORMAT.md):
   raw     the tensor's bytes (biases, batch-norm statistics, anything small or unpruned)
   shared  a float32 codebook + per-weight codes (0 = zero), positions either dense (one code per
-          weight) or sparse (the paper's relative gaps with filler zeros); whichever is smaller
+          weight) or sparse (the paper's relative gaps with filler zeros); whichever is smaller,
+          over the whole tensor or only its live rows × columns (structured pruning)
   sparse  pruned but not shared: float32 values at kept positions + relative gaps
 Code and gap streams are entropy coded (Huffman, ANS, or per stream whichever is smaller).
 """
@@ -139,13 +140,22 @@ class _Encoder:
         if t.layer:
             base["layer"] = t.layer
         if value.dtype == torch.float32 and value.numel() >= 256 and (t.masked or (value == 0).float().mean() > 0.5):
-            flat = value.detach().cpu().float().reshape(-1).numpy()
-            bits, g, vals = self.positions(flat, t, None)
-            half = bool(np.array_equal(vals.astype(np.float16).astype(np.float32), vals))
-            stored = vals.astype("<f2" if half else "<f4").tobytes()
-            if len(g[0]) + len(stored) < (2 if half else 4) * flat.size:
-                return {**base, "encoding": "sparse", "index_bits": bits, "nonzero": int(np.count_nonzero(flat)),
-                        **({"stored": "float16"} if half else {}), "values": self.raw(stored), "gaps": self.add(g)}
+            array = value.detach().cpu().float().numpy()
+            nonzero = int(np.count_nonzero(array))
+            half = bool(np.array_equal(array.astype(np.float16).astype(np.float32), array))
+            best = None
+            for live, flat in _live_choices(array):
+                bits, g, vals = self.positions(flat, t, None)
+                stored = vals.astype("<f2" if half else "<f4").tobytes()
+                cost = _cost([g]) + len(stored) + sum(len(b) for b in live.values())
+                if best is None or cost < best[0]:
+                    best = (cost, live, bits, g, stored)
+            cost, live, bits, g, stored = best
+            if cost < (2 if half else 4) * array.size:
+                return {**base, "encoding": "sparse", "index_bits": bits, "nonzero": nonzero,
+                        **({"stored": "float16"} if half else {}),
+                        **{key: self.raw(bitmap) for key, bitmap in live.items()},
+                        "values": self.raw(stored), "gaps": self.add(g)}
         if value.dtype == torch.float32 and value.numel() and torch.equal(value.half().float(), value):
             # Exactly representable in half precision (biases after deepzip.round_, say): half the
             # bytes, and still bit-exact on load.
@@ -153,17 +163,44 @@ class _Encoder:
         return {**base, "encoding": "raw", "data": self.raw(_raw_bytes(value))}
 
     def shared(self, t: _Tensor) -> dict[str, Any]:
-        codes = t.assign.cpu().numpy().reshape(-1)  # uint8 or int16: kept narrow, layers can be 100 M weights
+        codes = t.assign.cpu().numpy()  # uint8 or int16: kept narrow, layers can be 100 M weights
         k = t.centroids.numel()
-        dense = self.coded(codes, k + 1)
-        bits, *sparse = self.positions(codes, t, k + 1)
         entry = {"name": t.name, "role": "param", "shape": list(t.assign.shape), "dtype": "float32",
                  "encoding": "shared", "kind": t.kind, "layer": t.layer, "nonzero": int(np.count_nonzero(codes)),
                  "codebook": self.raw(t.centroids.cpu().float().numpy().astype("<f4").tobytes())}
-        if _cost([dense]) <= _cost(sparse):
-            return {**entry, "positions": "dense", "values": self.add(dense)}
-        return {**entry, "positions": "sparse", "index_bits": bits, "gaps": self.add(sparse[0]),
-                "values": self.add(sparse[1])}
+        best = None
+        for live, flat in _live_choices(codes):
+            dense = self.coded(flat, k + 1)
+            bits, *sparse = self.positions(flat, t, k + 1)
+            extra = sum(len(b) for b in live.values())
+            if _cost([dense]) <= _cost(sparse):
+                choice = (_cost([dense]) + extra, live, {"positions": "dense", "values": dense})
+            else:
+                choice = (_cost(sparse) + extra, live, {"positions": "sparse", "index_bits": bits,
+                                                        "gaps": sparse[0], "values": sparse[1]})
+            if best is None or choice[0] < best[0]:
+                best = choice
+        _, live, fields = best
+        return {**entry, **{key: self.raw(bitmap) for key, bitmap in live.items()},
+                **{key: self.add(v) if isinstance(v, tuple) else v for key, v in fields.items()}}
+
+
+def _live_choices(array: np.ndarray) -> Iterator[tuple[dict[str, bytes], np.ndarray]]:
+    """The ways to lay out a tensor's codes for coding: all of it, flat; and, when whole rows
+    (dim 0: output units) or columns (the rest: inputs × kernel) are zero, only the live
+    submatrix, with a bitmap of the live rows and one of the live columns (docs/FORMAT.md).
+    Structured pruning leaves such rows and columns; coding around them saves the filler
+    entries and the long gaps that crossing them costs."""
+    yield {}, array.reshape(-1)
+    if array.ndim < 2 or array.size == 0:
+        return
+    grid = array.reshape(array.shape[0], -1)
+    nonzero = grid != 0
+    rows, cols = nonzero.any(axis=1), nonzero.any(axis=0)
+    if rows.all() and cols.all():
+        return
+    live = {"rows": np.packbits(rows).tobytes(), "cols": np.packbits(cols).tobytes()}
+    yield live, grid[np.ix_(rows, cols)].reshape(-1)
 
 
 def save(
