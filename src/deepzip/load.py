@@ -122,7 +122,7 @@ class TensorDecoder:
             out.append(np.flatnonzero(bits[:size]))
         return out[0], out[1]
 
-    def _scatter(self, flat: np.ndarray, live: tuple[np.ndarray, np.ndarray] | None, shape: list[int]) -> np.ndarray:
+    def scatter(self, flat: np.ndarray, live: tuple[np.ndarray, np.ndarray] | None, shape: list[int]) -> np.ndarray:
         """A live submatrix's elements, in C order, back into the whole tensor (flat)."""
         if live is None:
             return flat
@@ -131,7 +131,7 @@ class TensorDecoder:
         return out
 
     @staticmethod
-    def _live_numel(live: tuple[np.ndarray, np.ndarray] | None, numel: int) -> int:
+    def live_numel(live: tuple[np.ndarray, np.ndarray] | None, numel: int) -> int:
         return numel if live is None else live[0].size * live[1].size
 
     def positions(self, entry: dict, name: str) -> str:
@@ -144,7 +144,7 @@ class TensorDecoder:
         without building the dense tensor: what the sparse runtime runs on."""
         name, shape, _, numel = self.entry_header(entry, index)
         live = self.live(entry, name)
-        size = self._live_numel(live, numel)
+        size = self.live_numel(live, numel)
         if entry.get("encoding") == "shared":
             table = self.codebook(entry, name)
             if self.positions(entry, name) == "dense":
@@ -177,12 +177,12 @@ class TensorDecoder:
     def codes(self, entry: dict, name: str, numel: int, alphabet: int) -> np.ndarray:
         """Per-weight codes (0 = zero) of a shared tensor, dense, as int32."""
         live = self.live(entry, name)
-        size = self._live_numel(live, numel)
+        size = self.live_numel(live, numel)
         if self.positions(entry, name) == "dense":
             codes = self._dense_codes(entry, name, size, alphabet)
         else:
             codes = from_gaps(*self.entries(entry, name, alphabet), size)
-        return self._scatter(codes, live, entry["shape"])
+        return self.scatter(codes, live, entry["shape"])
 
 
 def _raw(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
@@ -207,8 +207,8 @@ def _shared(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, nume
 def _sparse(dec: TensorDecoder, entry: dict, name: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
     dec.need(dtype == torch.float32, f"sparse tensor {name!r} must be float32")
     live = dec.live(entry, name)
-    flat = from_gaps(*dec.entries(entry, name, None), dec._live_numel(live, numel))
-    return torch.from_numpy(dec._scatter(flat, live, entry["shape"]))
+    flat = from_gaps(*dec.entries(entry, name, None), dec.live_numel(live, numel))
+    return torch.from_numpy(dec.scatter(flat, live, entry["shape"]))
 
 
 _ENCODINGS: dict[str, Callable[..., torch.Tensor]] = {"raw": _raw, "shared": _shared, "sparse": _sparse}
