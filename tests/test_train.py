@@ -40,3 +40,21 @@ def test_bad_distillation_settings(tiny_mlp):
         dz.train(tiny_mlp, _data(), epochs=1, distill=1.5, teacher=tiny_mlp, progress=False)
     with pytest.raises(dz.ConfigError, match="temperature"):
         dz.train(tiny_mlp, _data(), epochs=1, distill=0.5, temperature=0, teacher=tiny_mlp, progress=False)
+
+
+def test_a_masked_conv_model_trains_and_comes_back_in_the_default_layout():
+    # On CPU, train() runs conv models channels-last for speed; nothing of that may leak out.
+    model = dz.create_model("lenet5", in_channels=1, image_size=16, classes=4)
+    x = torch.randn(256, 1, 16, 16)
+    data = Dataset(x, x.flatten(1)[:, :4].argmax(1), classes=4, name="random")
+    conv = model.conv2
+    weight = conv.weight
+    mask = torch.rand_like(weight) > 0.7
+    dz.prune.set_mask_(conv, "weight", mask)
+    before = weight.detach().clone()
+    dz.train(model, data, epochs=1, lr=1e-2, progress=False)
+    assert conv.weight is weight  # same Parameter: optimizers and hooks the user holds still point at it
+    assert weight.is_contiguous() and conv.weight_mask.is_contiguous()
+    assert torch.count_nonzero(weight[~mask]) == 0
+    assert not torch.equal(weight[mask], before[mask])
+    assert weight.view(-1).numel() == weight.numel()  # view() fails on a channels-last tensor

