@@ -10,7 +10,10 @@ every run starts from it, spending the same epochs after the dense part:
   stock  bench/baseline.py at the paper's overall sparsity and codebook bits, with best's prune
          steps and lr; it has no centroid fine-tuning, so best's whole budget goes to retraining
 Then a curve: at each overall sparsity in --points, best with its per-layer sparsities scaled to
-hit it, and stock pruned globally to it. One JSON line per run on stdout, progress on stderr.
+hit it (and its unit fractions scaled to keep the live rows as dense), and stock pruned globally
+to it. One JSON line per run on stdout, progress on stderr, and a last line with the verdict:
+is best at iso-accuracy (≥ dense − 0.3 points), and is every stock point beaten by a deepzip point
+with a smaller file and equal or better accuracy.
 Accuracy is always that of the model read back from the file; ratio = 4 bytes × parameters / file
 size. Writes bench/out/compression-<model>.{json,png}, and each run's files under bench/out/<model>/.
 """
@@ -81,6 +84,7 @@ def at_sparsity(recipe: Recipe, model, target: float) -> Recipe:
     setting = recipe.prune.sparsity if recipe.prune else None
     if setting is None:
         raise SystemExit(f"the curve scales prune.sparsity, which recipe '{recipe.model}' does not set.")
+    kinds = {name: kind for name, _, kind in compressible(model)}
     layers = [(name, m.weight.numel(), per_layer(setting, name, kind, "sparsity") or 0.0)
               for name, m, kind in compressible(model)]
     total = sum(n for _, n, _ in layers)
@@ -97,7 +101,31 @@ def at_sparsity(recipe: Recipe, model, target: float) -> Recipe:
         mid = (low + high) / 2
         low, high = (low, mid) if overall(mid) >= target else (mid, high)
     sparsity = {name: round(min(high * s, MAX_LAYER_SPARSITY), 6) for name, _, s in layers if s > 0}
-    return recipe.replace(prune=dataclasses.replace(recipe.prune, sparsity=sparsity))
+    return recipe.replace(prune=dataclasses.replace(recipe.prune, sparsity=sparsity,
+                                                    units=scaled_units(recipe.prune, sparsity, kinds)))
+
+
+def scaled_units(prune, sparsity: dict[str, float], kinds: dict[str, str]) -> dict[str, float] | None:
+    """Unit fractions that keep each layer's live rows as dense as the recipe has them.
+
+    A recipe removes units so the weights it keeps sit in fewer rows; keeping more weights
+    (a lower target) with the same units removed would crowd them into rows too few for them
+    and cost accuracy, keeping fewer would leave rows nearly empty. So the fraction of rows
+    kept follows the fraction of weights kept: u = 1 − (1 − s)(1 − u₀)/(1 − s₀), floored at 0.
+    """
+    if not prune.units:
+        return prune.units
+    units = {}
+    for name, kind in kinds.items():
+        u0 = per_layer(prune.units, name, kind, "units") or 0.0
+        if u0 <= 0:
+            continue
+        s0 = per_layer(prune.sparsity, name, kind, "sparsity") or 0.0
+        s = sparsity.get(name, s0)
+        u = 1 - (1 - s) * (1 - u0) / (1 - s0)
+        if u > 0:
+            units[name] = round(min(u, MAX_LAYER_SPARSITY), 6)
+    return units or None
 
 
 def read_recipe(path: Path, name: str, factor: float) -> Recipe:
@@ -218,6 +246,24 @@ def bench_model(name: str, args) -> None:
         record("stock", target, run_stock(name, checkpoint, target, best, model_dir / f"stock-{target:g}",
                                           train_set, test_set))
     plot(rows, name, dense_accuracy, out / f"compression-{name}.png")
+    verdict = check(rows, dense_accuracy)
+    print(json.dumps({"model": name, **verdict}), flush=True)
+    log(f"[{name}] {json.dumps(verdict)}")
+
+
+def check(rows: list[dict[str, Any]], dense_accuracy: float) -> dict[str, Any]:
+    """The issue's two criteria, from the measured rows: best's recipe run at iso-accuracy (≥ dense
+    − 0.3 points), and every stock point beaten by some deepzip point (best recipe or curve) with a
+    smaller file and equal or better accuracy."""
+    iso = round(dense_accuracy - 0.3, 2)
+    main = next(r for r in rows if r["run"] == "best" and r["target"] is None)
+    ours = [r for r in rows if r["run"] == "best"]
+    stock = [r for r in rows if r["run"] == "stock"]
+    unbeaten = [r["target"] for r in stock
+                if not any(o["file_bytes"] < r["file_bytes"] and o["accuracy"] >= r["accuracy"] for o in ours)]
+    return {"run": "check", "iso_accuracy": iso, "best_ratio": main["ratio"], "best_accuracy": main["accuracy"],
+            "best_at_iso_accuracy": main["accuracy"] >= iso, "stock_points": len(stock),
+            "stock_points_beaten": len(stock) - len(unbeaten), "unbeaten_stock_targets": unbeaten}
 
 
 def main() -> None:

@@ -31,7 +31,8 @@ def test_units_and_distillation_recipe(tmp_path):
         "dense": {"epochs": 1, "lr": 2e-3},
         "prune": {"units": {"fc1": 0.5}, "sparsity": {"fc1": 0.9, "fc2": 0.8}, "schedule": "agp", "steps": 2,
                   "every": 5, "retrain": {"epochs": 0.5, "lr": 1e-3}},
-        "share": {"bits": 4, "finetune": {"epochs": 0.25, "lr": 1e-4}, "half_biases": True},
+        "share": {"bits": 4, "finetune": {"epochs": 0.25, "lr": 1e-4}, "half_biases": True,
+                  "bias_bits": {"fc1": 3, "fc3": 2}},
         "distill": {"weight": 0.5, "temperature": 3},
     })
     report = compress(r, tmp_path, limit=1024, progress=False, log=lambda *a: None)
@@ -39,6 +40,11 @@ def test_units_and_distillation_recipe(tmp_path):
     dead = (model.fc1.weight == 0).all(dim=1)
     assert int(dead.sum()) == 150 and torch.all(model.fc1.bias[dead] == 0)
     assert torch.all(model.fc2.weight[:, dead] == 0)  # the columns the removed units fed went too
+    # fc1's and fc3's biases are shared (the removed units' stay zero), fc2's only rounded to float16
+    assert torch.unique(model.fc1.bias[~dead]).numel() <= 7 and torch.unique(model.fc3.bias).numel() <= 3
+    assert torch.unique(model.fc2.bias).numel() > 7 and torch.equal(model.fc2.bias.half().float(), model.fc2.bias)
+    layers = {e["layer"]: e for e in dz.inspect(tmp_path / "model.dzip")["layers"]}
+    assert layers["fc1.bias"]["bytes"] < 150 * 2 / 2  # 3-bit codes and a 7-entry codebook: under half of float16
     assert (model.fc1.weight == 0).float().mean() == pytest.approx(0.9, abs=1e-3)
     assert report["accuracy"]["from_file"] == report["accuracy"]["quantized"]
     meta = dz.inspect(tmp_path / "model.dzip")["meta"]

@@ -78,3 +78,19 @@ def test_strip_restores_plain_parameters_with_the_same_values(tiny_mlp):
 def test_bad_sharing_configs_are_refused(tiny_mlp, kwargs):
     with pytest.raises(dz.ConfigError):
         dz.share_weights_(tiny_mlp, **kwargs)
+
+
+def test_sharing_biases_keeps_masked_ones_zero_and_trains_their_codebook(tiny_mlp):
+    dz.prune_units_(tiny_mlp, {"fc1": 0.5})
+    dead = tiny_mlp.fc1.bias_mask.logical_not().clone()
+    dz.share_weights_(tiny_mlp, bits=2, param="bias")
+    assert [n for n, _ in tiny_mlp.named_parameters() if "bias" in n] == \
+        ["fc1.bias_centroids", "fc2.bias_centroids", "fc3.bias_centroids"]
+    before = tiny_mlp.fc1.bias_centroids.detach().clone()
+    opt = torch.optim.SGD(tiny_mlp.parameters(), lr=0.1)
+    tiny_mlp(torch.randn(16, 1, 8, 8)).sum().backward()
+    opt.step()
+    tiny_mlp(torch.randn(1, 1, 8, 8))
+    assert not torch.equal(tiny_mlp.fc1.bias_centroids, before)
+    assert torch.all(tiny_mlp.fc1.bias[dead] == 0) and _distinct_nonzero(tiny_mlp.fc1.bias) <= 3
+    assert tiny_mlp.fc1.weight.requires_grad  # the weights are untouched, still plain parameters

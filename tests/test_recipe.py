@@ -27,6 +27,9 @@ def test_round_trip_through_yaml(tmp_path):
     ({"distill": {"temperature": 0}}, "distill.temperature"),
     ({"distill": {"alpha": 0.5}}, "unknown key distill.alpha"),
     ({"prune": {"units": {"fc1": 1.0}}}, "prune.units"),
+    ({"share": {"bias_bits": 0}}, "share.bias_bits"),
+    ({"share": {"bits": {"fc1": 13}}}, "share.bits"),
+    ({"share": {"bias_bits": True}}, "share.bias_bits"),
 ])
 def test_bad_recipes_are_refused_with_the_key(data, words):
     with pytest.raises(dz.ConfigError, match=words.replace("+", r"\+")):

@@ -120,6 +120,8 @@ def compress(
         s = recipe.share
         with stage("share"):
             share_weights_(model, bits=s.bits, init=s.init)
+            if s.bias_bits is not None:
+                share_weights_(model, bits=s.bias_bits, init=s.init, param="bias")
             acc["shared"] = evaluate(model, test_set)
             _fit(model, train_set, s.finetune, recipe.seed + 100, "fine-tune centroids", progress, **kd)
             if s.half_biases:

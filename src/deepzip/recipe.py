@@ -73,12 +73,21 @@ class PruneStage:
 
 @dataclass(frozen=True)
 class ShareStage:
-    """Weight sharing, then centroid fine-tuning. half_biases rounds biases to float16 values
-    afterwards, halving their bytes in the file (the accuracies reported are of the rounded model)."""
+    """Weight sharing, then centroid fine-tuning. bias_bits shares each layer's biases too, with
+    its own codebook of 2^bias_bits − 1 values, fine-tuned with the weights'; half_biases rounds
+    the biases left unshared to float16 values afterwards, halving their bytes in the file (the
+    accuracies reported are of the rounded model)."""
     bits: int | dict[str, int] | None = None
     init: Literal["linear", "density", "random"] = "linear"
     finetune: TrainStage = field(default_factory=lambda: TrainStage(epochs=1, lr=1e-4))
     half_biases: bool = False
+    bias_bits: int | dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        for what, setting in (("share.bits", self.bits), ("share.bias_bits", self.bias_bits)):
+            for b in (setting.values() if isinstance(setting, dict) else [setting]):
+                _check(b is None or (isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 12),
+                       f"{what} must be whole numbers from 1 to 12")
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,7 @@ def _diff(value: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, v in value.items():
         d = default.get(key)
-        if isinstance(v, dict) and isinstance(d, dict) and key not in ("sparsity", "quality", "bits", "units"):
+        if isinstance(v, dict) and isinstance(d, dict) and key not in ("sparsity", "quality", "bits", "bias_bits", "units"):
             sub = _diff(v, d)
             if sub:
                 out[key] = sub

@@ -121,10 +121,13 @@ def share_weights_(
     bits: int | Mapping[str, int] | None = None,
     init: Init = "linear",
     filter_fn: Filter | None = None,
+    param: str = "weight",
 ) -> None:
     """Cluster each compressible layer's surviving weights and make the layer shared, in place.
 
-    Pruned weights (masked, or exactly zero) stay zero and are not clustered.
+    Pruned weights (masked, or exactly zero) stay zero and are not clustered. `param="bias"`
+    shares the biases instead, each layer's with its own small codebook: once the weights are
+    pruned and shared, float16 biases are ~5 % of a LeNet's file, and 4-bit codes halve that.
     """
     if config is None:
         config = KMeans(bits=bits, init=init)
@@ -139,19 +142,22 @@ def share_weights_(
         b = config.bits_for(name, kind)
         if b is None:
             continue
-        tied = first.get(id(module._parameters.get("weight")))
-        if tied is not None:
-            share_(module, "weight", tied.weight_centroids, tied.weight_assign)
+        original = module._parameters.get(param)
+        if original is None:  # a layer without a bias, or one shared already
             continue
-        first[id(module.weight)] = module
-        weight = module.weight.detach()
-        mask = get_mask(module, "weight")
+        tied = first.get(id(original))
+        if tied is not None:
+            share_(module, param, getattr(tied, f"{param}_centroids"), getattr(tied, f"{param}_assign"))
+            continue
+        first[id(original)] = module
+        weight = original.detach()
+        mask = get_mask(module, param)
         keep = (weight != 0) if mask is None else (mask & (weight != 0))
         values = weight[keep].cpu().double().numpy()
         centroids, labels = kmeans_1d(values, 2**b - 1, config.init, config.max_iter, config.seed)
         assign = torch.zeros(weight.shape, dtype=torch.int64)
         assign[keep.cpu()] = torch.from_numpy(labels.astype(np.int64)) + 1
-        share_(module, "weight", torch.from_numpy(centroids.astype(np.float32)), assign)
+        share_(module, param, torch.from_numpy(centroids.astype(np.float32)), assign)
 
 
 def strip_(model: nn.Module) -> None:
