@@ -114,16 +114,18 @@ class _Encoder:
         bits = per_layer(self.index_bits, t.name.rpartition(".")[0], t.kind or "default", "index bits") or 8
         return AUTO_WIDTHS if bits == "auto" else range(bits, bits + 1)
 
-    def positions(self, flat: np.ndarray, t: _Tensor, alphabet: int | None) -> tuple[int, Any, Any]:
+    def positions(self, flat: np.ndarray, t: _Tensor, alphabet: int | None,
+                  value_bytes: int = 4) -> tuple[int, Any, Any]:
         """(width, coded gaps, values) of the smallest relative-index encoding among the widths
         tried. A narrow index needs filler entries where gaps are long, a wide one spends bits on
-        every gap: where the balance lies depends on the layer's density, so it is measured."""
+        every gap: where the balance lies depends on the layer's density, so it is measured.
+        Values are coded symbols when `alphabet` is given, else raw floats of `value_bytes` each."""
         best = None
         for bits in self.widths(t):
             gaps, vals = to_gaps(flat, bits)
             g = self.coded(gaps, 2**bits)
             v = self.coded(vals, alphabet) if alphabet else vals
-            cost = _cost([g]) + (_cost([v]) if alphabet else 4 * len(vals))
+            cost = _cost([g]) + (_cost([v]) if alphabet else value_bytes * len(vals))
             if best is None or cost < best[0]:
                 best = (cost, bits, g, v)
         return best[1:]
@@ -145,7 +147,7 @@ class _Encoder:
             half = bool(np.array_equal(array.astype(np.float16).astype(np.float32), array))
             best = None
             for live, flat in _live_choices(array):
-                bits, g, vals = self.positions(flat, t, None)
+                bits, g, vals = self.positions(flat, t, None, 2 if half else 4)
                 stored = vals.astype("<f2" if half else "<f4").tobytes()
                 cost = _cost([g]) + len(stored) + sum(len(b) for b in live.values())
                 if best is None or cost < best[0]:
