@@ -23,9 +23,10 @@ def valid(tmp_path_factory):
     dz.prune_units_(model, {"fc1": 0.5})  # dead rows: fc1 is stored as its live submatrix
     dz.prune_(model, sparsity={"fc1": 0.9, "fc2": 0.5})
     dz.share_weights_(model, bits={"fc1": 4})
+    dz.round_(model, names=("weight_centroids",))  # a float16 codebook
     path = tmp_path_factory.mktemp("v") / "m.dzip"
     header = dz.save(model, path, coder="auto")
-    assert "rows" in _entry(header, "fc1.weight")
+    assert "rows" in _entry(header, "fc1.weight") and _entry(header, "fc1.weight")["stored"] == "float16"
     weights = {k: v.clone() for k, v in dz.load(path).state_dict().items()}
     return Valid(path.read_bytes(), weights)
 
@@ -99,6 +100,8 @@ CASES = {
     "live_on_a_vector": (lambda b: _mutate(b, lambda h, p: _swap_live(h)), "dimensions|live"),
     "live_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(shape=[600, 32])), "bitmap|fit"),
     "live_padding": (lambda b: _set_padding_bit(b), "padding|past its end"),
+    "codebook_stored": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(stored="float8")), "cannot be stored"),
+    "codebook_as_float32": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").pop("stored") and None), "codebook|alphabet"),
     "tensors_type": (lambda b: _mutate(b, lambda h, p: h.update(tensors={})), "not a list"),
     "arch": (lambda b: _mutate(b, lambda h, p: h.update(arch=[1])), "architecture"),
 }

@@ -12,7 +12,8 @@ def test_agp_recipe_with_half_biases(tmp_path):
         "dense": {"epochs": 1, "lr": 2e-3},
         "prune": {"sparsity": {"fc1": 0.9, "fc2": 0.8}, "schedule": "agp", "steps": 2, "every": 5,
                   "retrain": {"epochs": 0.5, "lr": 1e-3}},
-        "share": {"bits": {"fc1": 3, "linear": 4}, "finetune": {"epochs": 0.25, "lr": 1e-4}, "half_biases": True},
+        "share": {"bits": {"fc1": 3, "linear": 4}, "finetune": {"epochs": 0.25, "lr": 1e-4}, "half_biases": True,
+                  "half_codebooks": True},
     })
     report = compress(r, tmp_path, limit=1024, progress=False, log=lambda *a: None)
     model = dz.load(tmp_path / "model.dzip")
@@ -20,6 +21,10 @@ def test_agp_recipe_with_half_biases(tmp_path):
     assert (model.fc2.weight == 0).float().mean() == pytest.approx(0.8, abs=1e-3)
     assert torch.unique(model.fc1.weight).numel() <= 2**3
     assert torch.equal(model.fc1.bias.half().float(), model.fc1.bias)
+    assert torch.equal(model.fc2.weight.half().float(), model.fc2.weight)  # float16 centroids
+    from deepzip.format import DzipReader
+    with DzipReader(tmp_path / "model.dzip") as r:
+        assert {e["name"]: e.get("stored") for e in r.header["tensors"]}["fc2.weight"] == "float16"
     entries = {e["layer"]: e for e in dz.inspect(tmp_path / "model.dzip")["layers"]}
     assert entries["fc1.bias"]["bytes"] == 2 * 300
     assert report["accuracy"]["from_file"] == report["accuracy"]["quantized"]

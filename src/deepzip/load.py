@@ -82,9 +82,13 @@ class TensorDecoder:
 
     def codebook(self, entry: dict, name: str) -> np.ndarray:
         data = self.raw(entry.get("codebook"), f"the codebook of {name!r}")
-        self.need(len(data) < 4 * MAX_ALPHABET and len(data) % 4 == 0,
-                  f"the codebook of {name!r} is {len(data)} bytes, not a whole number of float32 values")
-        return np.concatenate([np.zeros(1, np.float32), np.frombuffer(data, "<f4")])
+        stored = entry.get("stored", "float32")
+        self.need(stored in ("float32", "float16"), f"the codebook of {name!r} cannot be stored as {stored!r}")
+        size = 4 if stored == "float32" else 2
+        self.need(len(data) < size * MAX_ALPHABET and len(data) % size == 0,
+                  f"the codebook of {name!r} is {len(data)} bytes, not a whole number of {stored} values")
+        values = np.frombuffer(data, "<f4" if size == 4 else "<f2").astype(np.float32)
+        return np.concatenate([np.zeros(1, np.float32), values])
 
     def entries(self, entry: dict, name: str, alphabet: int | None) -> tuple[np.ndarray, np.ndarray]:
         """(gaps, values) of a relative-index tensor: codes of a shared one (alphabet given), float32

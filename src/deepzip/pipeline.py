@@ -124,8 +124,10 @@ def compress(
                 share_weights_(model, bits=s.bias_bits, init=s.init, param="bias")
             acc["shared"] = evaluate(model, test_set)
             _fit(model, train_set, s.finetune, recipe.seed + 100, "fine-tune centroids", progress, **kd)
-            if s.half_biases:
-                round_(model)  # after training, which would move them off float16 values again
+            # After training, which would move them off float16 values again.
+            halves = ("bias",) * s.half_biases + ("weight_centroids", "bias_centroids") * s.half_codebooks
+            if halves:
+                round_(model, names=halves)
         acc["quantized"] = evaluate(model, test_set)
         log(f"quantized accuracy {acc['quantized']:.2f}% (before centroid fine-tuning {acc['shared']:.2f}%)")
 

@@ -75,12 +75,13 @@ class PruneStage:
 class ShareStage:
     """Weight sharing, then centroid fine-tuning. bias_bits shares each layer's biases too, with
     its own codebook of 2^bias_bits − 1 values, fine-tuned with the weights'; half_biases rounds
-    the biases left unshared to float16 values afterwards, halving their bytes in the file (the
-    accuracies reported are of the rounded model)."""
+    the biases left unshared to float16 values afterwards, halving their bytes in the file, and
+    half_codebooks the centroids (the accuracies reported are of the rounded model)."""
     bits: int | dict[str, int] | None = None
     init: Literal["linear", "density", "random"] = "linear"
     finetune: TrainStage = field(default_factory=lambda: TrainStage(epochs=1, lr=1e-4))
     half_biases: bool = False
+    half_codebooks: bool = False
     bias_bits: int | dict[str, int] | None = None
 
     def __post_init__(self) -> None:

@@ -167,9 +167,13 @@ class _Encoder:
     def shared(self, t: _Tensor) -> dict[str, Any]:
         codes = t.assign.cpu().numpy()  # uint8 or int16: kept narrow, layers can be 100 M weights
         k = t.centroids.numel()
+        centroids = t.centroids.cpu().float().numpy()
+        # A codebook of float16 values (deepzip.round_ on the centroids) is stored in half the bytes.
+        half = bool(np.array_equal(centroids.astype(np.float16).astype(np.float32), centroids))
         entry = {"name": t.name, "role": "param", "shape": list(t.assign.shape), "dtype": "float32",
                  "encoding": "shared", "kind": t.kind, "layer": t.layer, "nonzero": int(np.count_nonzero(codes)),
-                 "codebook": self.raw(t.centroids.cpu().float().numpy().astype("<f4").tobytes())}
+                 **({"stored": "float16"} if half else {}),
+                 "codebook": self.raw(centroids.astype("<f2" if half else "<f4").tobytes())}
         best = None
         for live, flat in _live_choices(codes):
             dense = self.coded(flat, k + 1)

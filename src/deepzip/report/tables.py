@@ -37,7 +37,7 @@ def layer_rows(header: dict[str, Any]) -> list[dict[str, Any]]:
             row["kept"] = e["nonzero"] / max(1, numel)
             values = streams[e["values"]]
             if e["encoding"] == "shared":
-                k = _stream_bytes(streams, e["codebook"]) // 4
+                k = _stream_bytes(streams, e["codebook"]) // (2 if e.get("stored") == "float16" else 4)
                 row["weight_bits"] = max(1, math.ceil(math.log2(k + 1)))
                 row["weight_bits_coded"] = 8 * values["length"] / kept
                 row["coder"] = values["coder"]
