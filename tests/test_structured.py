@@ -61,6 +61,37 @@ def test_grouped_conv_dead_channels_map_to_their_group():
     assert masked["2"] == 3 * 9
 
 
+def _conv_bn_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(6 * 8 * 8, 4))
+    net.train()
+    for _ in range(3):  # non-trivial running statistics, as in a trained network
+        net(torch.randn(32, 1, 8, 8))
+    with torch.no_grad():
+        net[1].bias.fill_(5.0)  # a removed filter's channel leaves the batch norm at ≈ +5, not cut by ReLU
+    return net.eval()
+
+
+@pytest.mark.parametrize("norms", [True, False])
+def test_removed_filters_reach_through_batch_norm_to_the_next_conv(norms):
+    net = _conv_bn_net()
+    dz.prune_units_(net, {"0": 0.5})
+    removed = torch.nonzero(get_mask(net[0], "bias") == 0).flatten()
+    masked = dz.prune_dead_inputs_(net, _data(16), norms=norms)
+    if not norms:  # the batch norm's shift keeps the removed channels alive
+        assert "1" not in masked and masked["3"] == 0 and torch.all(net[1].bias[removed] != 0)
+        return
+    assert masked["1"] == 4 and torch.all(net[1].weight[removed] == 0) and torch.all(net[1].bias[removed] == 0)
+    assert masked["3"] == 4 * 6 * 9 and torch.all(net[3].weight[:, removed] == 0)
+    kept = [c for c in range(8) if c not in removed.tolist()]
+    assert torch.all(net[3].weight[:, kept] != 0)  # nothing live was touched
+    # masked: retraining keeps the batch norm's γ and β of the removed channels at zero
+    dz.train(net, _data(64), epochs=1, lr=1e-2, progress=False)
+    assert torch.all(net[1].bias[removed] == 0) and torch.all(net[3].weight[:, removed] == 0)
+
+
 def test_bad_unit_settings_are_refused(tiny_mlp):
     with pytest.raises(dz.ConfigError, match="fc9"):
         dz.prune_units_(tiny_mlp, {"fc9": 0.5})

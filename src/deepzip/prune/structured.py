@@ -61,29 +61,65 @@ def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None 
 
 @torch.no_grad()
 def prune_dead_inputs_(model: nn.Module, data: Dataset, *, batch_size: int = 1000,
-                       filter_fn: Filter | None = None) -> dict[str, int]:
+                       filter_fn: Filter | None = None, norms: bool = True) -> dict[str, int]:
     """Mask the weights reading an input feature (Linear) or channel (conv) that is exactly zero
-    for every sample of `data`: they cannot change any output on it. Returns the count per layer.
+    for every sample of `data`: they cannot change any output on it. Returns, per layer, how
+    many weights were masked (for a batch norm: how many channels).
 
     After `prune_units_`, the units it removed output zero through ReLU, so the next layer's
     columns for them go here. An input that only happens to be zero on `data` goes too; its
     weights never received a gradient there either.
+
+    A batch norm after a removed filter still outputs its shift β (and −γμ/σ) on that channel,
+    a constant that keeps the next conv's inputs alive. With `norms`, a batch norm whose input
+    channel is dead has γ and β masked too, so the channel is zero past it and the next layer's
+    weights for it go in a further pass. That drops the constant the channel added downstream:
+    unlike the rest, this changes the outputs slightly, which the retraining after it absorbs.
     """
     layers = [(name, m) for name, m, kind in compressible(model, filter_fn) if kind != "embedding"]
+    bns = [(name, m) for name, m in model.named_modules()
+           if norms and isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
     if not layers or len(data.y) == 0:
         return {}
+    masked: dict[str, int] = {}
+    # Each pass can kill channels at a batch norm, which makes the next layer's inputs dead.
+    for _ in range(len(bns) + 1):
+        seen = _ever_nonzero(model, layers + bns, data, batch_size)
+        killed = 0
+        for name, module in bns:
+            dead = ~seen.get(name, torch.ones(module.num_features, dtype=torch.bool))
+            fresh = dead & ((module.weight != 0) | (module.bias != 0))
+            if fresh.any():
+                _and_mask(module, "weight", ~dead)
+                _and_mask(module, "bias", ~dead)
+                masked[name] = masked.get(name, 0) + int(fresh.sum())
+                killed += int(fresh.sum())
+        for name, module in layers:
+            if name not in seen:  # never called on this data (an unused branch): nothing is known
+                continue
+            before = int((module.weight != 0).sum())
+            _and_mask(module, "weight", _reading(module, seen[name]))
+            masked[name] = masked.get(name, 0) + before - int((module.weight != 0).sum())
+        if not killed:
+            break
+    return masked
+
+
+def _ever_nonzero(model: nn.Module, watched: list[tuple[str, nn.Module]], data: Dataset,
+                  batch_size: int) -> dict[str, torch.Tensor]:
+    """Per watched module, which of its input features / channels were nonzero on some sample."""
     seen: dict[str, torch.Tensor] = {}
 
     def watch(name: str, module: nn.Module):
         def hook(_module, args):
             x = args[0]
-            # Which input features / channels were ever nonzero: reduce every dim but the feature one.
+            # Reduce every dim but the feature one: the last for a Linear, 1 for conv and batch norm.
             dim = x.dim() - 1 if isinstance(module, nn.Linear) else 1
-            nonzero = (x != 0).transpose(0, dim).flatten(1).any(dim=1)
+            nonzero = (x != 0).transpose(0, dim).flatten(1).any(dim=1).cpu()
             seen[name] = nonzero if name not in seen else seen[name] | nonzero
         return module.register_forward_pre_hook(hook)
 
-    handles = [watch(name, m) for name, m in layers]
+    handles = [watch(name, m) for name, m in watched]
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -94,23 +130,19 @@ def prune_dead_inputs_(model: nn.Module, data: Dataset, *, batch_size: int = 100
         for h in handles:
             h.remove()
         model.train(was_training)
-    masked: dict[str, int] = {}
-    for name, module in layers:
-        if name not in seen:  # never called on this data (an unused branch): nothing is known
-            continue
-        live = seen[name]
-        w = module.weight
-        if isinstance(module, nn.Linear):
-            keep = live.view(1, -1).expand_as(w)
-        else:
-            # weight (out, in/groups, k…): output channel o of group g reads inputs g·in_g … (g+1)·in_g − 1
-            out_g, in_g = w.shape[0] // module.groups, w.shape[1]
-            live = live.view(module.groups, 1, in_g).expand(module.groups, out_g, in_g).reshape(w.shape[0], in_g)
-            keep = live.view(live.shape + (1,) * (w.dim() - 2)).expand_as(w)
-        before = int((w != 0).sum())
-        _and_mask(module, "weight", keep)
-        masked[name] = before - int((w != 0).sum())
-    return masked
+    return seen
+
+
+def _reading(module: nn.Module, live: torch.Tensor) -> torch.Tensor:
+    """Keep-mask of `module`'s weights that read a live input."""
+    w = module.weight
+    live = live.to(w.device)
+    if isinstance(module, nn.Linear):
+        return live.view(1, -1).expand_as(w)
+    # weight (out, in/groups, k…): output channel o of group g reads inputs g·in_g … (g+1)·in_g − 1
+    out_g, in_g = w.shape[0] // module.groups, w.shape[1]
+    live = live.view(module.groups, 1, in_g).expand(module.groups, out_g, in_g).reshape(w.shape[0], in_g)
+    return live.view(live.shape + (1,) * (w.dim() - 2)).expand_as(w)
 
 
 def _and_mask(module: nn.Module, name: str, keep: torch.Tensor) -> None:
