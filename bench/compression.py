@@ -190,11 +190,21 @@ def run_stock(name: str, checkpoint: Path, sparsity: float, best: Recipe, run_di
 
 def plot(rows: list[dict[str, Any]], name: str, dense_accuracy: float, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = {"best": "deepzip best recipe", "stock": "stock parts", "paper": "deepzip paper recipe"}
     for run, style in (("best", "o-"), ("stock", "s-"), ("paper", "D")):
-        points = sorted((r["ratio"], r["accuracy"]) for r in rows if r["run"] == run)
-        if points:
-            ax.plot(*zip(*points), style, label={"best": "deepzip best recipe", "stock": "stock parts",
-                                                 "paper": "deepzip paper recipe"}[run])
+        mine = [r for r in rows if r["run"] == run]
+        if not mine:
+            continue
+        # One point per setting (the mean of its seeds) on the line; each seed's run faintly.
+        groups: dict[Any, list[dict[str, Any]]] = {}
+        for r in mine:
+            groups.setdefault(r["target"], []).append(r)
+        means = sorted((sum(r["ratio"] for r in g) / len(g), sum(r["accuracy"] for r in g) / len(g))
+                       for g in groups.values())
+        line, = ax.plot(*zip(*means), style, label=labels[run])
+        if len(mine) > len(groups):
+            ax.plot([r["ratio"] for r in mine], [r["accuracy"] for r in mine], style[0], alpha=0.3,
+                    color=line.get_color(), markersize=4)
     ax.axhline(dense_accuracy, color="gray", linestyle="--", label="dense")
     ax.set_xscale("log")
     # Plain "20×, 50×" labels instead of matplotlib's 2×10^1 at whatever decades the ratios span.
@@ -203,9 +213,10 @@ def plot(rows: list[dict[str, Any]], name: str, dense_accuracy: float, path: Pat
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("compression ratio (dense bytes / file bytes)")
     ax.set_ylabel("top-1 accuracy from the file (%)")
-    ax.set_title(f"{name} on Fashion-MNIST")
+    ax.set_title(f"{name} on Fashion-MNIST (faint: single seeds, joined: their mean)"
+                 if any(r.get("seed", 0) != rows[0].get("seed", 0) for r in rows) else f"{name} on Fashion-MNIST")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower left")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
