@@ -1,4 +1,5 @@
 """bench/compression.py's arithmetic: the curve's recipe scaling and the verdict it prints."""
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -6,8 +7,13 @@ import pytest
 
 pytest.importorskip("dahuffman")  # bench/compression.py imports the stock baseline
 pytest.importorskip("matplotlib")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from compression import at_sparsity, check, new_model  # noqa: E402
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))  # for its own `import baseline`
+# Loaded under its own name: a plain `import compression` would clash with Python 3.14's stdlib package.
+_spec = importlib.util.spec_from_file_location("deepzip_bench_compression", BENCH / "compression.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+at_sparsity, check, new_model = bench.at_sparsity, bench.check, bench.new_model
 
 from deepzip.layers import compressible  # noqa: E402
 from deepzip.recipe import from_dict  # noqa: E402
@@ -29,8 +35,8 @@ def test_the_curve_hits_its_target_and_keeps_live_rows_as_dense():
         units = (r.prune.units or {}).get("fc1", 0.0)
         if units:  # kept weights per live row as in the recipe: (1 − s)/(1 − u) = 0.05/0.4
             assert (1 - s) / (1 - units) == pytest.approx(0.05 / 0.4, rel=1e-4)
-        else:  # so many weights kept that every row is needed
-            assert (1 - s) / 0.4 >= 0.05 / 0.4
+        else:  # so many weights kept that every row is needed: a full-height layer is as dense or denser
+            assert 1 - s >= 0.05 / 0.4
         assert "fc2" not in (r.prune.units or {})  # layers the recipe leaves whole stay whole
 
 

@@ -94,3 +94,5 @@ def test_sharing_biases_keeps_masked_ones_zero_and_trains_their_codebook(tiny_ml
     assert not torch.equal(tiny_mlp.fc1.bias_centroids, before)
     assert torch.all(tiny_mlp.fc1.bias[dead] == 0) and _distinct_nonzero(tiny_mlp.fc1.bias) <= 3
     assert tiny_mlp.fc1.weight.requires_grad  # the weights are untouched, still plain parameters
+    with pytest.raises(dz.ConfigError, match="already shared"):  # re-clustering needs strip_ first
+        dz.share_weights_(tiny_mlp, bits=3, param="bias")

@@ -58,3 +58,33 @@ def test_a_masked_conv_model_trains_and_comes_back_in_the_default_layout():
     assert torch.count_nonzero(weight[~mask]) == 0
     assert not torch.equal(weight[mask], before[mask])
     assert weight.view(-1).numel() == weight.numel()  # view() fails on a channels-last tensor
+
+
+def test_gradual_global_pruning_of_a_conv_model_during_training():
+    # The callback runs mid-training, when conv weights would be channels-last: it must see them plain.
+    from deepzip.prune.schedule import GradualPruning
+
+    model = dz.create_model("lenet5", in_channels=1, image_size=16, classes=4)
+    x = torch.randn(256, 1, 16, 16)
+    data = Dataset(x, x.flatten(1)[:, :4].argmax(1), classes=4, name="random")
+    seen = []
+    pruner = GradualPruning(model, 0.8, every=1, scope="global")
+
+    def step(s, total):
+        seen.append(model.conv2.weight.is_contiguous())
+        pruner(s, total)
+
+    dz.train(model, data, epochs=1, lr=1e-3, on_step=step, progress=False)
+    assert seen and all(seen)
+    assert dz.sparsity_of(model)["total"] == pytest.approx(0.8, abs=1e-3)
+
+
+def test_a_model_mixing_2d_and_3d_convolutions_trains():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Unflatten(1, (1, 2)), torch.nn.Conv3d(1, 2, 1),
+                                torch.nn.Flatten(), torch.nn.LazyLinear(4))
+    x = torch.randn(64, 1, 6, 6)
+    model(x)  # materialise the lazy layer
+    data = Dataset(x, x.flatten(1)[:, :4].argmax(1), classes=4, name="random")
+    losses = dz.train(model, data, epochs=2, lr=1e-2, progress=False)
+    assert len(losses) == 2 and losses[1] < losses[0]
+    assert all(p.is_contiguous() for p in model.parameters())

@@ -86,7 +86,7 @@ def train(
     model.train()
     losses: list[float] = []
     step = 0
-    with _channels_last_on_cpu(model, teacher, device):
+    with _channels_last_on_cpu(model, teacher, device) as plain:
         with tqdm(total=total, desc=desc, disable=None if progress else True, leave=False, unit="step") as bar:
             while step < total:
                 running, seen = 0.0, 0
@@ -103,8 +103,8 @@ def train(
                     step += 1
                     running += loss.item() * len(y)
                     seen += len(y)
-                    if on_step is not None:
-                        on_step(step, total)
+                    if on_step is not None:  # gradual pruning: it sees the weights in their usual layout
+                        plain(on_step, step, total)
                     bar.update(1)
                     if step % 50 == 0:
                         bar.set_postfix(loss=f"{running / seen:.4f}")
@@ -118,19 +118,34 @@ def train(
 @contextlib.contextmanager
 def _channels_last_on_cpu(model: nn.Module, teacher: nn.Module | None, device: torch.device):
     """Train conv models in the channels-last layout on CPU: PyTorch's CPU convolutions run ~1.7×
-    faster on it (LeNet-5, one thread). The layout is put back afterwards, so saving, pruning
-    and user code never see it; parameters keep their identity, so masks and hooks stay attached."""
-    nets = [m for m in (model, teacher) if m is not None]
-    convert = device.type == "cpu" and any(isinstance(m, nn.Conv2d) for n in nets for m in n.modules())
+    faster on it (LeNet-5, one thread). Only Conv2d parameters change layout, in place (the same
+    Parameter objects, so optimizers, masks and hooks stay attached; buffers are left alone), and
+    they are put back afterwards, so saving, pruning and user code never see it. Yields a
+    function that runs a callback with the default layout restored meanwhile."""
+    params = [p for net in (model, teacher) if net is not None for m in net.modules()
+              if isinstance(m, nn.Conv2d) for p in m.parameters(recurse=False) if p.dim() == 4]
+    convert = device.type == "cpu" and bool(params)
+
+    def layout(fmt: torch.memory_format) -> None:
+        for p in params:
+            p.data = p.data.contiguous(memory_format=fmt)
+
+    def plain(callback, *args) -> None:
+        if convert:
+            layout(torch.contiguous_format)
+        try:
+            callback(*args)
+        finally:
+            if convert:
+                layout(torch.channels_last)
+
     if convert:
-        for net in nets:
-            net.to(memory_format=torch.channels_last)
+        layout(torch.channels_last)
     try:
-        yield
+        yield plain
     finally:
         if convert:
-            for net in nets:
-                net.to(memory_format=torch.contiguous_format)
+            layout(torch.contiguous_format)
 
 
 def _distill_loss(logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -75,6 +75,7 @@ def prune_dead_inputs_(model: nn.Module, data: Dataset, *, batch_size: int = 100
     channel is dead has γ and β masked too, so the channel is zero past it and the next layer's
     weights for it go in a further pass. That drops the constant the channel added downstream:
     unlike the rest, this changes the outputs slightly, which the retraining after it absorbs.
+    Batch norms are found in the whole model: `filter_fn` selects compressible layers only.
     """
     layers = [(name, m) for name, m, kind in compressible(model, filter_fn) if kind != "embedding"]
     bns = [(name, m) for name, m in model.named_modules()
@@ -87,7 +88,9 @@ def prune_dead_inputs_(model: nn.Module, data: Dataset, *, batch_size: int = 100
         seen = _ever_nonzero(model, layers + bns, data, batch_size)
         killed = 0
         for name, module in bns:
-            dead = ~seen.get(name, torch.ones(module.num_features, dtype=torch.bool))
+            if name not in seen:  # never called on this data: nothing is known
+                continue
+            dead = ~seen[name].to(module.weight.device)
             fresh = dead & ((module.weight != 0) | (module.bias != 0))
             if fresh.any():
                 _and_mask(module, "weight", ~dead)

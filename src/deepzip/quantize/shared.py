@@ -142,8 +142,10 @@ def share_weights_(
         b = config.bits_for(name, kind)
         if b is None:
             continue
+        if is_shared(module, param):
+            raise ConfigError(f"{param} of {name} is already shared; strip it first (deepzip.strip_).")
         original = module._parameters.get(param)
-        if original is None:  # a layer without a bias, or one shared already
+        if original is None:  # a layer without a bias
             continue
         tied = first.get(id(original))
         if tied is not None:
