@@ -2,9 +2,10 @@
 
 Each tensor is written in one of three encodings (docs/FORMAT.md):
   raw     the tensor's bytes (biases, batch-norm statistics, anything small or unpruned)
-  shared  a float32 (float16 when exact) codebook + per-weight codes (0 = zero), positions either
-          dense (one code per weight) or sparse (the paper's relative gaps with filler zeros); whichever is smaller,
-          over the whole tensor or only its live rows × columns (structured pruning)
+  shared  a float32 (float16 when exact) codebook + per-weight codes (0 = zero), positions
+          either dense (one code per weight) or sparse (the paper's relative gaps with filler
+          zeros); whichever is smaller, over the whole tensor or only its live rows × columns
+          (structured pruning)
   sparse  pruned but not shared: float32 values at kept positions + relative gaps
 Code and gap streams are entropy coded (Huffman, ANS, or per stream whichever is smaller).
 """

@@ -127,7 +127,7 @@ def _prune_global(layers: list[tuple[str, nn.Module, str]], sparsity: float) -> 
     below = int((magnitudes < cut).sum())
     at_cut_budget = count - below
     for _, module, _ in layers:
-        w = module.weight.detach().abs().contiguous()  # train() may hand over channels-last conv weights
+        w = module.weight.detach().abs().contiguous()  # a channels-last conv weight: view(-1) below needs C order
         mask = w > cut
         ties = (w == cut).flatten().nonzero().flatten()
         keep_ties = ties[at_cut_budget:]
