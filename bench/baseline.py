@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from deepzip.data import Dataset
-from deepzip.pipeline import ramp
+from deepzip.prune import ramp
 from deepzip.train import evaluate, train
 from deepzip.files import atomic_path
 

@@ -85,7 +85,7 @@ def streams(n: int, seed: int) -> dict[str, tuple[np.ndarray, int]]:
 def dzip_streams(path: Path) -> None:
     """Every coded stream of a real .dzip, re-coded by each coder: bits/symbol with and without
     its table, against the stream's empirical entropy."""
-    from deepzip.format import DzipReader, unpack_ints
+    from deepzip.dzip.container import DzipReader, unpack_ints
     from deepzip.encode.streams import decode_stream, encode_stream, table_bytes
 
     with DzipReader(path) as r:

@@ -36,10 +36,10 @@ from matplotlib import ticker  # noqa: E402
 from baseline import stock_compress, stock_load  # noqa: E402
 from deepzip import data as datasets  # noqa: E402
 from deepzip import models  # noqa: E402
-from deepzip.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from deepzip.layers import compressible, per_layer  # noqa: E402
+from deepzip.train import load_checkpoint, save_checkpoint  # noqa: E402
+from deepzip.selection import compressible, per_layer  # noqa: E402
 from deepzip.pipeline import compress  # noqa: E402
-from deepzip.recipe import Recipe, load_recipe  # noqa: E402
+from deepzip.pipeline.recipe import Recipe, load_recipe  # noqa: E402
 from deepzip.train import evaluate, seed_everything, train  # noqa: E402
 from deepzip.files import write_text
 from deepzip.files import atomic_path

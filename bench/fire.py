@@ -17,7 +17,7 @@ from pathlib import Path
 
 from deepzip.files import write_text
 from deepzip.pipeline import compress
-from deepzip.recipe import from_dict
+from deepzip.pipeline.recipe import from_dict
 
 
 CIFAR_NETS = ("vgg16", "vgg16-fire", "resnet18")

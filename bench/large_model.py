@@ -40,7 +40,7 @@ def vgg16_shape() -> nn.Module:
 
 
 def build(sparsity: float, seed: int = 0) -> nn.Module:
-    from deepzip.quantize.shared import share_
+    from deepzip.reparam import share_
 
     rng = np.random.default_rng(seed)
     model = vgg16_shape().to_empty(device="cpu")  # untouched pages of empty tensors cost no RSS

@@ -38,7 +38,7 @@ def single_linear(sparsity: float, n: int, tmp: Path, bits: int | None = 5) -> t
 
 
 def random_lenet(name: str, tmp: Path) -> Path:
-    from deepzip.recipe import default_recipe
+    from deepzip.pipeline.recipe import default_recipe
 
     r = default_recipe(name)
     model = dz.create_model(name)

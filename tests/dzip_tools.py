@@ -3,7 +3,7 @@ import json
 import struct
 import zlib
 
-from deepzip.format import FLAG_DEFLATE, MAGIC, PREAMBLE, VERSION
+from deepzip.dzip.spec import FLAG_DEFLATE, MAGIC, PREAMBLE, VERSION
 
 
 def split(blob: bytes) -> tuple[dict, bytes]:

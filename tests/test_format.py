@@ -50,15 +50,15 @@ def _load(tmp_path, blob):
 def _decode_all(tmp_path, blob):
     """Decode every tensor with no model to fill: reaches the decoder's own checks even where a
     changed shape would first be refused as not fitting the model."""
-    from deepzip.format import DzipReader
-    from deepzip.load import TensorDecoder
+    from deepzip.dzip import DzipReader
+    from deepzip.dzip import TensorDecoder
 
     p = tmp_path / "bad.dzip"
     p.write_bytes(blob)
     with DzipReader(p) as r:
         dec = TensorDecoder(r)
         for i, e in enumerate(r.header["tensors"]):
-            dec.tensor(e, i)
+            dec.decode(e, i).dense()
 
 
 def _entry(header, name):
@@ -194,7 +194,7 @@ def test_missing_file_and_directory(tmp_path):
 CHILD = textwrap.dedent("""
     import os, sys, time
     import torch, deepzip as dz
-    from deepzip import format as fmt
+    from deepzip.dzip import container as fmt
     path, marker = sys.argv[1], sys.argv[2]
     real_fsync = os.fsync
     def slow_fsync(fd):

@@ -3,7 +3,7 @@ import torch
 
 import deepzip as dz
 from deepzip.pipeline import compress
-from deepzip.recipe import from_dict
+from deepzip.pipeline.recipe import from_dict
 
 
 def test_agp_recipe_with_half_biases(tmp_path):
@@ -22,7 +22,7 @@ def test_agp_recipe_with_half_biases(tmp_path):
     assert torch.unique(model.fc1.weight).numel() <= 2**3
     assert torch.equal(model.fc1.bias.half().float(), model.fc1.bias)
     assert torch.equal(model.fc2.weight.half().float(), model.fc2.weight)  # float16 centroids
-    from deepzip.format import DzipReader
+    from deepzip.dzip import DzipReader
     with DzipReader(tmp_path / "model.dzip") as r:
         assert {e["name"]: e.get("stored") for e in r.header["tensors"]}["fc2.weight"] == "float16"
     entries = {e["layer"]: e for e in dz.inspect(tmp_path / "model.dzip")["layers"]}

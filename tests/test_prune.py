@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import deepzip as dz
-from deepzip.prune import get_mask, remove_mask_
+from deepzip.reparam import get_mask, remove_mask_
 
 
 def _step(model, opt, x):

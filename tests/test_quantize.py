@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import deepzip as dz
-from deepzip.quantize import kmeans_1d, shared_weight
+from deepzip.quantize import kmeans_1d
+from deepzip.reparam import shared_weight, sharing
 
 
 def _distinct_nonzero(t):
@@ -36,13 +37,14 @@ def test_sharing_limits_distinct_values_and_keeps_zeros(tiny_mlp):
         opt.zero_grad()
         tiny_mlp(x).pow(2).sum().backward()
         opt.step()
-    tiny_mlp(x)
     for name, bits in (("fc1", 3), ("fc2", 4), ("fc3", 4)):
         layer = getattr(tiny_mlp, name)
         assert _distinct_nonzero(layer.weight) <= 2**bits - 1
         assert torch.equal(layer.weight == 0, zeros[name])  # assignments fixed, zeros stay zero
-    assert [n for n, _ in tiny_mlp.named_parameters() if "weight" in n] == \
-        ["fc1.weight_centroids", "fc2.weight_centroids", "fc3.weight_centroids"]
+    # what trains is each layer's codebook and bias: nothing of weight size
+    trainable = {id(p) for p in tiny_mlp.parameters() if p.requires_grad}
+    assert trainable == {id(p) for m in (tiny_mlp.fc1, tiny_mlp.fc2, tiny_mlp.fc3)
+                         for p in (sharing(m).centroids, m.bias)}
 
 
 def test_centroid_gradient_is_grouped_sum_of_weight_gradients(tiny_mlp):
@@ -58,9 +60,9 @@ def test_centroid_gradient_is_grouped_sum_of_weight_gradients(tiny_mlp):
     out.pow(2).sum().backward()
     tiny_mlp.zero_grad()
     tiny_mlp(x).pow(2).sum().backward()
-    assign = layer.weight_assign.long()
-    expected = torch.zeros(layer.weight_centroids.numel()).index_add_(0, assign[assign > 0] - 1, w.grad[assign > 0])
-    torch.testing.assert_close(layer.weight_centroids.grad, expected)
+    assign, centroids = sharing(layer).assign.long(), sharing(layer).centroids
+    expected = torch.zeros(centroids.numel()).index_add_(0, assign[assign > 0] - 1, w.grad[assign > 0])
+    torch.testing.assert_close(centroids.grad, expected)
     assert dense  # (the dense copies were taken before sharing replaced the Parameter)
 
 
@@ -84,15 +86,43 @@ def test_sharing_biases_keeps_masked_ones_zero_and_trains_their_codebook(tiny_ml
     dz.prune_units_(tiny_mlp, {"fc1": 0.5})
     dead = tiny_mlp.fc1.bias_mask.logical_not().clone()
     dz.share_weights_(tiny_mlp, bits=2, param="bias")
-    assert [n for n, _ in tiny_mlp.named_parameters() if "bias" in n] == \
-        ["fc1.bias_centroids", "fc2.bias_centroids", "fc3.bias_centroids"]
-    before = tiny_mlp.fc1.bias_centroids.detach().clone()
+    assert all(dz.reparam.is_shared(m, "bias") and not dz.reparam.is_shared(m, "weight")
+               for m in (tiny_mlp.fc1, tiny_mlp.fc2, tiny_mlp.fc3))
+    before = sharing(tiny_mlp.fc1, "bias").centroids.detach().clone()
     opt = torch.optim.SGD(tiny_mlp.parameters(), lr=0.1)
     tiny_mlp(torch.randn(16, 1, 8, 8)).sum().backward()
     opt.step()
-    tiny_mlp(torch.randn(1, 1, 8, 8))
-    assert not torch.equal(tiny_mlp.fc1.bias_centroids, before)
+    assert not torch.equal(sharing(tiny_mlp.fc1, "bias").centroids, before)
     assert torch.all(tiny_mlp.fc1.bias[dead] == 0) and _distinct_nonzero(tiny_mlp.fc1.bias) <= 3
     assert tiny_mlp.fc1.weight.requires_grad  # the weights are untouched, still plain parameters
     with pytest.raises(dz.ConfigError, match="already shared"):  # re-clustering needs strip_ first
         dz.share_weights_(tiny_mlp, bits=3, param="bias")
+
+
+def test_a_shared_weight_read_without_forward_follows_its_codebook_over_many_steps():
+    # nn.MultiheadAttention reads out_proj.weight directly, never calling out_proj's forward: the
+    # shared weight must still be recomputed on every read, and each step backpropagate afresh.
+    attn = torch.nn.MultiheadAttention(8, 2)
+    dz.share_weights_(attn, bits=3)
+    assert dz.reparam.is_shared(attn.out_proj)
+    x = torch.randn(5, 3, 8)
+    opt = torch.optim.Adam(attn.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        attn(x, x, x)[0].pow(2).sum().backward()
+        opt.step()
+    sw = sharing(attn.out_proj)
+    table = torch.cat([torch.zeros(1), sw.centroids.detach()])
+    assert torch.equal(attn.out_proj.weight.detach(), table[sw.assign.long()])
+
+
+def test_tied_weights_share_one_codebook_through_training():
+    a, b = torch.nn.Linear(6, 6), torch.nn.Linear(6, 6)
+    b.weight = a.weight
+    model = torch.nn.Sequential(a, torch.nn.ReLU(), b)
+    dz.share_weights_(model, bits=2)
+    assert sharing(a) is sharing(b)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(4, 6)).sum().backward()
+    opt.step()
+    assert torch.equal(a.weight, b.weight) and _distinct_nonzero(a.weight) <= 3

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 import deepzip as dz
-from deepzip.pipeline import ramp
-from deepzip.recipe import default_recipe, from_dict, load_recipe, save_recipe
+from deepzip.prune import ramp
+from deepzip.pipeline.recipe import default_recipe, from_dict, load_recipe, save_recipe
 
 
 def test_round_trip_through_yaml(tmp_path):

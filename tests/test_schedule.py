@@ -6,7 +6,7 @@ import torch
 import deepzip as dz
 from deepzip.data import load as load_data
 from deepzip.prune.schedule import GradualPruning, agp_sparsity
-from deepzip.prune.sensitivity import allocate, plot, scan
+from deepzip.pipeline.sensitivity import allocate, plot, scan
 
 
 def test_agp_values_follow_the_cubic_ramp():
@@ -23,7 +23,7 @@ def test_gradual_pruning_during_training_reaches_the_target(tiny_mlp):
     data = load_data("synthetic", train=True, limit=512)
     data = type(data)(data.x[:, :, :8, :8].contiguous(), data.y % 4, 4, "synthetic-8px")
     pruner = GradualPruning(tiny_mlp, {"fc1": 0.9, "fc2": 0.6}, end=0.5, every=4)
-    dz.train(tiny_mlp, data, epochs=2, batch_size=32, progress=False, on_step=pruner)
+    dz.train(tiny_mlp, data, epochs=2, batch_size=32, progress=False, callbacks=[pruner])
     s = dz.sparsity_of(tiny_mlp)
     assert s["fc1"] == pytest.approx(0.9, abs=1e-3) and s["fc2"] == pytest.approx(0.6, abs=1e-3)
     assert s["fc3"] == 0
@@ -86,7 +86,7 @@ def test_gradual_pruning_with_one_global_threshold(tiny_mlp):
     data = load_data("synthetic", train=True, limit=256)
     data = type(data)(data.x[:, :, :8, :8].contiguous(), data.y % 4, 4, "synthetic-8px")
     pruner = GradualPruning(tiny_mlp, 0.8, end=0.5, every=2, scope="global")
-    dz.train(tiny_mlp, data, epochs=1, batch_size=32, progress=False, on_step=pruner)
+    dz.train(tiny_mlp, data, epochs=1, batch_size=32, progress=False, callbacks=[pruner])
     layers = (tiny_mlp.fc1, tiny_mlp.fc2, tiny_mlp.fc3)
     zeros = sum(int((m.weight == 0).sum()) for m in layers)
     assert zeros == round(0.8 * sum(m.weight.numel() for m in layers))

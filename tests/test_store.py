@@ -7,7 +7,7 @@ from torch import nn
 
 import deepzip as dz
 from deepzip.data import Dataset
-from deepzip.format import DzipReader
+from deepzip.dzip import DzipReader
 
 
 def _compressed(model, sparsity=0.8, bits=4):
@@ -210,7 +210,7 @@ def test_live_rows_and_columns_round_trip_and_shrink_the_file(tmp_path, share):
     fast = dz.load(tmp_path / "m.dzip", model=template(), runtime="sparse")
     torch.testing.assert_close(fast(x), back(x), rtol=1e-5, atol=1e-5)
     # the same tensors without the live layout: strictly larger
-    from deepzip import store
+    from deepzip.dzip import write as store
 
     choices = store._live_choices
     store._live_choices = lambda a: iter([next(choices(a))])

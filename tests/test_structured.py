@@ -5,7 +5,7 @@ from torch import nn
 
 import deepzip as dz
 from deepzip.data import Dataset
-from deepzip.prune import get_mask
+from deepzip.reparam import get_mask
 
 
 def _data(n=64, shape=(1, 8, 8)):

@@ -16,8 +16,8 @@ def _data(n=512):
 def test_a_student_equal_to_its_teacher_feels_no_soft_loss(tiny_mlp):
     teacher = copy.deepcopy(tiny_mlp)
     # SGD, not Adam: Adam would blow the float rounding left in a zero gradient up to full steps.
-    losses = dz.train(tiny_mlp, _data(), epochs=1, lr=1e-1, optimizer="sgd", teacher=teacher, distill=1.0,
-                      progress=False)
+    losses = dz.train(tiny_mlp, _data(), epochs=1, lr=1e-1, optimizer="sgd",
+                      loss_fn=dz.SoftTargetLoss(teacher, weight=1.0), progress=False)
     assert losses[0] == pytest.approx(0.0, abs=1e-6)
     for a, b in zip(tiny_mlp.parameters(), teacher.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
@@ -28,18 +28,35 @@ def test_pure_distillation_copies_the_teachers_answers_not_the_labels(tiny_mlp):
     teacher = dz.create_model("lenet300", in_channels=1, image_size=8, classes=4)
     teacher_says = dz.predict(teacher, data)  # an untrained teacher: its answers are not the labels
     assert (teacher_says == data.y).float().mean() < 0.6
-    dz.train(tiny_mlp, data, epochs=20, lr=3e-3, teacher=teacher, distill=1.0, temperature=1.0, progress=False)
+    dz.train(tiny_mlp, data, epochs=20, lr=3e-3, loss_fn=dz.SoftTargetLoss(teacher, weight=1.0, temperature=1.0),
+             progress=False)
     agree = (dz.predict(tiny_mlp, data) == teacher_says).float().mean()
     assert agree > 0.9
 
 
 def test_bad_distillation_settings(tiny_mlp):
-    with pytest.raises(dz.ConfigError, match="teacher"):
-        dz.train(tiny_mlp, _data(), epochs=1, distill=0.5, progress=False)
-    with pytest.raises(dz.ConfigError, match="distill must be in"):
-        dz.train(tiny_mlp, _data(), epochs=1, distill=1.5, teacher=tiny_mlp, progress=False)
+    with pytest.raises(dz.ConfigError, match="weight must be in"):
+        dz.SoftTargetLoss(tiny_mlp, weight=1.5)
     with pytest.raises(dz.ConfigError, match="temperature"):
-        dz.train(tiny_mlp, _data(), epochs=1, distill=0.5, temperature=0, teacher=tiny_mlp, progress=False)
+        dz.SoftTargetLoss(tiny_mlp, weight=0.5, temperature=0)
+
+
+def test_the_teacher_is_frozen_and_not_optimized(tiny_mlp):
+    teacher = dz.create_model("lenet300", in_channels=1, image_size=8, classes=4)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    loss = dz.SoftTargetLoss(teacher, weight=0.5)
+    loss.train()
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    dz.train(tiny_mlp, _data(), epochs=1, lr=1e-2, loss_fn=loss, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
+
+
+def test_soft_target_loss_against_a_hand_computation():
+    s, t = torch.tensor([[1.0, 0.0, -1.0]]), torch.tensor([[0.0, 2.0, 0.0]])
+    T = 2.0
+    p = torch.softmax(t / T, 1)
+    expected = (p * (p.log() - torch.log_softmax(s / T, 1))).sum() * T**2
+    torch.testing.assert_close(dz.soft_target_loss(s, t, T), expected)
 
 
 def test_a_masked_conv_model_trains_and_comes_back_in_the_default_layout():
@@ -50,7 +67,7 @@ def test_a_masked_conv_model_trains_and_comes_back_in_the_default_layout():
     conv = model.conv2
     weight = conv.weight
     mask = torch.rand_like(weight) > 0.7
-    dz.prune.set_mask_(conv, "weight", mask)
+    dz.reparam.set_mask_(conv, "weight", mask)
     before = weight.detach().clone()
     dz.train(model, data, epochs=1, lr=1e-2, progress=False)
     assert conv.weight is weight  # same Parameter: optimizers and hooks the user holds still point at it
@@ -68,13 +85,15 @@ def test_gradual_global_pruning_of_a_conv_model_during_training():
     x = torch.randn(256, 1, 16, 16)
     data = Dataset(x, x.flatten(1)[:, :4].argmax(1), classes=4, name="random")
     seen = []
+
+    class Watch:  # what a pruning callback sees while it prunes
+        def on_step(self, state):
+            seen.append(model.conv2.weight.is_contiguous(memory_format=torch.channels_last))
+            with state.plain_layout():
+                seen.append(model.conv2.weight.is_contiguous())
+
     pruner = GradualPruning(model, 0.8, every=1, scope="global")
-
-    def step(s, total):
-        seen.append(model.conv2.weight.is_contiguous())
-        pruner(s, total)
-
-    dz.train(model, data, epochs=1, lr=1e-3, on_step=step, progress=False)
+    dz.train(model, data, epochs=1, lr=1e-3, callbacks=[Watch(), pruner], progress=False)
     assert seen and all(seen)
     assert dz.sparsity_of(model)["total"] == pytest.approx(0.8, abs=1e-3)
 

@@ -8,19 +8,23 @@
     dz.save(model, "model.dzip")
     model = dz.load("model.dzip")
 """
-__version__ = "0.1.0"
-
-from .errors import ConfigError, DataError, DeepzipError, DzipFormatError, ModelMismatchError  # noqa: E402
-from .load import load  # noqa: E402
-from .models import create as create_model  # noqa: E402
-from .prune import MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of  # noqa: E402
-from .quantize import KMeans, round_, share_weights_, strip_  # noqa: E402
-from .report.tables import inspect  # noqa: E402
-from .store import save  # noqa: E402
-from .train import evaluate, predict, train  # noqa: E402
+from ._version import __version__
+from .distill import SoftTargetLoss, soft_target_loss
+from .dzip import load, save
+from .errors import (ConfigError, DataError, DeepzipError, DzipFormatError, ModelMismatchError, RunStateError,
+                     TrainingError)
+from .models import create as create_model
+from .prune import GradualPruning, MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of
+from .quantize import KMeans, round_, share_weights_
+from .reparam import strip_
+from .report import inspect
+from .train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_checkpoint, predict, save_checkpoint,
+                    train)
 
 __all__ = [
-    "ConfigError", "DataError", "DeepzipError", "DzipFormatError", "ModelMismatchError",
-    "KMeans", "MagnitudePruning", "create_model", "evaluate", "inspect", "load", "predict",
-    "prune_", "prune_dead_inputs_", "prune_units_", "round_", "save", "share_weights_", "sparsity_of", "strip_", "train",
+    "Checkpoint", "ConfigError", "DataError", "DeepzipError", "DzipFormatError", "Evaluate", "GradualPruning",
+    "History", "KMeans", "MagnitudePruning", "ModelMismatchError", "RunStateError", "SoftTargetLoss", "TensorBoard",
+    "TrainingError", "__version__", "create_model", "evaluate", "inspect", "load", "load_checkpoint", "predict",
+    "prune_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",
+    "soft_target_loss", "sparsity_of", "strip_", "train",
 ]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -33,6 +32,23 @@ def _run(fn):
         _fail(f"unexpected {type(e).__name__}: {e}")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        typer.echo(f"deepzip {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Compress trained PyTorch networks into small .dzip files (Deep Compression and beyond).
+
+    Errors are one line; set DEEPZIP_DEBUG=1 to see the traceback of an unexpected one.
+    """
+
+
 @app.command()
 def compress(
     model: Optional[str] = typer.Option(None, help="registry name of the model [default: lenet300, or the recipe's]"),
@@ -44,17 +60,23 @@ def compress(
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
     coder: Optional[str] = typer.Option(None, help="huffman, ans or auto [default: the recipe's]"),
     limit: Optional[int] = typer.Option(None, help="use only the first N samples of each split (quick runs)"),
+    resume: bool = typer.Option(False, help="continue an interrupted run from OUT/checkpoints (same recipe and data)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
-    """Train (or load), prune, share weights, encode to OUT/model.dzip, reload it and evaluate."""
-    from .pipeline import compress as run
-    from .recipe import default_recipe, load_recipe
+    """Train (or load), prune, share weights, encode to OUT/model.dzip, reload it and evaluate.
+
+    Every epoch and stage leaves a checkpoint in OUT/checkpoints; after a crash or a kill, the
+    same command with --resume continues and ends with the same file. OUT/history.json has a row
+    per epoch (loss, test accuracy, learning rate, sparsity, seconds); to watch the curves live,
+    run `tensorboard --logdir OUT/tb` and open the address it prints.
+    """
+    from .pipeline import compress as run, default_recipe, load_recipe
 
     def go():
         r = load_recipe(recipe) if recipe else default_recipe(model or "lenet300")
         given = {"model": model, "dataset": data, "seed": seed, "coder": coder}
         report = run(r.replace(**{k: v for k, v in given.items() if v is not None}), out, data_dir=data_dir,
-                     from_checkpoint=from_, limit=limit, progress=not quiet, log=typer.echo)
+                     from_checkpoint=from_, limit=limit, resume=resume, progress=not quiet, log=typer.echo)
         typer.echo((out / "report.md").read_text())
         typer.echo(f"wrote {out / 'model.dzip'} ({report['file_bytes']:,} bytes, {report['ratio']:.1f}× smaller "
                    f"than {report['dense_bytes']:,} dense bytes)")
@@ -65,7 +87,7 @@ def compress(
 @app.command(name="inspect")
 def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show what a .dzip holds: architecture, sizes, and the per-layer table."""
-    from .report.tables import inspect, layers_markdown
+    from .report import inspect, layers_markdown
 
     def go():
         info = inspect(file)
@@ -94,7 +116,7 @@ def evaluate(
 ) -> None:
     """Load a .dzip and report its top-1 accuracy on the test split."""
     from . import data as datasets
-    from .load import load
+    from .dzip import load
     from .train import evaluate as accuracy
 
     def go():
@@ -126,11 +148,10 @@ def sensitivity(
     curves (JSON, plot) and, with --max-drop or --target-ratio, a recipe with per-layer budgets."""
     from . import data as datasets
     from . import models
-    from .checkpoint import load_checkpoint
     from .files import write_text
-    from .prune.sensitivity import allocate, plot, scan
-    from .recipe import default_recipe, save_recipe
-    from .train import evaluate as accuracy
+    from .pipeline import default_recipe, save_recipe
+    from .pipeline.sensitivity import allocate, plot, scan
+    from .train import evaluate as accuracy, load_checkpoint
 
     def go():
         probe = datasets.load(data, data_dir, train=True, limit=samples)
@@ -164,7 +185,8 @@ def benchmark(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Dense vs sparse runtime: latency at batch 1 and 64, throughput, resident weight memory."""
-    from .report.tables import inspect
+    from .dzip import load
+    from .report import inspect
     from .runtime.timing import compare
 
     def go():
@@ -175,7 +197,7 @@ def benchmark(
             if "image_size" not in kw:
                 raise typer.BadParameter("the file records no input shape; pass --input-shape C,H,W")
             shape = (kw.get("in_channels", 1), kw["image_size"], kw["image_size"])
-        row = compare(file, shape, device=device, reps=reps)
+        row = compare(load(file), load(file, runtime="sparse"), shape, device=device, reps=reps)
         if as_json:
             typer.echo(json.dumps(row))
             return
@@ -192,8 +214,8 @@ def benchmark(
 @app.command()
 def decompress(file: Path, out: Path = typer.Option(..., help="dense safetensors file to write")) -> None:
     """Decode a .dzip into a dense safetensors checkpoint."""
-    from .checkpoint import save_checkpoint
-    from .load import load
+    from .dzip import load
+    from .train import save_checkpoint
 
     def go():
         save_checkpoint(load(file), out)
@@ -202,9 +224,6 @@ def decompress(file: Path, out: Path = typer.Option(..., help="dense safetensors
     _run(go)
 
 
-def main() -> None:  # pragma: no cover - console entry point alias
+def main() -> None:
+    """The console entry point (`deepzip`, `python -m deepzip`)."""
     app(prog_name="deepzip")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -19,3 +19,11 @@ class ConfigError(DeepzipError, ValueError):
 
 class ModelMismatchError(DeepzipError, ValueError):
     """A .dzip's tensors do not fit the module it is being loaded into."""
+
+
+class TrainingError(DeepzipError, RuntimeError):
+    """Training went wrong in a way retrying the same settings will not fix (a non-finite loss)."""
+
+
+class RunStateError(DeepzipError, ValueError):
+    """A run directory holds checkpoints that cannot be resumed or must not be overwritten."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 from . import Arrays, register
 
@@ -23,6 +22,8 @@ _SYNTHETIC_SIZE = {True: 2048, False: 512}
 
 @register("digits")
 def _digits(root: Path | None, train: bool) -> Arrays:
+    from sklearn.datasets import load_digits  # here, not at import: scikit-learn takes a second to load
+
     bunch = load_digits()  # ships inside scikit-learn: nothing is downloaded
     # Pixels count ink from 0 to 16; /16 puts them in [0, 1] like the other sets before normalising.
     x = (bunch.images / 16.0).astype(np.float32)[:, None]

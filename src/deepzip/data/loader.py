@@ -1,17 +1,20 @@
-"""Minibatches of an in-memory Dataset.
+"""Minibatches: of an in-memory Dataset, or whatever iterable of (inputs, labels) a user brings.
 
 torch's DataLoader is built for sets read from disk by worker processes; here the whole split
 is already one tensor, and on a couple of cores its per-batch overhead costs more than the
-indexing it wraps.
+indexing it wraps. A user's own DataLoader (or any iterable of batches) is taken as it is.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 
 from ..errors import ConfigError
 from . import Dataset
+
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Batches:
@@ -21,6 +24,16 @@ class Batches:
     orders reproducible: epoch e of two Batches built with the same seed sees the same order.
     Without one, the orders come from torch's global generator (so `torch.manual_seed` fixes
     them too). The last batch is smaller when `batch_size` does not divide the set.
+
+    Args:
+        data: the split to batch.
+        batch_size: samples per batch.
+        shuffle: a new random order every epoch.
+        seed: seeds the order's own generator (its state is what a checkpoint saves).
+
+    Example:
+        >>> batches = Batches(dataset, 128, shuffle=True, seed=0)
+        >>> for x, y in batches: ...
     """
 
     def __init__(self, data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int | None = None):
@@ -34,7 +47,7 @@ class Batches:
     def __len__(self) -> int:
         return -(-len(self.data.y) // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         x, y, n = self.data.x, self.data.y, len(self.data.y)
         if not self.shuffle:
             # Slices are views: no copy of the set per epoch.
@@ -46,3 +59,44 @@ class Batches:
         for start in range(0, n, self.batch_size):
             chosen = order[start : start + self.batch_size]
             yield x[chosen], y[chosen]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the epoch orders stand: restoring it makes the next epoch draw the same order."""
+        return {} if self._generator is None else {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._generator is not None and "generator" in state:
+            self._generator.set_state(state["generator"])
+
+
+def batches(data: Dataset | Iterable[Batch], batch_size: int = 128, *, shuffle: bool = False,
+            seed: int | None = None) -> Iterable[Batch]:
+    """Batches of a deepzip Dataset, or `data` itself when it is already an iterable of
+    (inputs, labels) batches (a torch DataLoader, a list, a generator function's result).
+
+    Args:
+        data: a Dataset, or an iterable yielding (x, y) pairs of tensors.
+        batch_size, shuffle, seed: how to batch a Dataset (ignored for an iterable, which
+            batches itself).
+
+    Example:
+        >>> for x, y in batches(my_dataloader): ...
+    """
+    if isinstance(data, Dataset):
+        return Batches(data, batch_size, shuffle=shuffle, seed=seed)
+    if isinstance(data, (torch.Tensor, str, bytes)) or not isinstance(data, Iterable):
+        raise ConfigError(f"data must be a deepzip Dataset or an iterable of (inputs, labels) batches, "
+                          f"not a {type(data).__name__}.")
+    return data
+
+
+def inputs(data: Dataset | Iterable[Batch], batch_size: int = 1000) -> Iterator[torch.Tensor]:
+    """The input tensor of every batch of `data`, in order (for statistics over a data set).
+
+    Example:
+        >>> for x in inputs(test_set): model(x)
+    """
+    for batch in batches(data, batch_size):
+        if not (isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor)):
+            raise ConfigError(f"each batch must be an (inputs, labels) pair of tensors, not a {type(batch).__name__}.")
+        yield batch[0]

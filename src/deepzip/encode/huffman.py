@@ -6,9 +6,6 @@ lets the decoder resolve every symbol with one lookup in a table of at most 2^15
 """
 from __future__ import annotations
 
-import heapq
-
-import numba
 import numpy as np
 
 from ..errors import DzipFormatError
@@ -19,28 +16,10 @@ MAX_LEN = 15
 _PAD = 8
 
 
-@numba.njit(cache=True)
-def _tree_depths(weights):
-    m = len(weights)
-    # (weight, height, node): among equal weights the shallower subtree merges first, which gives
-    # the optimal code of least depth (Schwartz 1964), so the length limit binds as rarely as it can;
-    # the node id settles what is left, so the same counts always give the same code.
-    heap = [(weights[i], np.int64(0), np.int64(i)) for i in range(m)]
-    heapq.heapify(heap)
-    parent = np.empty(2 * m - 1, np.int64)
-    node = m
-    while len(heap) > 1:
-        wa, ha, a = heapq.heappop(heap)
-        wb, hb, b = heapq.heappop(heap)
-        parent[a] = node
-        parent[b] = node
-        heapq.heappush(heap, (wa + wb, max(ha, hb) + 1, np.int64(node)))
-        node += 1
-    # A parent is always numbered after its children, so one backward sweep sets every depth.
-    depth = np.zeros(2 * m - 1, np.int64)
-    for i in range(2 * m - 3, -1, -1):
-        depth[i] = depth[parent[i]] + 1
-    return depth[:m]
+def _kernels():
+    from . import huffman_kernels  # numba loads here, on first use, not at import
+
+    return huffman_kernels
 
 
 def code_lengths(counts: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
@@ -68,10 +47,10 @@ def code_lengths(counts: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
     if len(used) > 1 << max_len:
         raise ValueError(f"{len(used)} symbols cannot all get codes of at most {max_len} bits.")
     weights = counts[used].astype(np.int64)
-    depths = _tree_depths(weights)
+    depths = _kernels().tree_depths(weights)
     while depths.max() > max_len:
         weights = np.maximum(1, weights >> 1)
-        depths = _tree_depths(weights)
+        depths = _kernels().tree_depths(weights)
     lengths[used] = depths
     return lengths
 
@@ -104,44 +83,6 @@ def _layout(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return order, np.int64(1) << (top - lengths[order]), top
 
 
-@numba.njit(cache=True)
-def _total_bits(symbols, lengths):
-    """Bits the stream will take, or -(i + 1) if symbol i has no code."""
-    total = 0
-    for i in range(len(symbols)):
-        s = np.int64(symbols[i])
-        if s < 0 or s >= len(lengths) or lengths[s] == 0:
-            return -(i + 1)
-        total += lengths[s]
-    return total
-
-
-@numba.njit(cache=True)
-def _pack(symbols, codes, lengths, out):
-    # Codes collect at the bottom of a 64-bit accumulator and leave it 32 bits at a time, so the
-    # per-symbol work is a shift, an or and a branch taken once per 32 bits. Bits above `held`
-    # are stale and never read.
-    acc = 0
-    held = 0
-    pos = 0
-    for i in range(len(symbols)):
-        s = symbols[i]
-        acc = (acc << lengths[s]) | codes[s]
-        held += lengths[s]
-        if held >= 32:
-            held -= 32
-            word = acc >> held
-            out[pos] = (word >> 24) & 0xFF
-            out[pos + 1] = (word >> 16) & 0xFF
-            out[pos + 2] = (word >> 8) & 0xFF
-            out[pos + 3] = word & 0xFF
-            pos += 4
-    while held >= 8:
-        held -= 8
-        out[pos] = (acc >> held) & 0xFF
-        pos += 1
-    if held:
-        out[pos] = (acc << (8 - held)) & 0xFF
 
 
 def encode(symbols: np.ndarray, lengths: np.ndarray) -> bytes:
@@ -150,7 +91,7 @@ def encode(symbols: np.ndarray, lengths: np.ndarray) -> bytes:
     if symbols.ndim != 1 or (symbols.size and symbols.dtype.kind not in "iu"):
         raise ValueError("symbols must be a 1-D array of integers.")
     lengths = _check_lengths(lengths, ValueError, need_symbol=symbols.size > 0)
-    total = _total_bits(symbols, lengths)
+    total = _kernels().total_bits(symbols, lengths)
     if total < 0:
         i = -total - 1
         raise ValueError(f"symbol {symbols[i]} at index {i} has no Huffman code in a {len(lengths)}-symbol table.")
@@ -159,34 +100,9 @@ def encode(symbols: np.ndarray, lengths: np.ndarray) -> bytes:
         order, span, top = _layout(lengths)
         codes[order] = (np.cumsum(span) - span) >> (top - lengths[order])
     out = np.zeros((total + 7) // 8, np.uint8)
-    _pack(symbols, codes, lengths, out)
+    _kernels().pack(symbols, codes, lengths, out)
     return out.tobytes()
 
-
-@numba.njit(cache=True)
-def _unpack(padded, nbits, table, top, out):
-    """Decode len(out) symbols; returns the bits used, -1 if they ran out or -2 at an unused code."""
-    mask = (1 << top) - 1
-    acc = 0  # int64: its sign bit may fill, but only the `held` bits at the bottom are ever read
-    held = 0
-    pos = 0
-    used = 0
-    for i in range(len(out)):
-        if held < top:
-            while held <= 56:
-                acc = (acc << 8) | np.int64(padded[pos])
-                pos += 1
-                held += 8
-        entry = table[(acc >> (held - top)) & mask]
-        length = entry & 15
-        if length == 0:
-            return -2
-        held -= length
-        used += length
-        if used > nbits:
-            return -1
-        out[i] = entry >> 4
-    return used
 
 
 def decode(data: bytes, lengths: np.ndarray, n: int) -> np.ndarray:
@@ -208,7 +124,7 @@ def decode(data: bytes, lengths: np.ndarray, n: int) -> np.ndarray:
         table[:len(filled)] = filled
         padded = np.zeros(len(data) + _PAD, np.uint8)
         padded[:len(data)] = np.frombuffer(data, np.uint8)
-        used = _unpack(padded, 8 * len(data), table, top, out)
+        used = _kernels().unpack(padded, 8 * len(data), table, top, out)
         if used == -1:
             raise DzipFormatError(f"the Huffman stream ends before its {n} symbols do.")
         if used == -2:

@@ -11,7 +11,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from ..errors import DzipFormatError
-from ..format import is_uint
+from ..checks import is_uint
 from . import ans, huffman
 
 MAX_ALPHABET = 1 << 16

@@ -1,7 +1,7 @@
-"""Pruning: masks, magnitude criteria, schedules."""
+"""Pruning: magnitude criteria, structured (unit) pruning, schedules."""
 from .magnitude import MagnitudePruning, prune_, sparsity_of
-from .masks import apply_masks_, get_mask, remove_mask_, set_mask_
+from .schedule import GradualPruning, agp_sparsity, ramp, scaled
 from .structured import prune_dead_inputs_, prune_units_
 
-__all__ = ["MagnitudePruning", "prune_", "sparsity_of", "apply_masks_", "get_mask", "remove_mask_", "set_mask_",
-           "prune_dead_inputs_", "prune_units_"]
+__all__ = ["GradualPruning", "MagnitudePruning", "agp_sparsity", "prune_", "prune_dead_inputs_", "prune_units_",
+           "ramp", "scaled", "sparsity_of"]

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..layers import Filter, check_keys, compressible, per_layer
-from .masks import get_mask, reattach_masks_, set_mask_
+from ..reparam import get_mask, is_shared, reattach_masks_, set_mask_
+from ..selection import Filter, check_keys, compressible, per_layer
 
 PerLayer = float | Mapping[str, float] | None
 
@@ -23,13 +23,18 @@ PerLayer = float | Mapping[str, float] | None
 class MagnitudePruning:
     """Prune the smallest-magnitude weights of every Linear/Conv/Embedding layer.
 
-    Give exactly one of:
-      quality:  threshold = quality × std of the layer's weights (Han et al.; std over the whole
-                tensor, zeros included, so repeating a step converges instead of pruning on).
-      sparsity: fraction of each layer's weights to prune (or a count, if an int ≥ 1).
-    Either may be a float for all layers or a dict keyed by layer name, kind ("conv", "linear",
-    "embedding") or "default"; layers a dict does not cover are left alone.
-    scope="global" ranks all selected layers' weights together (sparsity only).
+    Give exactly one of `quality` or `sparsity`; either may be a float for all layers or a dict
+    keyed by layer name, kind ("conv", "linear", "embedding") or "default"; layers a dict does
+    not cover are left alone.
+
+    Args:
+        quality: threshold = quality × std of the layer's weights (Han et al.; std over the whole
+            tensor, zeros included, so repeating a step converges instead of pruning on).
+        sparsity: fraction of each layer's weights to prune (a float), or a count (an int ≥ 1).
+        scope: "layer", or "global" to rank all selected layers' weights together (sparsity only).
+
+    Example:
+        >>> prune_(model, MagnitudePruning(sparsity={"fc1": 0.95, "default": 0.8}))
     """
 
     quality: PerLayer = None
@@ -59,8 +64,13 @@ def _values(setting: PerLayer) -> list[float]:
     return list(setting.values()) if isinstance(setting, Mapping) else [setting]
 
 
-def _amount(sparsity: float, numel: int) -> int:
-    """torch's rule: an int ≥ 1 is a count of weights, a float is a fraction."""
+def amount_of(sparsity: float, numel: int) -> int:
+    """How many of `numel` items an amount means, by torch's rule: an int is a count, a float a fraction.
+
+    Example:
+        >>> amount_of(0.25, 10), amount_of(3, 10)
+        (2, 3)
+    """
     if isinstance(sparsity, int) and not isinstance(sparsity, bool):
         if sparsity > numel:
             raise ConfigError(f"cannot prune {sparsity} weights of a layer that has {numel}.")
@@ -68,8 +78,13 @@ def _amount(sparsity: float, numel: int) -> int:
     return round(float(sparsity) * numel)
 
 
-def _keep_largest(weight: torch.Tensor, prune_count: int) -> torch.Tensor:
-    """Mask keeping all but the `prune_count` smallest |w|; ties broken by position, so exact."""
+def keep_largest(weight: torch.Tensor, prune_count: int) -> torch.Tensor:
+    """Mask keeping all but the `prune_count` smallest |w|; ties broken by position, so exact.
+
+    Example:
+        >>> keep_largest(torch.tensor([0.3, -0.1, 0.2]), 1)
+        tensor([ True, False,  True])
+    """
     mask = torch.ones(weight.numel(), dtype=torch.bool, device=weight.device)
     if prune_count > 0:
         order = torch.argsort(weight.detach().abs().flatten(), stable=True)
@@ -86,7 +101,20 @@ def prune_(
     scope: Literal["layer", "global"] = "layer",
     filter_fn: Filter | None = None,
 ) -> None:
-    """Prune `model` in place: attach masks to the weights of its compressible layers."""
+    """Prune `model` in place: attach masks to the weights of its compressible layers.
+
+    Masks only ever shrink, so iterative pruning is a sequence of calls with rising targets.
+
+    Args:
+        model: the model, changed in place.
+        config: a MagnitudePruning, or give the keywords instead.
+        sparsity, quality, scope: as in MagnitudePruning.
+        filter_fn: `filter_fn(module, name) -> bool` selects layers.
+
+    Example:
+        >>> dz.prune_(model, sparsity=0.9)
+        >>> dz.prune_(model, quality={"fc1": 0.8, "fc2": 1.0})
+    """
     if config is None:
         config = MagnitudePruning(quality=quality, sparsity=sparsity, scope=scope)
     elif sparsity is not None or quality is not None:
@@ -96,14 +124,12 @@ def prune_(
     reattach_masks_(model)
     layers = [(name, module, kind) for name, module, kind in compressible(model, filter_fn)
               if per_layer(setting, name, kind, "pruning") is not None]
-    if config.scope == "global":
-        _prune_global(layers, config.sparsity)
-        return
-    from ..quantize.shared import is_shared
-
     shared = [name for name, module, _ in layers if is_shared(module)]
     if shared:
         raise ConfigError(f"{', '.join(shared)} already share weights; prune before share_weights_, not after.")
+    if config.scope == "global":
+        _prune_global(layers, config.sparsity)
+        return
     for name, module, kind in layers:
         weight = module.weight.detach()
         old = get_mask(module, "weight")
@@ -111,7 +137,7 @@ def prune_(
             threshold = per_layer(config.quality, name, kind, "quality") * weight.float().std()
             mask = weight.abs() > threshold
         else:
-            mask = _keep_largest(weight, _amount(per_layer(config.sparsity, name, kind, "sparsity"), weight.numel()))
+            mask = keep_largest(weight, amount_of(per_layer(config.sparsity, name, kind, "sparsity"), weight.numel()))
         set_mask_(module, "weight", mask if old is None else mask & old)
 
 
@@ -119,7 +145,7 @@ def _prune_global(layers: list[tuple[str, nn.Module, str]], sparsity: float) -> 
     if not layers:
         return
     magnitudes = torch.cat([m.weight.detach().abs().flatten().float() for _, m, _ in layers])
-    count = _amount(sparsity, magnitudes.numel())
+    count = amount_of(sparsity, magnitudes.numel())
     if count == 0:
         return
     # The count-th smallest magnitude, found once; ties at the cut are pruned layer by layer in order.
@@ -138,11 +164,16 @@ def _prune_global(layers: list[tuple[str, nn.Module, str]], sparsity: float) -> 
 
 
 def sparsity_of(model: nn.Module, filter_fn: Filter | None = None) -> dict[str, float]:
-    """Fraction of exactly-zero weights per compressible layer, plus "total"."""
+    """Fraction of exactly-zero weights per compressible layer, plus "total".
+
+    Example:
+        >>> dz.sparsity_of(model)["total"]
+        0.92
+    """
     out: dict[str, float] = {}
     zeros = total = 0
     for name, module, _ in compressible(model, filter_fn):
-        w = _effective_weight(module)
+        w = module.weight.detach()
         z = int((w == 0).sum())
         out[name] = z / w.numel()
         zeros += z
@@ -150,9 +181,3 @@ def sparsity_of(model: nn.Module, filter_fn: Filter | None = None) -> dict[str, 
     out["total"] = zeros / total if total else 0.0
     return out
 
-
-def _effective_weight(module: nn.Module) -> torch.Tensor:
-    from ..quantize.shared import shared_weight
-
-    w = shared_weight(module, "weight")
-    return (w if w is not None else module.weight).detach()

@@ -1,14 +1,19 @@
-"""Gradual pruning (Zhu & Gupta, 2017): sparsity follows a cubic ramp while training goes on.
+"""Pruning schedules: how the sparsity target grows while training goes on.
+
+Gradual pruning (Zhu & Gupta, 2017) follows a cubic ramp:
 
     s(t) = s_final + (s_initial − s_final) · (1 − (t − t_start) / (t_end − t_start))³
 
-Most weights go early, while the network can still recover easily; the last few go slowly.
-Masks are recomputed every `every` steps; since they only ever shrink, each update prunes the
-smallest of the surviving weights.
+Most weights go early, while the network can still recover easily; the last few go slowly. The
+same curve serves both schedules a recipe can name: "iterative" samples it at the end of each
+prune → retrain round (`ramp`), "agp" follows it step by step during one run (`GradualPruning`).
+Masks only ever shrink, so each update prunes the smallest of the surviving weights.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -17,6 +22,12 @@ from .magnitude import PerLayer, prune_
 
 
 def agp_sparsity(step: int, *, initial: float, final: float, start: int, end: int) -> float:
+    """The cubic ramp at `step`: `initial` up to `start`, `final` from `end` on.
+
+    Example:
+        >>> agp_sparsity(5, initial=0.0, final=0.9, start=0, end=10)
+        0.7875
+    """
     if end <= start:
         return final if step >= start else initial
     if step <= start:
@@ -26,13 +37,41 @@ def agp_sparsity(step: int, *, initial: float, final: float, start: int, end: in
     return final + (initial - final) * (1 - (step - start) / (end - start)) ** 3
 
 
-class GradualPruning:
-    """A training-loop callback: `train(model, data, epochs=…, on_step=GradualPruning(model, …))`.
+def ramp(final: float, step: int, steps: int) -> float:
+    """Sparsity after round `step` of `steps`: the AGP curve sampled at the rounds, reaching `final`.
 
-    sparsity: the final sparsity, a float or a dict by layer name / kind (the initial one is 0).
-    start, end: the ramp as fractions of the run (default: from the first step to 75 % of the
-    run, leaving the last quarter to recover at the final sparsity). every: steps between updates.
-    scope="global" ranks all layers' weights together (a single sparsity then).
+    Example:
+        >>> [round(ramp(1.0, s, 3), 3) for s in (1, 2, 3)]
+        [0.704, 0.963, 1.0]
+    """
+    return agp_sparsity(step, initial=0.0, final=final, start=0, end=steps)
+
+
+def scaled(setting: PerLayer, fraction: float) -> PerLayer:
+    """A sparsity setting (one value or a dict of them) times `fraction`.
+
+    Example:
+        >>> scaled({"fc1": 0.9, "fc2": 0.8}, 0.5)
+        {'fc1': 0.45, 'fc2': 0.4}
+    """
+    if isinstance(setting, Mapping):
+        return {k: v * fraction for k, v in setting.items()}
+    return setting * fraction
+
+
+class GradualPruning:
+    """A training callback that prunes along the AGP ramp: `dz.train(..., callbacks=[GradualPruning(model, 0.9)])`.
+
+    Args:
+        model: the model being trained.
+        sparsity: the final sparsity, a float or a dict by layer name / kind (the initial one is 0).
+        start, end: the ramp as fractions of the run (default: from the first step to 75 % of the
+            run, leaving the last quarter to recover at the final sparsity).
+        every: optimizer steps between mask updates.
+        scope: "global" ranks all layers' weights together (a single sparsity then).
+
+    Example:
+        >>> dz.train(model, data, epochs=6, callbacks=[GradualPruning(model, {"fc1": 0.95}, every=50)])
     """
 
     def __init__(self, model: nn.Module, sparsity: PerLayer, *, start: float = 0.0, end: float = 0.75,
@@ -49,14 +88,26 @@ class GradualPruning:
         """How far along the ramp step `step` of `total` is: 0 at the start, 1 at the end."""
         return agp_sparsity(step, initial=0.0, final=1.0, start=round(self.start * total), end=round(self.end * total))
 
-    def __call__(self, step: int, total: int) -> None:
+    def update(self, step: int, total: int, plain_layout=contextlib.nullcontext) -> None:
+        """Prune to the ramp's value at `step` of `total` if an update falls due there.
+
+        `plain_layout` is a context manager under which the weights are in the default memory
+        layout (the training loop's; it is entered only on the steps that prune)."""
         end = round(self.end * total)
         if step % self.every and step != end:
             return
         f = self.fraction(step, total)
         if self.history and self.history[-1][1] == f:
             return
-        scaled = ({k: v * f for k, v in self.sparsity.items()} if isinstance(self.sparsity, Mapping)
-                  else self.sparsity * f)
-        prune_(self.model, sparsity=scaled, scope=self.scope)
+        with plain_layout():
+            prune_(self.model, sparsity=scaled(self.sparsity, f), scope=self.scope)
         self.history.append((step, f))
+
+    def on_step(self, state: Any) -> None:
+        self.update(state.step, state.total, state.plain_layout)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = [(int(s), float(f)) for s, f in state.get("history", [])]

@@ -11,14 +11,17 @@ Both only add to the masks (masks only shrink), so magnitude pruning afterwards 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
 from ..data import Dataset
+from ..data.loader import Batch, inputs
 from ..errors import ConfigError
-from ..layers import Filter, check_keys, compressible, per_layer
-from .magnitude import PerLayer, _amount
-from .masks import get_mask, reattach_masks_, set_mask_
+from ..reparam import get_mask, reattach_masks_, set_mask_
+from ..selection import Filter, check_keys, compressible, per_layer
+from .magnitude import PerLayer, amount_of
 
 
 def unit_scores(module: nn.Module) -> torch.Tensor:
@@ -30,10 +33,19 @@ def unit_scores(module: nn.Module) -> torch.Tensor:
 def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None = None) -> dict[str, int]:
     """Mask the weakest output units of each selected Linear/Conv layer, weights and bias alike.
 
-    `units` is the fraction of each layer's output units to remove (or a count, as an int),
-    one value for all layers or a dict by layer name / kind / "default". A layer keeps at least
-    one unit. Returns how many units each layer lost. Embeddings are left alone: their rows are
-    tokens, not units.
+    A layer keeps at least one unit. Embeddings are left alone: their rows are tokens, not units.
+
+    Args:
+        model: the model, changed in place.
+        units: the fraction of each layer's output units to remove (or a count, as an int),
+            one value for all layers or a dict by layer name / kind / "default".
+        filter_fn: `filter_fn(module, name) -> bool` selects layers.
+
+    Returns how many units each layer lost.
+
+    Example:
+        >>> dz.prune_units_(model, {"fc1": 0.667})
+        {'fc1': 200}
     """
     check_keys(units, model, "the unit pruning setting")
     reattach_masks_(model)
@@ -45,7 +57,7 @@ def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None 
         if isinstance(setting, bool) or not (0 <= setting <= 1 or (isinstance(setting, int) and setting >= 0)):
             raise ConfigError(f"units for {name} must be a fraction in [0, 1] or a count, not {setting!r}.")
         count = module.weight.shape[0]
-        drop = min(_amount(setting, count), count - 1)
+        drop = min(amount_of(setting, count), count - 1)
         if drop <= 0:
             removed[name] = 0
             continue
@@ -60,7 +72,7 @@ def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None 
 
 
 @torch.no_grad()
-def prune_dead_inputs_(model: nn.Module, data: Dataset, *, batch_size: int = 1000,
+def prune_dead_inputs_(model: nn.Module, data: Dataset | Iterable[Batch], *, batch_size: int = 1000,
                        filter_fn: Filter | None = None, norms: bool = True) -> dict[str, int]:
     """Mask the weights reading an input feature (Linear) or channel (conv) that is exactly zero
     for every sample of `data`: they cannot change any output on it. Returns, per layer, how
@@ -76,11 +88,22 @@ def prune_dead_inputs_(model: nn.Module, data: Dataset, *, batch_size: int = 100
     weights for it go in a further pass. That drops the constant the channel added downstream:
     unlike the rest, this changes the outputs slightly, which the retraining after it absorbs.
     Batch norms are found in the whole model: `filter_fn` selects compressible layers only.
+
+    Args:
+        model: the model, changed in place.
+        data: a deepzip Dataset or an iterable of (inputs, labels) batches (a DataLoader).
+        batch_size: for a Dataset.
+        filter_fn: selects the compressible layers whose inputs are checked.
+        norms: mask batch norms whose input channel is dead (see above).
+
+    Example:
+        >>> dz.prune_units_(model, {"fc1": 0.5}); dz.prune_dead_inputs_(model, train_set)
+        {'fc1': 0, 'fc2': 15000, 'fc3': 0}
     """
     layers = [(name, m) for name, m, kind in compressible(model, filter_fn) if kind != "embedding"]
     bns = [(name, m) for name, m in model.named_modules()
            if norms and isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
-    if not layers or len(data.y) == 0:
+    if not layers:
         return {}
     masked: dict[str, int] = {}
     # Each pass can kill channels at a batch norm, which makes the next layer's inputs dead.
@@ -108,7 +131,7 @@ def prune_dead_inputs_(model: nn.Module, data: Dataset, *, batch_size: int = 100
     return masked
 
 
-def _ever_nonzero(model: nn.Module, watched: list[tuple[str, nn.Module]], data: Dataset,
+def _ever_nonzero(model: nn.Module, watched: list[tuple[str, nn.Module]], data: Dataset | Iterable[Batch],
                   batch_size: int) -> dict[str, torch.Tensor]:
     """Per watched module, which of its input features / channels were nonzero on some sample."""
     seen: dict[str, torch.Tensor] = {}
@@ -127,8 +150,8 @@ def _ever_nonzero(model: nn.Module, watched: list[tuple[str, nn.Module]], data: 
     model.eval()
     device = next(model.parameters()).device
     try:
-        for start in range(0, len(data.y), batch_size):
-            model(data.x[start:start + batch_size].to(device))
+        for x in inputs(data, batch_size):
+            model(x.to(device))
     finally:
         for h in handles:
             h.remove()

@@ -10,8 +10,8 @@ import math
 import os
 from typing import Any
 
+from ..dzip import DzipReader
 from ..errors import DzipFormatError
-from ..format import DzipReader
 from ..runtime import choose
 
 
@@ -20,6 +20,7 @@ def _stream_bytes(streams: list[dict], index: Any) -> int:
 
 
 def layer_rows(header: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-layer table of a header (parameters only; aliases of tied tensors skipped)."""
     streams = header["streams"]
     rows = []
     for e in header["tensors"]:
@@ -28,7 +29,8 @@ def layer_rows(header: dict[str, Any]) -> list[dict[str, Any]]:
         numel = math.prod(e["shape"])
         refs = [e.get(k) for k in ("data", "codebook", "values", "gaps")]
         total = sum(_stream_bytes(streams, r) for r in refs)
-        runtime, why = choose(e)
+        runtime, why = choose(layer=e.get("layer"), name=e["name"], numel=numel, nonzero=e.get("nonzero"),
+                              encoding=e["encoding"])
         row = {"layer": e["name"], "weights": numel, "encoding": e["encoding"], "kept": 1.0,
                "bytes": total, "percent_of_dense": 100.0 * total / max(1, 4 * numel),
                "runtime": runtime, "runtime_reason": why}
@@ -56,7 +58,11 @@ def layer_rows(header: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def inspect(path: str | os.PathLike) -> dict[str, Any]:
-    """What a .dzip holds: architecture, metadata, per-layer table, sizes. Validates the file."""
+    """What a .dzip holds: architecture, metadata, per-layer table, sizes. Validates the file.
+
+    Example:
+        >>> info = dz.inspect("model.dzip"); info["ratio"], info["layers"][0]["kept"]
+    """
     with DzipReader(path) as r:
         header = r.header
         size = r.size
@@ -74,6 +80,7 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def layers_markdown(rows: list[dict[str, Any]]) -> str:
+    """The per-layer table as Markdown, with a note on how to read it."""
     out = ["| layer | weights | kept | weight bits | weight bits coded | index bits | index bits coded | bytes "
            "| % of dense | sparse runtime |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]

@@ -12,14 +12,10 @@ call outweighs the work saved.
 """
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
 
-from ..format import is_uint
 from .sparse import SparseConv2d, SparseLinear, csr_bytes, csr_from_positions
 
 SPARSE_LAYERS = ("Linear", "Conv2d")
@@ -31,17 +27,24 @@ MIN_WEIGHTS = 2048
 __all__ = ["SparseConv2d", "SparseLinear", "choose", "csr_bytes", "build", "resident_weight_bytes"]
 
 
-def choose(entry: dict[str, Any]) -> tuple[str, str]:
-    """("sparse" | "dense", why) for one tensor entry of a .dzip header."""
-    if entry.get("layer") not in SPARSE_LAYERS or not entry.get("name", "").endswith("weight"):
+def choose(*, layer: str | None, name: str, numel: int, nonzero: int | None, encoding: str) -> tuple[str, str]:
+    """("sparse" | "dense", why) for one stored tensor, from what a file's header says of it.
+
+    Args:
+        layer: class name of the owning module ("Linear", "Conv2d"), None if not compressible.
+        name: the tensor's qualified name.
+        numel: its number of elements.
+        nonzero: how many of them are non-zero (None when the file does not say).
+        encoding: how it is stored ("raw", "shared", "sparse").
+
+    Example:
+        >>> choose(layer="Linear", name="fc1.weight", numel=235200, nonzero=11760, encoding="shared")
+        ('sparse', 'density 0.050')
+    """
+    if layer not in SPARSE_LAYERS or not name.endswith("weight"):
         return "dense", "not a Linear or Conv2d weight"
-    if entry.get("encoding") not in ("shared", "sparse"):
+    if encoding not in ("shared", "sparse") or nonzero is None:
         return "dense", "stored dense"
-    shape, nonzero = entry.get("shape"), entry.get("nonzero")
-    if not (isinstance(shape, list) and len(shape) <= 8 and all(is_uint(d, 1 << 40) for d in shape)
-            and is_uint(nonzero, 1 << 62)):
-        return "dense", "malformed entry"  # the dense decoder then says what is wrong
-    numel = math.prod(shape)
     density = nonzero / max(1, numel)
     if numel < MIN_WEIGHTS:
         return "dense", f"{numel} weights < {MIN_WEIGHTS}"
@@ -52,14 +55,29 @@ def choose(entry: dict[str, Any]) -> tuple[str, str]:
 
 
 def supports(module: nn.Module) -> bool:
-    """Whether a sparse replacement exists for this module as configured."""
+    """Whether a sparse replacement exists for this module as configured.
+
+    Example:
+        >>> supports(nn.Conv2d(3, 8, 3, padding="same"))
+        False
+    """
     if isinstance(module, nn.Conv2d):
         return module.padding_mode == "zeros" and not isinstance(module.padding, str)
     return isinstance(module, nn.Linear)
 
 
 def build(module: nn.Module, positions: np.ndarray, values: np.ndarray, bias: torch.Tensor | None) -> nn.Module:
-    """The sparse replacement of a Linear or Conv2d whose weight has these non-zeros."""
+    """The sparse replacement of a Linear or Conv2d whose weight has these non-zeros.
+
+    Args:
+        module: the dense layer (its shape and conv settings are read, its weight is not).
+        positions: sorted flat positions of the non-zeros; values: their float32 values.
+        bias: the layer's bias, or None.
+
+    Example:
+        >>> build(nn.Linear(4, 2), np.array([1, 6]), np.array([0.5, -1.0], np.float32), None)
+        SparseLinear(in_features=4, out_features=2, nnz=2)
+    """
     if isinstance(module, nn.Linear):
         return SparseLinear(csr_from_positions(positions, values, module.out_features, module.in_features), bias)
     if isinstance(module, nn.Conv2d):
@@ -68,7 +86,11 @@ def build(module: nn.Module, positions: np.ndarray, values: np.ndarray, bias: to
 
 
 def resident_weight_bytes(model: nn.Module) -> int:
-    """Bytes the model's weights occupy in memory: CSR parts of sparse layers, dense tensors otherwise."""
+    """Bytes the model's weights occupy in memory: CSR parts of sparse layers, dense tensors otherwise.
+
+    Example:
+        >>> resident_weight_bytes(dz.load("model.dzip", runtime="sparse"))
+    """
     total = 0
     for module in model.modules():
         for t in list(module._parameters.values()) + list(module._buffers.values()):

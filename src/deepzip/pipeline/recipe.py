@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
-from .errors import ConfigError
-from .files import write_text
+from ..errors import ConfigError
+from ..files import write_text
 
 PerLayer = float | dict[str, float] | None
 
@@ -39,18 +39,20 @@ class TrainStage:
 
 @dataclass(frozen=True)
 class PruneStage:
-    """How to prune; either way the training budget is steps × retrain.epochs epochs.
+    """How to prune; whichever schedule, the training budget is steps × retrain.epochs epochs.
 
     schedule "iterative": `steps` rounds, each pruning further along a cubic ramp to the target
     (Zhu & Gupta's curve, so early rounds take the most), then retraining `retrain.epochs`.
     schedule "agp": one run of steps × retrain.epochs epochs during which the masks follow the
     cubic ramp, updated every `every` optimizer steps, reaching the target at `ramp_end` of the run.
+    schedule "direct": prune to the target at once, then retrain for the whole budget (the
+    one-shot baseline that iterative pruning is compared against).
     """
     sparsity: PerLayer = None
     quality: PerLayer = None
     steps: int = 3
     retrain: TrainStage = field(default_factory=lambda: TrainStage(epochs=2, lr=5e-4))
-    schedule: Literal["iterative", "agp"] = "iterative"
+    schedule: Literal["iterative", "agp", "direct"] = "iterative"
     ramp_end: float = 0.75
     every: int = 50
     scope: Literal["layer", "global"] = "layer"  # global: one magnitude threshold across all layers
@@ -64,7 +66,7 @@ class PruneStage:
         _check(self.every >= 1, "prune.every must be ≥ 1")
         for value in (self.units.values() if isinstance(self.units, dict) else [self.units]):
             _check(value is None or 0 <= value < 1, "prune.units must be fractions in [0, 1)")
-        _check(self.schedule == "iterative" or self.quality is None, "the agp schedule takes sparsity, not quality")
+        _check(self.schedule != "agp" or self.quality is None, "the agp schedule takes sparsity, not quality")
         _check(self.scope == "layer" or isinstance(self.sparsity, (int, float)),
                "prune.scope global takes one sparsity for the whole model, not a per-layer one")
         _check((self.sparsity is None) != (self.quality is None) or (self.sparsity is None and self.quality is None),

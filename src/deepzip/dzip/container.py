@@ -4,7 +4,8 @@
 
 All integers little-endian. The header lists every stream (offset into the payload, length,
 crc32, coder and table) and every tensor (which streams rebuild it); docs/FORMAT.md is the spec.
-This module knows streams, not tensors: store.py turns tensors into streams and back.
+This module knows streams, not tensors: write.py turns tensors into streams, decode.py streams
+back into positions, codes and values.
 
 Reading checks, in order: the file is long enough, the magic, the version, the flags, that the
 header length fits the file and a fixed bound, the checksum of the whole file, that the header
@@ -17,21 +18,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import struct
 import tempfile
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import DzipFormatError
-from .files import atomic_path
+from ..checks import is_uint
+from ..errors import DzipFormatError
+from ..files import atomic_path
+from .spec import FLAG_DEFLATE, MAGIC, MAX_HEADER_BYTES, PREAMBLE, TRAILER, VERSION
 
-MAGIC = b"DZIP"
-VERSION = 1
-PREAMBLE = struct.Struct("<4sHHQ")
-TRAILER = struct.Struct("<I")
-MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse
-FLAG_DEFLATE = 1  # header is zlib-deflated: its JSON (tables, recipe) is a tenth of a small model's file
 _CHUNK = 1 << 20
 
 
@@ -42,6 +38,11 @@ class DzipWriter:
     in memory whole); `finish` writes preamble + header + spooled payload to a second temporary
     file, fsyncs it and renames it over the target. An error, or a kill, at any point leaves the
     previous file at `path` untouched and nothing under the final name.
+
+    Example:
+        >>> with DzipWriter("m.dzip") as w:
+        ...     i = w.add(b"\\x00\\x01", {"coder": "raw"})
+        ...     w.finish({"tensors": [...]})
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -99,13 +100,13 @@ def _need(cond: bool, message: str) -> None:
         raise DzipFormatError(message)
 
 
-def is_uint(value: Any, below: int | None = None) -> bool:
-    """A JSON value that is a non-negative integer (bools excluded), optionally below a bound."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0 and (below is None or value < below)
-
-
 class DzipReader:
-    """Opens and validates a .dzip; `read(i)` returns stream i's bytes after checking its crc32."""
+    """Opens and validates a .dzip; `read(i)` returns stream i's bytes after checking its crc32.
+
+    Example:
+        >>> with DzipReader("model.dzip") as r:
+        ...     r.header["arch"], len(r.streams)
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)

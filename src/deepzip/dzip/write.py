@@ -1,4 +1,4 @@
-"""deepzip.save: a model's tensors to .dzip streams (load.py reads them back).
+"""deepzip.save: a model's tensors to .dzip streams (decode.py and assemble.py read them back).
 
 Each tensor is written in one of three encodings (docs/FORMAT.md):
   raw     the tensor's bytes (biases, batch-norm statistics, anything small or unpruned)
@@ -21,27 +21,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import __version__
-from .encode.sparse import to_gaps
-from .encode.streams import encode_stream
-from .errors import ConfigError
-from .format import DzipWriter, pack_ints
-from .layers import kind_of, per_layer
-from .models import arch_of
-from .prune.masks import get_mask
-
-PAPER_INDEX_BITS = {"conv": 8, "linear": 5, "embedding": 8, "default": 8}
-AUTO_WIDTHS = range(2, 11)
-CODERS = ("huffman", "ans", "auto")
-MAX_DIMS = 8
-# A file may not claim more elements than this many per byte of its size: 1024× smaller than
-# float32, five times past the best ratios published, and a hard cap on what a hostile file
-# can make the reader allocate.
-MAX_ELEMENTS_PER_BYTE = 256
-
-DTYPES = {str(t).removeprefix("torch."): t for t in (
-    torch.float32, torch.float64, torch.float16, torch.bfloat16,
-    torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)}
+from .._version import __version__
+from ..encode.sparse import to_gaps
+from ..encode.streams import encode_stream
+from ..errors import ConfigError
+from ..models import arch_of
+from ..reparam import slots
+from ..selection import kind_of, per_layer
+from .container import DzipWriter, pack_ints
+from .spec import AUTO_WIDTHS, CODERS, DTYPES, MAX_DIMS, MAX_INDEX_BITS, PAPER_INDEX_BITS
 
 
 @dataclass
@@ -58,32 +46,20 @@ class _Tensor:
 
 
 def _logical_tensors(model: nn.Module) -> Iterator[_Tensor | tuple[str, str]]:
-    """Yield each tensor once, or (name, first name) for a parameter tied to one seen before."""
+    """Yield each tensor once, or (name, first name) for one tied to a tensor seen before."""
     seen: dict[int, str] = {}
-    for prefix, module in model.named_modules(remove_duplicate=False):
-        kind = kind_of(module)
-        layer = type(module).__name__ if kind else None
-        dot = f"{prefix}." if prefix else ""
-        hidden: set[str] = set()
-        for name in getattr(module, "_dz_shared", ()):
-            hidden |= {f"{name}_centroids", f"{name}_assign"}
-            key = id(getattr(module, f"{name}_centroids"))
-            if key in seen:
-                yield dot + name, seen[key]
-                continue
-            seen[key] = dot + name
-            yield _Tensor(dot + name, "param", kind, layer, centroids=getattr(module, f"{name}_centroids").detach(),
-                          assign=getattr(module, f"{name}_assign"))
-        hidden |= {f"{name}_mask" for name in getattr(module, "_dz_masked", ())}
-        for role, items in (("param", module._parameters.items()), ("buffer", module._buffers.items())):
-            for name, t in items:
-                if t is None or name in hidden or (role == "buffer" and name in module._non_persistent_buffers_set):
-                    continue
-                if id(t) in seen:
-                    yield dot + name, seen[id(t)]
-                    continue
-                seen[id(t)] = dot + name
-                yield _Tensor(dot + name, role, kind, layer, value=t.detach(), masked=get_mask(module, name) is not None)
+    for slot in slots(model):
+        if slot.identity in seen:
+            yield slot.name, seen[slot.identity]
+            continue
+        seen[slot.identity] = slot.name
+        kind = kind_of(slot.module)
+        layer = type(slot.module).__name__.removeprefix("Parametrized") if kind else None
+        if slot.shared is not None:
+            yield _Tensor(slot.name, "param", kind, layer, centroids=slot.shared.centroids.detach(),
+                          assign=slot.shared.assign)
+        else:
+            yield _Tensor(slot.name, slot.role, kind, layer, value=slot.value.detach(), masked=slot.mask is not None)
 
 
 def _cost(parts: list[tuple[bytes, dict[str, Any]]]) -> int:
@@ -222,17 +198,28 @@ def save(
 ) -> dict[str, Any]:
     """Write `model` to `path` as a .dzip; returns the header that was written (with "file_bytes").
 
-    coder: "huffman" (the paper), "ans" (constriction, at the entropy bound) or "auto" (per
-    stream, whichever is smaller). index_bits: width of the relative index, an int, "auto" (the
-    width from 2 to 10 that gives the smallest layer), or a dict of those by layer name / kind
-    (default: the paper's 8 for conv, 5 for linear).
+    Args:
+        model: any nn.Module; masked and shared weights are stored compressed, the rest raw.
+        path: the file to write (atomically: a kill leaves the old file or none).
+        coder: "huffman" (the paper), "ans" (constriction, at the entropy bound) or "auto" (per
+            stream, whichever is smaller).
+        index_bits: width of the relative index, an int, "auto" (the width from 2 to 10 that
+            gives the smallest layer), or a dict of those by layer name / kind (default: the
+            paper's 8 for conv, 5 for linear).
+        metadata: JSON-able facts to record in the header's "meta" (accuracy, recipe, …).
+        arch: the registry record to rebuild the model from (default: the model's own, if any).
+        progress: a progress bar over the tensors.
+
+    Example:
+        >>> dz.save(model, "model.dzip", coder="auto")["file_bytes"]
+        20726
     """
     if coder not in CODERS:
         raise ConfigError(f"coder must be one of {', '.join(CODERS)}, not {coder!r}.")
     widths = PAPER_INDEX_BITS if index_bits is None else index_bits
     for b in (widths.values() if isinstance(widths, Mapping) else [widths]):
-        if b != "auto" and (not isinstance(b, int) or not 1 <= b <= 16):
-            raise ConfigError(f"index bits must be a whole number from 1 to 16 or 'auto', not {b!r}.")
+        if b != "auto" and (not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= MAX_INDEX_BITS):
+            raise ConfigError(f"index bits must be a whole number from 1 to {MAX_INDEX_BITS} or 'auto', not {b!r}.")
     arch = dict(arch) if arch is not None else arch_of(model)
     tensors: list[dict[str, Any]] = []
     with DzipWriter(path) as writer:

@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..files import atomic_path
-from ..layers import compressible
+from ..selection import compressible
 from ..quantize.kmeans import kmeans_1d
-from .magnitude import _keep_largest
+from ..prune.magnitude import keep_largest
 
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
 BITS = (2, 3, 4, 5, 6, 8)
@@ -49,7 +49,7 @@ def scan(model: nn.Module, accuracy: Callable[[nn.Module], float], *, sparsities
             original = w.detach().clone()
             row: dict[str, Any] = {"kind": kind, "weights": w.numel(), "sparsity": [], "bits": []}
             for s in sparsities:
-                w.mul_(_keep_largest(original, round(s * w.numel())))
+                w.mul_(keep_largest(original, round(s * w.numel())))
                 row["sparsity"].append(accuracy(model))
                 w.copy_(original)
                 bar.update(1)

@@ -1,0 +1,12 @@
+"""The .dzip file: spec constants, the container, the writer, the decoder and the assembler.
+
+    write.save      model → per-tensor streams → file
+    decode          streams → positions, codes, codebook (or values) per tensor
+    assemble.load   → nn.Module: dense weights, or sparse layers that never densify
+"""
+from .assemble import load
+from .container import DzipReader, DzipWriter
+from .decode import Decoded, TensorDecoder, TensorInfo
+from .write import save
+
+__all__ = ["Decoded", "DzipReader", "DzipWriter", "TensorDecoder", "TensorInfo", "load", "save"]

@@ -1,0 +1,226 @@
+"""deepzip.load: a .dzip back into an nn.Module, trusting nothing the file says.
+
+decode.py turns each entry into its content (raw elements, or positions, codes and codebook);
+this module decides what each becomes: a dense weight copied into the model, or, with
+runtime="sparse", a sparse layer built from the non-zeros without a dense weight ever existing.
+Tensors are decoded one at a time and copied into the model, so peak memory is the model plus a
+small multiple of its largest layer. Architectures are rebuilt from the model registry by name;
+nothing in a file is ever executed.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import models, runtime as rt
+from ..checks import is_uint
+from ..errors import ConfigError, DzipFormatError, ModelMismatchError
+from ..reparam import slots, strip_
+from .container import DzipReader
+from .decode import TensorDecoder
+from .spec import MAX_DIMS, STREAM_KEYS
+
+
+
+def targets(model: nn.Module) -> dict[str, tuple[nn.Module, str, str]]:
+    """(owner module, attribute, "param" | "buffer") of every parameter and persistent buffer of a
+    plain (stripped) model by name; tied parameters appear under each of their names."""
+    return {s.name: (s.module, s.attr, s.role) for s in slots(model)}
+
+
+def build_model(header: dict, path_name: str) -> nn.Module:
+    """The registry architecture the file records, built on the meta device: no memory for
+    weights (and no random init) until the file's values arrive."""
+    arch = header.get("arch")
+    if arch is None:
+        raise ConfigError(f"{path_name} records no architecture (it was saved from a custom module); "
+                          f"pass the module to fill: deepzip.load(path, model=MyNet()).")
+    kwargs = arch.get("kwargs", {}) if isinstance(arch, dict) else None
+    if not (isinstance(arch.get("name") if kwargs is not None else None, str) and isinstance(kwargs, dict)
+            and all(_plain_argument(v) for v in kwargs.values())):
+        raise DzipFormatError(f"{path_name} is corrupt: its architecture record is malformed or out of range.")
+    try:
+        with torch.device("meta"):
+            return models.create(arch["name"], **kwargs)
+    except (ConfigError, ValueError, TypeError, RuntimeError, OverflowError, ZeroDivisionError) as e:
+        reason = str(e).rstrip(".")
+        raise DzipFormatError(f"{path_name} records an architecture that cannot be built here: {reason}.") from None
+
+
+def _plain_argument(value: Any) -> bool:
+    """Architecture arguments a file may carry: small numbers, strings, booleans. A hostile file
+    must not make the reader build a network of a billion layers before anything else is checked."""
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, int):
+        return 0 <= value <= 4096
+    return isinstance(value, float) and math.isfinite(value) and 0 <= value <= 64
+
+
+def _check_names(entries: list, have: dict, path_name: str) -> None:
+    names = [e.get("name") for e in entries if isinstance(e, dict)]
+    missing = sorted(set(have) - set(names))
+    extra = sorted(n for n in names if n not in have)
+    if missing or extra:
+        parts = []
+        if extra:
+            parts.append(f"the file has {', '.join(map(repr, extra[:5]))}{' …' if len(extra) > 5 else ''} "
+                         f"which the model lacks")
+        if missing:
+            parts.append(f"the model has {', '.join(map(repr, missing[:5]))}{' …' if len(missing) > 5 else ''} "
+                         f"which the file lacks")
+        raise ModelMismatchError(f"{path_name} does not fit this model: {'; '.join(parts)}.")
+
+
+def _check_entries(entries: list, count: int, path_name: str) -> None:
+    """Shape of the tensor table, checked once so later lookups can trust the types: each entry is
+    an object with a string name and either a string alias or string encoding and dtype. And each
+    stream belongs to exactly one tensor field: a header that points two tensors at one stream,
+    or leaves a stream unused, was not written by deepzip and is refused."""
+    for i, e in enumerate(entries):
+        keys = ("name", "alias") if isinstance(e, dict) and "alias" in e else ("name", "encoding", "dtype")
+        if not (isinstance(e, dict) and all(isinstance(e.get(k), str) for k in keys)):
+            raise DzipFormatError(f"{path_name} is corrupt: tensor entry {i} lacks a valid {' or '.join(keys)}.")
+        shape = e.get("shape")
+        if "alias" not in e and not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d) for d in shape)):
+            raise DzipFormatError(f"{path_name} is corrupt: tensor {e['name']!r} has an invalid shape {shape!r}.")
+    used = [e[k] for e in entries if "alias" not in e for k in STREAM_KEYS if k in e]
+    if sorted(map(repr, used)) != sorted(map(repr, range(count))):
+        raise DzipFormatError(f"{path_name} is corrupt: its tensors do not use each of its {count} streams exactly once.")
+
+
+def _check_shapes(entries: list, have: dict, path_name: str) -> None:
+    for e in entries:
+        if "alias" in e or e["name"] not in have:
+            continue
+        owner, attr, role = have[e["name"]]
+        current = owner._parameters[attr] if role == "param" else owner._buffers[attr]
+        if not isinstance(e.get("shape"), list) or list(e["shape"]) != list(current.shape):
+            raise ModelMismatchError(f"{path_name} does not fit this model: {e['name']!r} is {e.get('shape')!r} "
+                                     f"in the file but {list(current.shape)} in the model.")
+
+
+def _put(owner: nn.Module, attr: str, role: str, value: torch.Tensor, name: str, path_name: str) -> torch.Tensor:
+    """Store `value` as owner.attr: in place into a real tensor, or as the tensor itself on a
+    meta-built model. Returns the tensor now held, so tied names can share it."""
+    current = owner._parameters[attr] if role == "param" else owner._buffers[attr]
+    if tuple(current.shape) != tuple(value.shape):
+        raise ModelMismatchError(f"{path_name} does not fit this model: {name!r} is {tuple(value.shape)} "
+                                 f"in the file but {tuple(current.shape)} in the model.")
+    if not current.is_meta:
+        with torch.no_grad():
+            current.copy_(value)
+        return current
+    value = value.to(current.dtype)
+    if role == "param":
+        value = nn.Parameter(value, requires_grad=current.requires_grad)
+        owner._parameters[attr] = value
+    else:
+        owner._buffers[attr] = value
+    return value
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, new)
+
+
+RUNTIMES = ("dense", "sparse")
+
+
+def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: str = "dense",
+         strict: bool = True) -> nn.Module:
+    """Rebuild the model stored in `path`, in eval mode.
+
+    Args:
+        path: a .dzip file (validated before anything is built; never unpickled).
+        model: None to build the architecture the file records from the model registry, or your
+            own module to fill in place (deepzip masks or sharing on it are stripped first).
+        runtime: "dense" for exact weights in an ordinary module; "sparse" to run compressed
+            Linear and Conv2d layers as SparseLinear / SparseConv2d, CSR products straight from
+            the decoded streams (deepzip.runtime.choose decides, per layer, where that pays); no
+            dense weight matrix is built for them.
+        strict: False skips names the file and the model do not share.
+
+    Example:
+        >>> model = dz.load("model.dzip")
+        >>> fast = dz.load("model.dzip", runtime="sparse"); fast.deepzip_runtime
+        {'fc1.weight': 'sparse (density 0.050)', ...}
+        >>> mine = dz.load("model.dzip", model=MyNet())
+    """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}.")
+    with DzipReader(path) as reader:
+        pname = reader.path.name
+        header = reader.header
+        entries = header.get("tensors")
+        if not isinstance(entries, list):
+            raise DzipFormatError(f"{pname} is corrupt: 'tensors' is not a list.")
+        if model is None:
+            model = build_model(header, pname)
+        else:
+            strip_(model)
+        _check_entries(entries, len(reader.streams), pname)
+        have = targets(model)
+        if strict:
+            _check_names(entries, have, pname)
+        _check_shapes(entries, have, pname)  # before anything is written into the caller's model
+        dec = TensorDecoder(reader)
+        # Tensors a later entry aliases are kept; everything else is dropped once stored, so
+        # memory stays one layer at a time.
+        aliased = {e.get("alias") for e in entries if isinstance(e, dict)}
+        held: dict[str, torch.Tensor] = {}
+        sparse: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        decisions: dict[str, str] = {}
+        for i, entry in enumerate(entries):
+            if "alias" in entry:
+                dec.need(entry["alias"] in held, f"tensor entry {i} aliases an unknown tensor")
+                value = held[entry["alias"]]
+            elif entry["name"] not in have and entry["name"] not in aliased:
+                continue  # strict=False: nothing in the model takes it
+            else:
+                decoded = dec.decode(entry, i)
+                if runtime == "sparse" and entry["name"] in have and decoded.info.layer:
+                    how = _runtime_choice(decoded.info, have[entry["name"]][0], entry["name"] in aliased)
+                    decisions[entry["name"]] = f"{how[0]} ({how[1]})"
+                    if how[0] == "sparse":
+                        positions, codes, codebook = decoded.nonzeros()
+                        sparse[entry["name"].rpartition(".")[0]] = (
+                            positions, codebook[codes] if codebook is not None else codes)
+                        continue
+                value = decoded.dense()
+            if entry["name"] not in have:
+                continue
+            stored = _put(*have[entry["name"]], value, entry["name"], pname)
+            if entry["name"] in aliased:
+                held[entry["name"]] = stored
+        for layer, (positions, values) in sparse.items():
+            module = model.get_submodule(layer) if layer else model
+            new = rt.build(module, positions, values, getattr(module, "bias", None))
+            if layer:
+                _replace(model, layer, new)
+            else:  # the model is the layer itself
+                model = new
+        model.deepzip_meta = header.get("meta", {})
+        if runtime == "sparse":
+            model.deepzip_runtime = decisions  # per layer weight: "sparse (density …)" or "dense (why)"
+    leftover = [n for n, (m, a, r) in targets(model).items()
+                if (m._parameters[a] if r == "param" else m._buffers[a]).is_meta]
+    if leftover:
+        raise ModelMismatchError(f"{pname} does not fit this model: nothing in the file for {', '.join(leftover[:5])}.")
+    return model.eval()
+
+
+def _runtime_choice(info, owner: nn.Module, tied: bool) -> tuple[str, str]:
+    how, why = rt.choose(layer=info.layer, name=info.name, numel=info.numel, nonzero=info.nonzero,
+                         encoding=info.encoding)
+    if how == "sparse" and not rt.supports(owner):
+        return "dense", f"no sparse {type(owner).__name__} with this padding"
+    if how == "sparse" and tied:
+        return "dense", "tied to another layer"
+    return how, why

@@ -1,0 +1,36 @@
+"""The constants of the .dzip format, once (docs/FORMAT.md is the prose of the same facts).
+
+    magic "DZIP" | u16 version | u16 flags | u64 header_len | header (deflated UTF-8 JSON) | payload | u32 crc32
+"""
+from __future__ import annotations
+
+import struct
+
+import torch
+
+MAGIC = b"DZIP"
+VERSION = 1
+PREAMBLE = struct.Struct("<4sHHQ")
+TRAILER = struct.Struct("<I")
+MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse
+FLAG_DEFLATE = 1  # header is zlib-deflated: its JSON (tables, recipe) is a tenth of a small model's file
+
+# Tensor entries.
+ENCODINGS = ("raw", "shared", "sparse")
+POSITIONS = ("dense", "sparse")
+STORED_FLOATS = ("float32", "float16")  # how a float32 tensor's values, or a codebook, may be stored
+STREAM_KEYS = ("data", "codebook", "values", "gaps", "rows", "cols")  # fields of an entry that name a stream
+MAX_DIMS = 8
+DTYPES = {str(t).removeprefix("torch."): t for t in (
+    torch.float32, torch.float64, torch.float16, torch.bfloat16,
+    torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)}
+# A file may not claim more elements than this many per byte of its size: 1024× smaller than
+# float32, five times past the best ratios published, and a hard cap on what a hostile file
+# can make the reader allocate.
+MAX_ELEMENTS_PER_BYTE = 256
+
+# Writer choices.
+CODERS = ("huffman", "ans", "auto")
+PAPER_INDEX_BITS = {"conv": 8, "linear": 5, "embedding": 8, "default": 8}
+AUTO_WIDTHS = range(2, 11)
+MAX_INDEX_BITS = 16

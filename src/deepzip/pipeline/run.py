@@ -1,0 +1,242 @@
+"""`compress`: the stages of a recipe, run in order, checkpointed, resumable; then the file.
+
+Each stage calls the public API; this module only chains them, keeps their checkpoints, and
+writes the report. The accuracy that counts is the one measured on the model reloaded from disk.
+
+DIR/checkpoints/last.safetensors is rewritten (atomically) after every epoch and every stage;
+`compress(..., resume=True)` continues from it and ends with the same weights, accuracies and
+model.dzip bytes as a run that was never interrupted (same machine, same thread count): the
+checkpoint holds the weights with their masks and codebooks, the optimizer, the learning-rate
+schedule, the data order's generator, torch's random state, the AGP schedule's progress, and
+the accuracies and history so far. Wall-clock seconds go to report.json, never into the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import data as datasets
+from .. import models
+from ..distill import SoftTargetLoss
+from ..dzip import load, save
+from ..errors import ConfigError, RunStateError
+from ..files import write_text
+from ..prune import sparsity_of
+from ..report import inspect, report_markdown
+from ..selection import check_keys
+from ..train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_checkpoint, predict,
+                     read_checkpoint, save_checkpoint, seed_everything, train)
+from .recipe import Recipe, TrainStage
+from .stages import stages_of
+
+CHECKPOINT = Path("checkpoints") / "last.safetensors"
+
+
+class Run:
+    """What the stages of one `compress` share: the recipe, data, model, accuracies so far, and
+    `fit`, the one way a stage trains (with evaluation, history, TensorBoard and a checkpoint
+    after every epoch)."""
+
+    def __init__(self, recipe: Recipe, out: Path, *, data_dir, from_checkpoint, limit, progress: bool, log) -> None:
+        self.recipe, self.out, self.progress, self.log = recipe, out, progress, log
+        self.from_checkpoint = None if from_checkpoint is None else Path(from_checkpoint)
+        self.train_set = datasets.load(recipe.dataset, data_dir, train=True, limit=limit, size=recipe.image_size)
+        self.test_set = datasets.load(recipe.dataset, data_dir, train=False, limit=limit, size=recipe.image_size)
+        self.model = self.fresh_model()
+        _check_recipe_fits(recipe, self.model)
+        self.key = _run_key(recipe, limit, from_checkpoint, data_dir)
+        self.acc: dict[str, float] = {}
+        self.history: list[dict[str, Any]] = []
+        self.seconds: dict[str, float] = {}
+        self.steps = 0  # optimizer steps of the training runs finished, for TensorBoard's one axis
+        self.stage_index = 0
+        self.purge_step: int | None = None
+        self._teacher: torch.nn.Module | None = None
+
+    def fresh_model(self) -> torch.nn.Module:
+        x = self.train_set.x
+        return models.create(self.recipe.model, **{"in_channels": x.shape[1], "image_size": x.shape[2],
+                                                   "classes": self.train_set.classes, **self.recipe.model_args})
+
+    def load_dense(self, model: torch.nn.Module) -> None:
+        load_checkpoint(model, self.from_checkpoint if self.from_checkpoint is not None else self.out / "dense.safetensors")
+
+    @property
+    def kd(self) -> dict[str, Any]:
+        """loss_fn for a training after the dense stage: distillation from the dense model, if asked."""
+        d = self.recipe.distill
+        if d is None or d.weight <= 0:
+            return {}
+        if self._teacher is None:
+            # The dense model, frozen: from its checkpoint, which is what a resumed run has too.
+            self._teacher = self.fresh_model()
+            self.load_dense(self._teacher)
+        return {"loss_fn": SoftTargetLoss(self._teacher, weight=d.weight, temperature=d.temperature)}
+
+    def fit(self, stage: TrainStage, seed: int, desc: str, *, epochs: float | None = None, callbacks=(),
+            loss_fn=None, resume: dict[str, Any] | None = None, state: dict[str, Any] | None = None) -> None:
+        """Train one stage's run, checkpointing after every epoch (meta: which stage, `state`)."""
+        offset = self.steps
+
+        def meta(_) -> dict[str, Any]:
+            return self.meta(stage=self.stage_index, state=state, steps=offset)
+
+        cbs = [*callbacks, Evaluate(self.test_set), History(self.out / "history.json", self.history, desc),
+               TensorBoard(self.out / "tb", offset=offset, purge_step=self.purge_step),
+               Checkpoint(self.out / CHECKPOINT, meta)]
+        self.purge_step = None
+        losses = train(self.model, self.train_set, epochs=stage.epochs if epochs is None else epochs, lr=stage.lr,
+                       optimizer=stage.optimizer, momentum=stage.momentum, weight_decay=stage.weight_decay,
+                       batch_size=stage.batch_size, seed=seed, desc=desc, progress=self.progress, callbacks=cbs,
+                       loss_fn=loss_fn, resume=None if resume is None else resume["train"])
+        self.steps = offset + (self.history[-1]["step"] if losses else 0)
+
+    def meta(self, **where: Any) -> dict[str, Any]:
+        return {"key": self.key, "acc": self.acc, "history": self.history, "seconds": self.seconds,
+                **{"steps": self.steps, "state": None, **where}}
+
+    def checkpoint_stage(self, next_stage: int) -> None:
+        """The checkpoint between stages: the model as the finished stage left it."""
+        save_checkpoint(self.model, self.out / CHECKPOINT, train={"rng": torch.get_rng_state()},
+                        meta=self.meta(stage=next_stage))
+
+    def restore(self) -> dict[str, Any] | None:
+        """Load the last checkpoint; returns the interrupted stage's resume point, or None at a boundary."""
+        info = load_checkpoint(self.model, self.out / CHECKPOINT)
+        meta, saved = info["meta"], info["train"] or {}
+        self.acc, self.history, self.seconds = meta["acc"], meta["history"], meta["seconds"]
+        self.steps, self.stage_index = meta["steps"], meta["stage"]
+        write_text(self.out / "history.json", json.dumps(self.history, indent=1))
+        if "step" not in saved:  # a stage boundary
+            torch.set_rng_state(saved["rng"])
+            self.purge_step = self.steps
+            return None
+        self.purge_step = self.steps + saved["step"]
+        return {"state": meta["state"], "train": saved}
+
+
+def _run_key(recipe: Recipe, limit, from_checkpoint, data_dir) -> str:
+    """What must be equal for a checkpoint to belong to this run."""
+    what = {"recipe": recipe.to_dict(), "limit": limit, "from": None if from_checkpoint is None else str(from_checkpoint),
+            "data_dir": None if data_dir is None else str(data_dir)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_recipe_fits(recipe: Recipe, model: torch.nn.Module) -> None:
+    """Layer names in the recipe's per-layer settings must name layers of the model built: checked
+    before the dense stage trains, not after."""
+    p, s = recipe.prune, recipe.share
+    for what, setting in (("prune.sparsity", p and p.sparsity), ("prune.quality", p and p.quality),
+                          ("prune.units", p and p.units), ("share.bits", s and s.bits),
+                          ("share.bias_bits", s and s.bias_bits)):
+        check_keys(setting, model, f"the recipe's {what}")
+
+
+def compress(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    from_checkpoint: str | os.PathLike | None = None,
+    limit: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any]:
+    """Run `recipe`; write out_dir/model.dzip, report.json, report.md, history.json and tb/.
+
+    Args:
+        recipe: every setting of the run (pipeline.recipe).
+        out_dir: the run's directory.
+        data_dir: where the data set's files are (None: its default location).
+        from_checkpoint: a dense safetensors checkpoint to start from instead of training.
+        limit: use only the first N samples of each split.
+        resume: continue from out_dir/checkpoints if they are this run's (refused if another's).
+        progress: progress bars (on a terminal).
+        log: where the one-line stage summaries go.
+
+    Returns the report (also written to report.json).
+
+    Example:
+        >>> report = compress(default_recipe("lenet300"), "out/lenet300")
+        >>> report = compress(default_recipe("lenet300"), "out/lenet300", resume=True)   # after a kill
+    """
+    if recipe.model not in models.names():
+        models.create(recipe.model)  # the registry's own one-sentence error, before any data is read
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory.")
+    seed_everything(recipe.seed)
+    start = time.perf_counter()
+    run = Run(recipe, out, data_dir=data_dir, from_checkpoint=from_checkpoint, limit=limit, progress=progress, log=log)
+    out.mkdir(parents=True, exist_ok=True)
+    data_seconds = round(time.perf_counter() - start, 2)
+    where = _resume_point(run, resume)
+    if where is None:
+        run.seconds["data"] = data_seconds
+    stages, first = stages_of(recipe), run.stage_index
+    for i in range(first, len(stages)):
+        run.stage_index = i
+        begin = time.perf_counter()
+        stages[i].run(run, where if i == first else None)
+        name = stages[i].name
+        run.seconds[name] = round(run.seconds.get(name, 0.0) + time.perf_counter() - begin, 2)
+        run.checkpoint_stage(i + 1)
+    return _finish(run)
+
+
+def _resume_point(run: Run, resume: bool) -> dict[str, Any] | None:
+    """Restore the last checkpoint if asked to and it is this run's; refuse another run's."""
+    path = run.out / CHECKPOINT
+    if not path.exists():
+        if resume:
+            run.log(f"no checkpoint in {path.parent}: starting from the beginning")
+        return None
+    _, info = read_checkpoint(path)
+    if (info["meta"] or {}).get("key") != run.key:
+        raise RunStateError(f"{run.out} holds checkpoints of another run (a different recipe, data or --from); "
+                            f"choose another --out, or delete {path.parent} to start this run there.")
+    if not resume:
+        shutil.rmtree(path.parent)
+        return None
+    where = run.restore()
+    run.log(f"resuming at stage {run.stage_index + 1} ({'within it' if where else 'from its start'}) "
+            f"from {path}")
+    return where
+
+
+def _finish(run: Run) -> dict[str, Any]:
+    """Save the file, reload it, evaluate the reloaded model, write the reports."""
+    recipe, out, acc = run.recipe, run.out, run.acc
+    path = out / "model.dzip"
+    begin = time.perf_counter()
+    save(run.model, path, coder=recipe.coder, index_bits=recipe.index_bits,
+         metadata={"dataset": recipe.dataset, "accuracy": {k: round(v, 2) for k, v in acc.items()},
+                   "recipe": recipe.changes()})
+    run.seconds["save"] = round(time.perf_counter() - begin, 2)
+    begin = time.perf_counter()
+    reloaded = load(path)
+    acc["from_file"] = evaluate(reloaded, run.test_set)
+    same = bool(torch.equal(predict(reloaded, run.test_set), predict(run.model, run.test_set)))
+    run.seconds["reload"] = round(time.perf_counter() - begin, 2)
+    run.log(f"from file accuracy {acc['from_file']:.2f}%  (predictions identical to the in-memory model: {same})")
+    info = inspect(path)
+    report = {
+        "model": recipe.model, "dataset": recipe.dataset, "dense_bytes": info["dense_bytes"],
+        "file_bytes": info["file_bytes"], "ratio": round(info["ratio"], 2), "accuracy": acc,
+        "sparsity": round(sparsity_of(reloaded)["total"], 4), "identical_predictions": same,
+        "coder": recipe.coder, "seconds": run.seconds, "layers": info["layers"], "recipe": recipe.to_dict(),
+        "test_samples": len(run.test_set),
+    }
+    write_text(out / "report.json", json.dumps(report, indent=2))
+    write_text(out / "report.md", report_markdown(report))
+    return report
+

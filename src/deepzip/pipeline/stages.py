@@ -1,0 +1,121 @@
+"""The stages of `compress`, one small class each; a recipe maps onto them one to one.
+
+Each stage has a `name` and `run(run, resume)`: `run` is the Run (the model, data, accuracies,
+and `fit`, which trains with checkpoints after every epoch); `resume` is None for a fresh start,
+or what the checkpoint this stage was interrupted in holds ({"state": …, "train": …}). A stage
+that is resumed skips what it had already done before its first epoch (pruning, sharing: those
+are in the restored model's masks and codebooks) and continues its training where it stopped.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..prune import GradualPruning, prune_, prune_dead_inputs_, prune_units_, ramp, scaled, sparsity_of
+from ..quantize import round_, share_weights_
+from ..train import evaluate, save_checkpoint
+from .recipe import PruneStage, Recipe, ShareStage
+
+if TYPE_CHECKING:
+    from .run import Run
+
+Resume = dict[str, Any] | None
+
+
+def stage_seed(seed: int, stage: str, round_: int = 0) -> int:
+    """The data-order seed of a training stage.
+
+    The offsets are the ones every published figure of this project was measured with (retrain
+    +1, iterative round r +r, centroid fine-tuning +100); they are kept, in this one place, so
+    that every figure still reproduces bit for bit. Iterative round 1 and an AGP run share a
+    seed, which is harmless: they never both run.
+    """
+    return seed + {"dense": 0, "retrain": 1, "round": round_, "finetune": 100}[stage]
+
+
+class Dense:
+    """Train the dense model (or load it with --from); it is written to DIR/dense.safetensors."""
+
+    name = "dense"
+
+    def run(self, run: Run, resume: Resume) -> None:
+        recipe = run.recipe
+        if run.from_checkpoint is not None:
+            run.load_dense(run.model)
+        else:
+            run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "dense", resume=resume)
+            save_checkpoint(run.model, run.out / "dense.safetensors")
+        run.acc["dense"] = evaluate(run.model, run.test_set)
+        run.log(f"dense    accuracy {run.acc['dense']:.2f}%")
+
+
+class Prune:
+    """Unit pruning (optional), then magnitude pruning by the recipe's schedule, with retraining."""
+
+    name = "prune"
+
+    def __init__(self, config: PruneStage) -> None:
+        self.p = config
+
+    def run(self, run: Run, resume: Resume) -> None:
+        p, seed, model = self.p, run.recipe.seed, run.model
+        budget = p.steps * p.retrain.epochs
+        if p.units is not None and resume is None:
+            removed = prune_units_(model, p.units)
+            prune_dead_inputs_(model, run.train_set)
+            run.log(f"units    removed {', '.join(f'{k} {v}' for k, v in removed.items())}")
+        target = {"sparsity": p.sparsity, "scope": p.scope} if p.sparsity is not None else {"quality": p.quality}
+        if p.sparsity is None and p.quality is None:
+            run.fit(p.retrain, stage_seed(seed, "retrain"), "retrain", epochs=budget, resume=resume, **run.kd)
+        elif p.schedule == "agp":
+            pruner = GradualPruning(model, p.sparsity, end=p.ramp_end, every=p.every, scope=p.scope)
+            run.fit(p.retrain, stage_seed(seed, "retrain"), "gradual pruning", epochs=budget, callbacks=[pruner],
+                    resume=resume, **run.kd)
+        elif p.schedule == "direct":
+            if resume is None:
+                prune_(model, **target)
+            run.fit(p.retrain, stage_seed(seed, "retrain"), "direct pruning", epochs=budget, resume=resume, **run.kd)
+        else:
+            first = resume["state"]["round"] if resume else 1
+            for step in range(first, p.steps + 1):
+                if not (resume and step == first):
+                    prune_(model, **({**target, "sparsity": scaled(p.sparsity, ramp(1.0, step, p.steps))}
+                                     if p.sparsity is not None else target))
+                run.fit(p.retrain, stage_seed(seed, "round", step), f"prune {step}/{p.steps}",
+                        resume=resume if step == first else None, state={"round": step}, **run.kd)
+        run.acc["pruned"] = evaluate(model, run.test_set)
+        run.log(f"pruned   accuracy {run.acc['pruned']:.2f}%  sparsity {100 * sparsity_of(model)['total']:.1f}%")
+
+
+class Share:
+    """Weight sharing (k-means per layer), centroid fine-tuning, then optional float16 rounding."""
+
+    name = "share"
+
+    def __init__(self, config: ShareStage) -> None:
+        self.s = config
+
+    def run(self, run: Run, resume: Resume) -> None:
+        s, model = self.s, run.model
+        if resume is None:
+            share_weights_(model, bits=s.bits, init=s.init)
+            if s.bias_bits is not None:
+                share_weights_(model, bits=s.bias_bits, init=s.init, param="bias")
+            run.acc["shared"] = evaluate(model, run.test_set)
+        run.fit(s.finetune, stage_seed(run.recipe.seed, "finetune"), "fine-tune centroids", resume=resume, **run.kd)
+        # After training, which would move them off float16 values again.
+        halves = ("bias",) * s.half_biases + ("weight_centroids", "bias_centroids") * s.half_codebooks
+        if halves:
+            round_(model, names=halves)
+        run.acc["quantized"] = evaluate(model, run.test_set)
+        run.log(f"quantized accuracy {run.acc['quantized']:.2f}% (before centroid fine-tuning {run.acc['shared']:.2f}%)")
+
+
+def stages_of(recipe: Recipe) -> list[Any]:
+    """The stages a recipe runs, in order (saving the file is the run's own last step)."""
+    out: list[Any] = [Dense()]
+    p = recipe.prune
+    if p is not None and (p.sparsity is not None or p.quality is not None or p.units is not None):
+        out.append(Prune(p))
+    if recipe.share is not None:
+        out.append(Share(recipe.share))
+    return out

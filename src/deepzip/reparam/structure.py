@@ -1,0 +1,169 @@
+"""A model's tensors as deepzip sees them, and the record of its structure a checkpoint keeps.
+
+Masks and shared weights hide bookkeeping tensors (a mask buffer; torch's parametrization
+container with its emptied `original`, the codebook and the codes). `slots` walks a model and
+names each *logical* tensor once per name it is reachable by: "fc1.weight" is one slot whether it
+is plain, masked or shared. The writer, the loader and the checkpoint all walk models this way,
+so none of them spells the bookkeeping names.
+
+`capture` turns a model's state into a JSON record plus flat tensors (what safetensors stores);
+`restore_` rebuilds masks, codebooks and ties on a fresh instance of the same architecture and
+fills it. Ties are recorded, not stored twice (safetensors refuses tensors that share memory).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..errors import ModelMismatchError
+from .masks import get_mask, masked_names, remove_mask_, set_mask_
+from .shared import SharedWeight, share_, shared_names, sharing, unshare_
+
+RECORD_VERSION = 1
+
+
+@dataclass
+class Slot:
+    """One logical tensor of a model.
+
+    name: qualified name ("features.0.weight"); module, attr: where it lives; role: "param" or
+    "buffer"; shared: the SharedWeight behind it, if any; mask: its keep-mask, if any.
+    """
+
+    name: str
+    module: nn.Module
+    attr: str
+    role: Literal["param", "buffer"]
+    shared: SharedWeight | None = None
+    mask: torch.Tensor | None = None
+
+    @property
+    def value(self) -> torch.Tensor:
+        """The tensor the model computes with (for a shared weight, table[codes])."""
+        return getattr(self.module, self.attr)
+
+    @property
+    def identity(self) -> int:
+        """Equal for two slots that are the same tensor reached by two names (a tie)."""
+        return id(self.shared) if self.shared is not None else id(self.value)
+
+
+def _modules(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+    """named_modules(remove_duplicate=False), without descending into parametrization containers."""
+    yield prefix, module
+    hidden = "parametrizations" if parametrize.is_parametrized(module) else None
+    for name, child in module._modules.items():
+        if child is not None and name != hidden:
+            yield from _modules(child, f"{prefix}.{name}" if prefix else name)
+
+
+def slots(model: nn.Module) -> Iterator[Slot]:
+    """Every logical parameter and persistent buffer of `model`, tied ones under each name.
+
+    Example:
+        >>> {s.name: s.shared is not None for s in slots(model)}
+        {'fc1.weight': True, 'fc1.bias': False, ...}
+    """
+    for prefix, module in _modules(model):
+        dot = f"{prefix}." if prefix else ""
+        for name in shared_names(module):
+            yield Slot(dot + name, module, name, "param", shared=sharing(module, name))
+        for name, p in module._parameters.items():
+            if p is not None:
+                yield Slot(dot + name, module, name, "param", mask=get_mask(module, name))
+        hidden = {f"{n}_mask" for n in masked_names(module)}
+        for name, b in module._buffers.items():
+            if b is not None and name not in module._non_persistent_buffers_set and name not in hidden:
+                yield Slot(dot + name, module, name, "buffer")
+
+
+def strip_(model: nn.Module) -> None:
+    """Remove all deepzip structure (masks, sharing), keeping the weights' current values.
+
+    Example:
+        >>> strip_(model); torch.save(model.state_dict(), "plain.pt")
+    """
+    for _, module in list(_modules(model)):
+        for name in shared_names(module):
+            unshare_(module, name)
+        for name in masked_names(module):
+            remove_mask_(module, name)
+
+
+def capture(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(record, tensors): the model's state, masks, codebooks and codes, and which names are ties.
+
+    Tensors are detached CPU copies keyed "<name>", "<name>_mask", "<name>_centroids",
+    "<name>_assign"; the record lists masked and shared names and maps each tied name to the
+    first name of its tensor.
+
+    Example:
+        >>> record, tensors = capture(model); restore_(fresh_model, record, tensors)
+    """
+    record: dict[str, Any] = {"version": RECORD_VERSION, "masked": [], "shared": [], "tied": {}}
+    tensors: dict[str, torch.Tensor] = {}
+    first: dict[int, str] = {}
+    for s in slots(model):
+        if s.identity in first:
+            record["tied"][s.name] = first[s.identity]
+            continue
+        first[s.identity] = s.name
+        if s.shared is not None:
+            record["shared"].append(s.name)
+            tensors[f"{s.name}_centroids"] = _cpu(s.shared.centroids)
+            tensors[f"{s.name}_assign"] = _cpu(s.shared.assign)
+            continue
+        tensors[s.name] = _cpu(s.value)
+        if s.mask is not None:
+            record["masked"].append(s.name)
+            tensors[f"{s.name}_mask"] = _cpu(s.mask)
+    return record, tensors
+
+
+def _cpu(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", copy=True).contiguous()
+
+
+def restore_(model: nn.Module, record: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Give `model` (same architecture, any state) the structure and values `capture` recorded.
+
+    Raises ModelMismatchError, before anything is changed, when a name or shape does not fit.
+    """
+    strip_(model)
+    by_name = {s.name: s for s in slots(model)}
+    tied, shared, masked = record.get("tied", {}), set(record.get("shared", [])), set(record.get("masked", []))
+    missing = sorted(n for n in by_name if n not in tied and n not in shared and n not in tensors)
+    expected = {key for n in by_name for key in (n, f"{n}_mask", f"{n}_centroids", f"{n}_assign")}
+    unknown = sorted({n for n in [*shared, *masked, *tied] if n not in by_name} | set(tensors) - expected)
+    if missing or unknown:
+        raise ModelMismatchError(f"the checkpoint does not fit this model: "
+                                 f"{'missing ' + ', '.join(missing[:5]) if missing else ''}"
+                                 f"{'; ' if missing and unknown else ''}"
+                                 f"{'unknown ' + ', '.join(unknown[:5]) if unknown else ''}.")
+    for name, s in by_name.items():
+        key = f"{name}_assign" if name in shared else name
+        if name in tied:
+            continue
+        if key not in tensors or tuple(tensors[key].shape) != tuple(s.value.shape):
+            got = tuple(tensors[key].shape) if key in tensors else "nothing"
+            raise ModelMismatchError(f"the checkpoint does not fit this model: {name} is {got} in the checkpoint "
+                                     f"but {tuple(s.value.shape)} in the model.")
+    with torch.no_grad():
+        for name, s in by_name.items():
+            if name in tied or name in shared:
+                continue
+            s.value.copy_(tensors[name])
+            if name in masked:
+                set_mask_(s.module, s.attr, tensors[f"{name}_mask"])
+    made: dict[str, SharedWeight] = {}
+    for name, s in by_name.items():  # in model order, so a tie's first name comes first
+        if name in shared:
+            made[name] = share_(s.module, s.attr, tensors[f"{name}_centroids"].clone(),
+                                tensors[f"{name}_assign"].clone())
+        elif tied.get(name) in made:
+            share_(s.module, s.attr, made[tied[name]])
