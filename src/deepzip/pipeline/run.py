@@ -115,11 +115,12 @@ class Run:
         self.acc, self.history, self.seconds = meta["acc"], meta["history"], meta["seconds"]
         self.steps, self.stage_index = meta["steps"], meta["stage"]
         write_text(self.out / "history.json", json.dumps(self.history, indent=1))
+        # TensorBoard drops what the killed run logged after the checkpoint's step.
         if "step" not in saved:  # a stage boundary
             torch.set_rng_state(saved["rng"])
-            self.purge_step = self.steps
+            self.purge_step = self.steps + 1
             return None
-        self.purge_step = self.steps + saved["step"]
+        self.purge_step = self.steps + saved["step"] + 1
         return {"state": meta["state"], "train": saved}
 
 
