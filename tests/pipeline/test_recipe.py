@@ -55,7 +55,7 @@ def test_ramp_is_cubic_and_reaches_the_target():
 def test_shipped_recipes_load():
     from pathlib import Path
 
-    files = sorted(Path(__file__).parent.parent.joinpath("recipes").glob("*.yaml"))
+    files = sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml"))
     assert {f.stem for f in files} >= {"paper-lenet300", "paper-lenet5", "best-lenet300", "best-lenet5"}
     for f in files:
         r = load_recipe(f)
@@ -71,7 +71,7 @@ def test_global_scope_needs_one_sparsity():
 
 
 def test_changes_hold_only_what_differs_and_rebuild_the_recipe():
-    r = load_recipe(Path(__file__).parent.parent / "recipes" / "best-lenet300.yaml")
+    r = load_recipe(Path(__file__).parents[2] / "recipes" / "best-lenet300.yaml")
     changes = r.changes()
     assert "seed" not in changes and "optimizer" not in changes["prune"]["retrain"]
     assert changes["prune"]["units"] == {"fc1": 0.667} and changes["distill"]["weight"] == 0.7
