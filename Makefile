@@ -28,7 +28,9 @@ demo: setup $(FMNIST)
 demo-lenet5: setup $(FMNIST)
 	$(VENV)/bin/deepzip compress --model lenet5 --data fashion-mnist --out out/lenet5
 
+# The import-linter contract in pyproject.toml (the layers of DESIGN.md), then the suite.
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 bench: setup $(FMNIST)
