@@ -28,6 +28,16 @@ def names() -> list[str]:
 
 
 def create(name: str, **kwargs: Any) -> nn.Module:
+    """Build registry model `name`; it records how it was built, so a .dzip can rebuild it.
+
+    Args:
+        name: one of `names()` ("lenet300", "lenet5", "vgg16", "resnet18", …).
+        **kwargs: the model's arguments; every model takes in_channels, image_size and classes,
+            the CIFAR-style ones a `width` too.
+
+    Example:
+        >>> dz.create_model("resnet18", in_channels=1, image_size=32, classes=10, width=0.25)
+    """
     if name not in _REGISTRY:
         raise ConfigError(f"Unknown model {name!r}; known models: {', '.join(names())}.")
     try:

@@ -166,6 +166,10 @@ def _prune_global(layers: list[tuple[str, nn.Module, str]], sparsity: float) -> 
 def sparsity_of(model: nn.Module, filter_fn: Filter | None = None) -> dict[str, float]:
     """Fraction of exactly-zero weights per compressible layer, plus "total".
 
+    Args:
+        model: any model; shared and masked weights count by their current values.
+        filter_fn: `filter_fn(module, name) -> bool` selects layers.
+
     Example:
         >>> dz.sparsity_of(model)["total"]
         0.92

@@ -108,6 +108,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
     """Fill `model` (same architecture) from a checkpoint, masks and codebooks included.
 
+    Args:
+        model: a module of the checkpoint's architecture, in any state (deepzip structure on it
+            is replaced by the checkpoint's).
+        path: a .safetensors checkpoint (from save_checkpoint, or a plain state_dict's).
+
     Returns {"arch", "train", "meta"}: what else the checkpoint holds.
 
     Example:

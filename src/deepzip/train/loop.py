@@ -310,6 +310,11 @@ def _outputs(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int)
 def predict(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int = 1000) -> torch.Tensor:
     """Predicted class of every sample, in order. The model's train/eval mode is restored after.
 
+    Args:
+        model: the classifier.
+        data: a deepzip Dataset or an iterable of (inputs, labels) batches.
+        batch_size: for a Dataset.
+
     Example:
         >>> (dz.predict(model, test_set) == test_set.y).float().mean()
     """
@@ -318,6 +323,12 @@ def predict(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int =
 
 def evaluate(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int = 1000) -> float:
     """Top-1 accuracy in percent.
+
+    Args:
+        model: the classifier.
+        data: a deepzip Dataset or an iterable of (inputs, labels) batches (read once, so a
+            shuffling DataLoader is fine).
+        batch_size: for a Dataset.
 
     Example:
         >>> dz.evaluate(dz.load("model.dzip"), test_set)
