@@ -37,7 +37,7 @@ from baseline import stock_compress, stock_load  # noqa: E402
 from deepzip import data as datasets  # noqa: E402
 from deepzip import models  # noqa: E402
 from deepzip.train import load_checkpoint, save_checkpoint  # noqa: E402
-from deepzip.selection import compressible, per_layer  # noqa: E402
+from deepzip.selection import per_layer, weights  # noqa: E402
 from deepzip.pipeline import compress  # noqa: E402
 from deepzip.pipeline.recipe import Recipe, load_recipe  # noqa: E402
 from deepzip.train import evaluate, seed_everything, train  # noqa: E402
@@ -84,9 +84,8 @@ def at_sparsity(recipe: Recipe, model, target: float) -> Recipe:
     setting = recipe.prune.sparsity if recipe.prune else None
     if setting is None:
         raise SystemExit(f"the curve scales prune.sparsity, which recipe '{recipe.model}' does not set.")
-    kinds = {name: kind for name, _, kind in compressible(model)}
-    layers = [(name, m.weight.numel(), per_layer(setting, name, kind, "sparsity") or 0.0)
-              for name, m, kind in compressible(model)]
+    chosen = list(weights(model))
+    layers = [(w.layer, w.value.numel(), per_layer(setting, w) or 0.0) for w in chosen]
     total = sum(n for _, n, _ in layers)
 
     def overall(factor: float) -> float:
@@ -102,10 +101,10 @@ def at_sparsity(recipe: Recipe, model, target: float) -> Recipe:
         low, high = (low, mid) if overall(mid) >= target else (mid, high)
     sparsity = {name: round(min(high * s, MAX_LAYER_SPARSITY), 6) for name, _, s in layers if s > 0}
     return recipe.replace(prune=dataclasses.replace(recipe.prune, sparsity=sparsity,
-                                                    units=scaled_units(recipe.prune, sparsity, kinds)))
+                                                    units=scaled_units(recipe.prune, sparsity, chosen)))
 
 
-def scaled_units(prune, sparsity: dict[str, float], kinds: dict[str, str]) -> dict[str, float] | None:
+def scaled_units(prune, sparsity: dict[str, float], chosen) -> dict[str, float] | None:
     """Unit fractions that keep each layer's live rows as dense as the recipe has them.
 
     A recipe removes units so the weights it keeps sit in fewer rows; keeping more weights
@@ -116,11 +115,12 @@ def scaled_units(prune, sparsity: dict[str, float], kinds: dict[str, str]) -> di
     if not prune.units:
         return prune.units
     units = {}
-    for name, kind in kinds.items():
-        u0 = per_layer(prune.units, name, kind, "units") or 0.0
+    for w in chosen:
+        name = w.layer
+        u0 = per_layer(prune.units, w) or 0.0
         if u0 <= 0:
             continue
-        s0 = per_layer(prune.sparsity, name, kind, "sparsity") or 0.0
+        s0 = per_layer(prune.sparsity, w) or 0.0
         s = sparsity.get(name, s0)
         u = 1 - (1 - s) * (1 - u0) / (1 - s0)
         if u > 0:
@@ -179,12 +179,12 @@ def run_stock(name: str, checkpoint: Path, sparsity: float, best: Recipe, run_di
     reloaded = stock_load(path, new_model(name))
     accuracy = evaluate(reloaded, test_set)
     seconds = time.perf_counter() - start
-    weights = [m.weight for _, m, _ in compressible(reloaded)]
-    zeros = sum(int((w == 0).sum()) for w in weights)
+    matrices = [w.value for w in weights(reloaded)]
+    zeros = sum(int((w == 0).sum()) for w in matrices)
     size = path.stat().st_size
     log(f"[{name}/{run_dir.name}] from file accuracy {accuracy:.2f}%  {size:,} bytes")
     return {"ratio": round(dense_bytes / size, 2), "file_bytes": size, "accuracy": accuracy,
-            "sparsity": round(zeros / sum(w.numel() for w in weights), 4), "epochs": round(epochs, 4),
+            "sparsity": round(zeros / sum(w.numel() for w in matrices), 4), "epochs": round(epochs, 4),
             "seconds": round(seconds, 2)}
 
 

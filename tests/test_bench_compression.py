@@ -15,12 +15,12 @@ bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 at_sparsity, check, new_model = bench.at_sparsity, bench.check, bench.new_model
 
-from deepzip.selection import compressible  # noqa: E402
+from deepzip.selection import weights  # noqa: E402
 from deepzip.pipeline.recipe import from_dict  # noqa: E402
 
 
 def _overall(recipe, model):
-    layers = [(name, m.weight.numel()) for name, m, _ in compressible(model)]
+    layers = [(w.layer, w.value.numel()) for w in weights(model)]
     return sum(recipe.prune.sparsity.get(n, 0) * k for n, k in layers) / sum(k for _, k in layers)
 
 

@@ -11,8 +11,8 @@
 from ._version import __version__
 from .distill import SoftTargetLoss, soft_target_loss
 from .dzip import load, save
-from .errors import (ConfigError, DataError, DeepzipError, DzipFormatError, ModelMismatchError, RunStateError,
-                     TrainingError)
+from .errors import (ConfigError, DataError, DeepzipError, DeepzipWarning, DzipFormatError, ModelMismatchError,
+                     NumericsError, RunStateError, TrainingError)
 from .models import create as create_model
 from .prune import GradualPruning, MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of
 from .quantize import KMeans, round_, share_weights_
@@ -22,7 +22,7 @@ from .train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_c
                     train)
 
 __all__ = [
-    "Checkpoint", "ConfigError", "DataError", "DeepzipError", "DzipFormatError", "Evaluate", "GradualPruning",
+    "Checkpoint", "ConfigError", "DataError", "DeepzipError", "DeepzipWarning", "DzipFormatError", "NumericsError", "Evaluate", "GradualPruning",
     "History", "KMeans", "MagnitudePruning", "ModelMismatchError", "RunStateError", "SoftTargetLoss", "TensorBoard",
     "TrainingError", "__version__", "create_model", "evaluate", "inspect", "load", "load_checkpoint", "predict",
     "prune_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+from .errors import NumericsError
+
 
 def is_uint(value: Any, below: int | None = None) -> bool:
     """A JSON value that is a non-negative integer (bools excluded), optionally below a bound.
@@ -20,3 +24,23 @@ def is_uint(value: Any, below: int | None = None) -> bool:
         (True, False, False, False)
     """
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0 and (below is None or value < below)
+
+
+def require_finite(tensor: torch.Tensor, name: str, doing: str) -> None:
+    """Raise NumericsError, naming `name`, if a floating-point `tensor` holds NaN or ±inf.
+
+    Args:
+        tensor: any tensor (integer ones always pass).
+        name: what to call it ("fc1.weight").
+        doing: what was refused ("prune", "share", "save").
+
+    Example:
+        >>> require_finite(model.fc1.weight, "fc1.weight", "prune")
+    """
+    if not tensor.is_floating_point():
+        return
+    bad = int((~torch.isfinite(tensor.detach())).sum())
+    if bad:
+        raise NumericsError(f"{name} holds {bad} non-finite value{'s' * (bad > 1)} (NaN or inf), so deepzip will not "
+                            f"{doing} it; the model diverged or was damaged: retrain it (a lower learning rate) "
+                            f"or repair those weights first.")

@@ -101,6 +101,8 @@ def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="
         if isinstance(acc, dict) and all(isinstance(v, (int, float)) for v in acc.values()):
             typer.echo("accuracy when saved: " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
         typer.echo(layers_markdown(info["layers"]))
+        if info["uncompressed"]:
+            typer.echo(f"not compressed (stored as they were): {', '.join(info['uncompressed'])}")
 
     _run(go)
 

@@ -27,3 +27,11 @@ class TrainingError(DeepzipError, RuntimeError):
 
 class RunStateError(DeepzipError, ValueError):
     """A run directory holds checkpoints that cannot be resumed or must not be overwritten."""
+
+
+class NumericsError(DeepzipError, ValueError):
+    """A tensor holds NaN or infinite values, which deepzip refuses to prune, share or store."""
+
+
+class DeepzipWarning(UserWarning):
+    """Something deepzip did that a user may not expect (a weight matrix left uncompressed, say)."""

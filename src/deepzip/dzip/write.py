@@ -12,6 +12,7 @@ Code and gap streams are entropy coded (Huffman, ANS, or per stream whichever is
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +25,11 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..encode.sparse import to_gaps
 from ..encode.streams import encode_stream
-from ..errors import ConfigError
+from ..errors import ConfigError, DeepzipWarning
 from ..models import arch_of
 from ..reparam import slots
-from ..selection import kind_of, per_layer
+from ..checks import require_finite
+from ..selection import kind_of, lookup
 from .container import DzipWriter, pack_ints
 from .spec import AUTO_WIDTHS, CODERS, DTYPES, MAX_DIMS, MAX_INDEX_BITS, PAPER_INDEX_BITS
 
@@ -88,7 +90,7 @@ class _Encoder:
 
     def widths(self, t: _Tensor) -> range:
         """Index widths to try: the configured one, or with "auto" every width from 2 to 10 bits."""
-        bits = per_layer(self.index_bits, t.name.rpartition(".")[0], t.kind or "default", "index bits") or 8
+        bits = lookup(self.index_bits, t.name, t.name.rpartition(".")[0], t.kind) or 8
         return AUTO_WIDTHS if bits == "auto" else range(bits, bits + 1)
 
     def positions(self, flat: np.ndarray, t: _Tensor, alphabet: int | None,
@@ -221,10 +223,20 @@ def save(
         if b != "auto" and (not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= MAX_INDEX_BITS):
             raise ConfigError(f"index bits must be a whole number from 1 to {MAX_INDEX_BITS} or 'auto', not {b!r}.")
     arch = dict(arch) if arch is not None else arch_of(model)
+    logical = list(_logical_tensors(model))
+    plain = [t for t in logical if not isinstance(t, tuple)]
+    for t in plain:  # all of them before a byte is written: a refused save leaves no file behind
+        require_finite(t.value if t.centroids is None else t.centroids, t.name, "save")
+    raw = [t.name for t in plain if t.centroids is None and not t.masked and t.value.dim() >= 2
+           and t.value.is_floating_point()]
+    if raw:
+        warnings.warn(f"{len(raw)} weight matri{'ces' if len(raw) > 1 else 'x'} stored uncompressed (neither pruned "
+                      f"nor shared): {', '.join(raw[:8])}{' …' if len(raw) > 8 else ''}; select them with filter_fn= "
+                      f"or name them in the pruning and bits settings.", DeepzipWarning, stacklevel=2)
     tensors: list[dict[str, Any]] = []
     with DzipWriter(path) as writer:
         enc = _Encoder(writer, coder, widths)
-        for t in tqdm(list(_logical_tensors(model)), desc="encode", disable=None if progress else True, leave=False):
+        for t in tqdm(logical, desc="encode", disable=None if progress else True, leave=False):
             tensors.append({"name": t[0], "alias": t[1]} if isinstance(t, tuple) else enc.entry(t))
         header = {"format": "deepzip", "arch": arch, "tensors": tensors,
                   "meta": {"deepzip": __version__, "torch": torch.__version__, **(metadata or {})}}

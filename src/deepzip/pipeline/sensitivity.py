@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..files import atomic_path
-from ..selection import compressible
+from ..selection import weights
 from ..quantize.kmeans import kmeans_1d
 from ..prune.magnitude import keep_largest
 
@@ -42,12 +42,12 @@ def scan(model: nn.Module, accuracy: Callable[[nn.Module], float], *, sparsities
     bit width (on the unpruned weights). The model is restored after every probe."""
     base = accuracy(model)
     layers: dict[str, Any] = {}
-    items = list(compressible(model))
+    items = list(weights(model))
     with tqdm(total=len(items) * (len(sparsities) + len(bits)), desc="sensitivity", disable=None if progress else True, leave=False) as bar:
-        for name, module, kind in items:
-            w = module.weight
+        for item in items:
+            w, name = item.value, item.layer if item.param == "weight" else item.name
             original = w.detach().clone()
-            row: dict[str, Any] = {"kind": kind, "weights": w.numel(), "sparsity": [], "bits": []}
+            row: dict[str, Any] = {"kind": item.kind, "weights": w.numel(), "sparsity": [], "bits": []}
             for s in sparsities:
                 w.mul_(keep_largest(original, round(s * w.numel())))
                 row["sparsity"].append(accuracy(model))

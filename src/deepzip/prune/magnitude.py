@@ -12,9 +12,10 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..checks import require_finite
 from ..errors import ConfigError
 from ..reparam import get_mask, is_shared, reattach_masks_, set_mask_
-from ..selection import Filter, check_keys, compressible, per_layer
+from ..selection import Filter, Weight, per_layer, select, unselected, weights
 
 PerLayer = float | Mapping[str, float] | None
 
@@ -120,31 +121,30 @@ def prune_(
     elif sparsity is not None or quality is not None:
         raise ConfigError("pass either a MagnitudePruning config or sparsity=/quality=, not both.")
     setting = config.quality if config.quality is not None else config.sparsity
-    check_keys(setting, model, "the pruning setting")
     reattach_masks_(model)
-    layers = [(name, module, kind) for name, module, kind in compressible(model, filter_fn)
-              if per_layer(setting, name, kind, "pruning") is not None]
-    shared = [name for name, module, _ in layers if is_shared(module)]
+    layers = select(model, setting, "the pruning setting", filter_fn)
+    shared = [w.name for w in layers if is_shared(w.module, w.param)]
     if shared:
         raise ConfigError(f"{', '.join(shared)} already share weights; prune before share_weights_, not after.")
+    for w in layers:
+        require_finite(w.value, w.name, "prune")
     if config.scope == "global":
         _prune_global(layers, config.sparsity)
         return
-    for name, module, kind in layers:
-        weight = module.weight.detach()
-        old = get_mask(module, "weight")
+    for w in layers:
+        weight = w.value.detach()
+        old = get_mask(w.module, w.param)
         if config.quality is not None:
-            threshold = per_layer(config.quality, name, kind, "quality") * weight.float().std()
-            mask = weight.abs() > threshold
+            mask = weight.abs() > per_layer(config.quality, w) * weight.float().std()
         else:
-            mask = keep_largest(weight, amount_of(per_layer(config.sparsity, name, kind, "sparsity"), weight.numel()))
-        set_mask_(module, "weight", mask if old is None else mask & old)
+            mask = keep_largest(weight, amount_of(per_layer(config.sparsity, w), weight.numel()))
+        set_mask_(w.module, w.param, mask if old is None else mask & old)
 
 
-def _prune_global(layers: list[tuple[str, nn.Module, str]], sparsity: float) -> None:
+def _prune_global(layers: list[Weight], sparsity: float) -> None:
     if not layers:
         return
-    magnitudes = torch.cat([m.weight.detach().abs().flatten().float() for _, m, _ in layers])
+    magnitudes = torch.cat([w.value.detach().abs().flatten().float() for w in layers])
     count = amount_of(sparsity, magnitudes.numel())
     if count == 0:
         return
@@ -152,23 +152,28 @@ def _prune_global(layers: list[tuple[str, nn.Module, str]], sparsity: float) -> 
     cut = torch.kthvalue(magnitudes, count).values
     below = int((magnitudes < cut).sum())
     at_cut_budget = count - below
-    for _, module, _ in layers:
-        w = module.weight.detach().abs().contiguous()  # a channels-last conv weight: view(-1) below needs C order
-        mask = w > cut
-        ties = (w == cut).flatten().nonzero().flatten()
+    for w in layers:
+        magnitude = w.value.detach().abs().contiguous()  # a channels-last conv weight: view(-1) below needs C order
+        mask = magnitude > cut
+        ties = (magnitude == cut).flatten().nonzero().flatten()
         keep_ties = ties[at_cut_budget:]
         at_cut_budget = max(0, at_cut_budget - ties.numel())
         mask.view(-1)[keep_ties] = True
-        old = get_mask(module, "weight")
-        set_mask_(module, "weight", mask if old is None else mask & old)
+        old = get_mask(w.module, w.param)
+        set_mask_(w.module, w.param, mask if old is None else mask & old)
 
 
 def sparsity_of(model: nn.Module, filter_fn: Filter | None = None) -> dict[str, float]:
-    """Fraction of exactly-zero weights per compressible layer, plus "total".
+    """Fraction of exactly-zero weights per weight matrix, plus "total" over all of them.
+
+    Every floating-point parameter of two or more dimensions counts, whether deepzip compresses
+    it or not (those it does not select are listed by `deepzip.selection.unselected`), so the
+    total never overstates what was pruned. A layer's single "weight" is keyed by the layer's
+    name ("fc1"), any other parameter by its own ("lstm.weight_hh_l0").
 
     Args:
         model: any model; shared and masked weights count by their current values.
-        filter_fn: `filter_fn(module, name) -> bool` selects layers.
+        filter_fn: only the weights `deepzip.selection.weights` selects with this filter.
 
     Example:
         >>> dz.sparsity_of(model)["total"]
@@ -176,12 +181,12 @@ def sparsity_of(model: nn.Module, filter_fn: Filter | None = None) -> dict[str, 
     """
     out: dict[str, float] = {}
     zeros = total = 0
-    for name, module, _ in compressible(model, filter_fn):
-        w = module.weight.detach()
+    chosen = list(weights(model, filter_fn)) + (unselected(model) if filter_fn is None else [])
+    for key, value in ((w.layer if w.param == "weight" and w.layer else w.name, w.value) for w in chosen):
+        w = value.detach()
         z = int((w == 0).sum())
-        out[name] = z / w.numel()
+        out[key] = z / max(1, w.numel())
         zeros += z
         total += w.numel()
     out["total"] = zeros / total if total else 0.0
     return out
-

@@ -20,8 +20,12 @@ from ..data import Dataset
 from ..data.loader import Batch, inputs
 from ..errors import ConfigError
 from ..reparam import get_mask, reattach_masks_, set_mask_
-from ..selection import Filter, check_keys, compressible, per_layer
+from ..selection import Filter, per_layer, select, weights
 from .magnitude import PerLayer, amount_of
+
+
+# Layers whose weight's rows are output units and whose columns read input features/channels.
+UNIT_KINDS = ("linear", "conv")
 
 
 def unit_scores(module: nn.Module) -> torch.Tensor:
@@ -33,7 +37,8 @@ def unit_scores(module: nn.Module) -> torch.Tensor:
 def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None = None) -> dict[str, int]:
     """Mask the weakest output units of each selected Linear/Conv layer, weights and bias alike.
 
-    A layer keeps at least one unit. Embeddings are left alone: their rows are tokens, not units.
+    A layer keeps at least one unit. Only Linear and Conv layers have units: embeddings' rows are
+    tokens, and attention and recurrent weights stack several matrices whose rows are not units.
 
     Args:
         model: the model, changed in place.
@@ -47,12 +52,11 @@ def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None 
         >>> dz.prune_units_(model, {"fc1": 0.667})
         {'fc1': 200}
     """
-    check_keys(units, model, "the unit pruning setting")
     reattach_masks_(model)
     removed: dict[str, int] = {}
-    for name, module, kind in compressible(model, filter_fn):
-        setting = per_layer(units, name, kind, "units")
-        if setting is None or kind == "embedding":
+    for w in select(model, units, "the unit pruning setting", filter_fn):
+        name, module, setting = w.layer, w.module, per_layer(units, w)
+        if w.kind not in UNIT_KINDS or w.param != "weight":
             continue
         if isinstance(setting, bool) or not (0 <= setting <= 1 or (isinstance(setting, int) and setting >= 0)):
             raise ConfigError(f"units for {name} must be a fraction in [0, 1] or a count, not {setting!r}.")
@@ -100,7 +104,7 @@ def prune_dead_inputs_(model: nn.Module, data: Dataset | Iterable[Batch], *, bat
         >>> dz.prune_units_(model, {"fc1": 0.5}); dz.prune_dead_inputs_(model, train_set)
         {'fc1': 0, 'fc2': 15000, 'fc3': 0}
     """
-    layers = [(name, m) for name, m, kind in compressible(model, filter_fn) if kind != "embedding"]
+    layers = [(w.layer, w.module) for w in weights(model, filter_fn) if w.kind in UNIT_KINDS and w.param == "weight"]
     bns = [(name, m) for name, m in model.named_modules()
            if norms and isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
     if not layers:

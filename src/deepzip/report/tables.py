@@ -32,6 +32,7 @@ def layer_rows(header: dict[str, Any]) -> list[dict[str, Any]]:
         runtime, why = choose(layer=e.get("layer"), name=e["name"], numel=numel, nonzero=e.get("nonzero"),
                               encoding=e["encoding"])
         row = {"layer": e["name"], "weights": numel, "encoding": e["encoding"], "kept": 1.0,
+               "matrix": len(e["shape"]) >= 2 and e.get("dtype") in ("float32", "float16", "float64", "bfloat16"),
                "bytes": total, "percent_of_dense": 100.0 * total / max(1, 4 * numel),
                "runtime": runtime, "runtime_reason": why}
         if e["encoding"] in ("shared", "sparse"):
@@ -74,9 +75,11 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
         raise DzipFormatError(f"{os.fspath(path)} is corrupt: its tensor table is malformed.") from None
     arch = header.get("arch")
     meta = header.get("meta")
+    # Weight matrices stored as they were, neither pruned nor shared: said, never hidden.
+    uncompressed = [r["layer"] for r in rows if r["encoding"] == "raw" and r["matrix"]]
     return {"file": os.fspath(path), "file_bytes": size, "dense_bytes": 4 * params, "parameters": params,
             "ratio": ratio, "arch": arch if isinstance(arch, dict) else None,
-            "meta": meta if isinstance(meta, dict) else {}, "layers": rows}
+            "meta": meta if isinstance(meta, dict) else {}, "layers": rows, "uncompressed": uncompressed}
 
 
 def layers_markdown(rows: list[dict[str, Any]]) -> str:
