@@ -70,13 +70,13 @@ def compress(
     per epoch (loss, test accuracy, learning rate, sparsity, seconds); to watch the curves live,
     run `tensorboard --logdir OUT/tb` and open the address it prints.
     """
-    from .pipeline import compress as run, default_recipe, load_recipe
+    from .pipeline import compress as run, from_dict, load_recipe
 
     def go():
-        r = load_recipe(recipe) if recipe else default_recipe(model or "lenet300")
         given = {"model": model, "dataset": data, "seed": seed, "coder": coder}
-        report = run(r.replace(**{k: v for k, v in given.items() if v is not None}), out, data_dir=data_dir,
-                     from_checkpoint=from_, limit=limit, resume=resume, progress=not quiet, log=typer.echo)
+        r = load_recipe(recipe, **given) if recipe else from_dict({}, **given)
+        report = run(r, out, data_dir=data_dir, from_checkpoint=from_, limit=limit, resume=resume,
+                     progress=not quiet, log=typer.echo)
         typer.echo((out / "report.md").read_text())
         typer.echo(f"wrote {out / 'model.dzip'} ({report['file_bytes']:,} bytes, {report['ratio']:.1f}× smaller "
                    f"than {report['dense_bytes']:,} dense bytes)")

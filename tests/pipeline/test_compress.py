@@ -54,3 +54,19 @@ def test_units_and_distillation_recipe(tmp_path):
     assert report["accuracy"]["from_file"] == report["accuracy"]["quantized"]
     meta = dz.inspect(tmp_path / "model.dzip")["meta"]
     assert meta["recipe"]["distill"] == {"weight": 0.5, "temperature": 3} and "seed" not in meta["recipe"]
+
+
+def test_a_stage_that_leaves_the_model_at_chance_stops_the_run_and_writes_no_file(tmp_path):
+    r = from_dict({"model": "lenet300", "dataset": "synthetic", "dense": {"epochs": 1, "lr": 1e-3},
+                   "prune": {"sparsity": 0.9999, "steps": 1, "retrain": {"epochs": 0.1, "lr": 1e-3}}})
+    with pytest.raises(dz.TrainingError, match=r"prune 1/1: test accuracy fell to .* most frequent class .* lower"):
+        compress(r, tmp_path, limit=512, progress=False, log=lambda *a: None)
+    assert not (tmp_path / "model.dzip").exists() and not (tmp_path / "report.json").exists()
+
+
+def test_a_diverging_dense_stage_stops_the_run(tmp_path):
+    r = from_dict({"model": "lenet300", "dataset": "synthetic", "dense": {"epochs": 1, "lr": 1000.0,
+                                                                          "optimizer": "sgd"}})
+    with pytest.raises(dz.TrainingError, match="dense: the loss became|dense: test accuracy fell"):
+        compress(r, tmp_path, limit=512, progress=False, log=lambda *a: None)
+    assert not (tmp_path / "model.dzip").exists()

@@ -4,7 +4,7 @@ import pytest
 
 import deepzip as dz
 from deepzip.prune import ramp
-from deepzip.pipeline.recipe import default_recipe, from_dict, load_recipe, save_recipe
+from deepzip.pipeline.recipe import Recipe, default_recipe, from_dict, load_recipe, save_recipe
 
 
 def test_round_trip_through_yaml(tmp_path):
@@ -75,7 +75,7 @@ def test_changes_hold_only_what_differs_and_rebuild_the_recipe():
     changes = r.changes()
     assert "seed" not in changes and "optimizer" not in changes["prune"]["retrain"]
     assert changes["prune"]["units"] == {"fc1": 0.667} and changes["distill"]["weight"] == 0.7
-    full = from_dict({}).to_dict()
+    full = Recipe().to_dict()  # what a file records is what differs from the bare dataclass
 
     def merge(into, diff):
         for k, v in diff.items():
@@ -85,4 +85,35 @@ def test_changes_hold_only_what_differs_and_rebuild_the_recipe():
                 into[k] = v
     merge(full, changes)
     assert from_dict(full) == r
-    assert from_dict({}).changes() == {}
+    assert Recipe().changes() == {}
+
+
+def test_a_value_out_of_range_is_refused_as_written_with_its_key():
+    with pytest.raises(dz.ConfigError, match=r"prune\.sparsity\.fc1 must be a fraction in \[0, 1\].*not 1\.5\."):
+        from_dict({"prune": {"sparsity": {"fc1": 1.5, "fc2": 0.9}}})
+    with pytest.raises(dz.ConfigError, match=r"prune\.retrain\.lr must be a finite number > 0, not -0\.1"):
+        from_dict({"prune": {"retrain": {"lr": -0.1}}})
+
+
+def test_a_recipe_states_only_what_it_changes():
+    assert from_dict({}) == default_recipe("lenet300")
+    ans = from_dict({"coder": "ans"})  # still prunes and shares as the defaults do
+    assert ans.coder == "ans" and ans.prune == default_recipe("lenet300").prune
+    steps = from_dict({"prune": {"steps": 5}}).prune  # a stage's other settings stay the default's
+    assert steps.steps == 5 and steps.sparsity == default_recipe("lenet300").prune.sparsity
+    assert from_dict({"prune": {"sparsity": {"fc1": 0.5}}}).prune.sparsity == {"fc1": 0.5}  # per layer: replaced
+    assert from_dict({"prune": None}).prune is None  # null turns a stage off
+    assert from_dict({}, model="lenet5") == default_recipe("lenet5")  # the overriding model's defaults
+
+
+def test_layer_names_are_checked_against_the_model_before_anything_runs(tmp_path):
+    from deepzip.pipeline import compress
+
+    out = tmp_path / "out"
+    lenet300 = load_recipe(Path(__file__).parents[2] / "recipes" / "best-lenet300.yaml", model="lenet5",
+                           dataset="synthetic")
+    with pytest.raises(dz.ConfigError, match=r"prune\.sparsity names 'fc3', which is neither"):
+        compress(lenet300, out, limit=64, progress=False, log=lambda *a: None)
+    with pytest.raises(dz.ConfigError, match="Unknown model 'lenet9'"):
+        compress(from_dict({"dataset": "synthetic"}, model="lenet9"), out, progress=False, log=lambda *a: None)
+    assert not out.exists()

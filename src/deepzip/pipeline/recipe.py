@@ -1,11 +1,15 @@
 """Recipes: every setting of a compression run, as frozen dataclasses that load from YAML.
 
-Unknown keys and impossible values are rejected with the key's full path in the message, so a
-typo in a recipe never silently falls back to a default.
+A recipe states only what it changes: it is laid over deepzip's recipe for its model (the one
+`deepzip compress --model M` uses), stage by stage, so an empty recipe means the defaults and
+`prune: null` turns a stage off. Per-layer settings (a `sparsity` dict, say) replace the
+default's whole. Unknown keys and impossible values are rejected with the key's full path and
+the value as written, before anything runs, so a typo never silently falls back to a default.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,11 +34,12 @@ class TrainStage:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 0, "epochs must be ≥ 0")
-        _check(self.lr > 0, "lr must be > 0")
-        _check(self.batch_size >= 1, "batch_size must be ≥ 1")
-        _check(self.weight_decay >= 0, "weight_decay must be ≥ 0")
-        _check(self.optimizer in ("adam", "sgd"), "optimizer must be 'adam' or 'sgd'")
+        _check(self.epochs >= 0, "epochs", "≥ 0", self.epochs)
+        _check(self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0", self.lr)
+        _check(self.batch_size >= 1, "batch_size", "≥ 1", self.batch_size)
+        _check(self.weight_decay >= 0, "weight_decay", "≥ 0", self.weight_decay)
+        _check(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
+        _check(self.optimizer in ("adam", "sgd"), "optimizer", "'adam' or 'sgd'", self.optimizer)
 
 
 @dataclass(frozen=True)
@@ -61,16 +66,19 @@ class PruneStage:
     units: PerLayer = None
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 1, "prune.steps must be ≥ 1")
-        _check(0 < self.ramp_end <= 1, "prune.ramp_end must be in (0, 1]")
-        _check(self.every >= 1, "prune.every must be ≥ 1")
-        for value in (self.units.values() if isinstance(self.units, dict) else [self.units]):
-            _check(value is None or 0 <= value < 1, "prune.units must be fractions in [0, 1)")
-        _check(self.schedule != "agp" or self.quality is None, "the agp schedule takes sparsity, not quality")
-        _check(self.scope == "layer" or isinstance(self.sparsity, (int, float)),
-               "prune.scope global takes one sparsity for the whole model, not a per-layer one")
-        _check((self.sparsity is None) != (self.quality is None) or (self.sparsity is None and self.quality is None),
-               "prune takes sparsity or quality, not both")
+        _check(self.steps >= 1, "steps", "≥ 1", self.steps)
+        _check(0 < self.ramp_end <= 1, "ramp_end", "in (0, 1]", self.ramp_end)
+        _check(self.every >= 1, "every", "≥ 1", self.every)
+        _per_layer(self.units, "units", "a fraction in [0, 1)", lambda v: not isinstance(v, bool) and 0 <= v < 1)
+        _per_layer(self.sparsity, "sparsity", "a fraction in [0, 1] (or a whole count of weights)", _is_amount)
+        _per_layer(self.quality, "quality", "a finite number ≥ 0 (× the layer's std)",
+                   lambda v: not isinstance(v, bool) and 0 <= v < math.inf)
+        _check(self.schedule != "agp" or self.quality is None, "schedule", "iterative or direct with quality",
+               self.schedule)
+        _check(self.scope == "layer" or isinstance(self.sparsity, (int, float)), "scope",
+               "layer when sparsity is per layer (global takes one sparsity for the whole model)", self.scope)
+        _check(self.sparsity is None or self.quality is None, "quality", "absent when sparsity is given",
+               self.quality)
 
 
 @dataclass(frozen=True)
@@ -87,10 +95,9 @@ class ShareStage:
     bias_bits: int | dict[str, int] | None = None
 
     def __post_init__(self) -> None:
-        for what, setting in (("share.bits", self.bits), ("share.bias_bits", self.bias_bits)):
-            for b in (setting.values() if isinstance(setting, dict) else [setting]):
-                _check(b is None or (isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 12),
-                       f"{what} must be whole numbers from 1 to 12")
+        for what, setting in (("bits", self.bits), ("bias_bits", self.bias_bits)):
+            _per_layer(setting, what, "a whole number from 1 to 12",
+                       lambda b: isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 12)
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,8 @@ class DistillStage:
     temperature: float = 4.0
 
     def __post_init__(self) -> None:
-        _check(0 <= self.weight <= 1, "distill.weight must be in [0, 1]")
-        _check(self.temperature > 0, "distill.temperature must be > 0")
+        _check(0 <= self.weight <= 1, "weight", "in [0, 1]", self.weight)
+        _check(0 < self.temperature < math.inf, "temperature", "a finite number > 0", self.temperature)
 
 
 @dataclass(frozen=True)
@@ -121,10 +128,9 @@ class Recipe:
     index_bits: int | str | dict[str, int | str] | None = None
 
     def __post_init__(self) -> None:
-        _check(self.coder in ("huffman", "ans", "auto"), "coder must be 'huffman', 'ans' or 'auto'")
-        widths = self.index_bits.values() if isinstance(self.index_bits, dict) else [self.index_bits]
-        _check(all(w is None or w == "auto" or (isinstance(w, int) and 1 <= w <= 16) for w in widths),
-               "index_bits must be 1 to 16 or 'auto'")
+        _per_layer(self.index_bits, "index_bits", "a whole number from 1 to 16 or 'auto'",
+                   lambda w: w == "auto" or (isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 16))
+        _check(self.image_size is None or self.image_size >= 1, "image_size", "≥ 1", self.image_size)
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
@@ -151,9 +157,33 @@ def _diff(value: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check(cond: bool, message: str) -> None:
+class _Invalid(Exception):
+    """A value out of range; _build adds where in the recipe it is."""
+
+    def __init__(self, key: str, rule: str, value: Any) -> None:
+        super().__init__(key)
+        self.key, self.rule, self.value = key, rule, value
+
+
+def _check(cond: bool, key: str, rule: str, value: Any) -> None:
     if not cond:
-        raise ConfigError(f"Invalid recipe: {message}.")
+        raise _Invalid(key, rule, value)
+
+
+def _is_amount(v: Any) -> bool:
+    """torch's rule: a float fraction in [0, 1], or an int count ≥ 0."""
+    if isinstance(v, bool):
+        return False
+    return (isinstance(v, int) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1)
+
+
+def _per_layer(setting: Any, key: str, rule: str, ok) -> None:
+    """Check one value, or each value of a per-layer dict (naming its key in the error)."""
+    if setting is None:
+        return
+    items = setting.items() if isinstance(setting, dict) else [(None, setting)]
+    for name, value in items:
+        _check(ok(value), key if name is None else f"{key}.{name}", rule, value)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -172,6 +202,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"Invalid recipe: {where or 'the recipe'}: {e}.") from None
+    except _Invalid as e:
+        raise ConfigError(f"Invalid recipe: {where + '.' if where else ''}{e.key} must be {e.rule}, "
+                          f"not {e.value!r}.") from None
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:
@@ -201,19 +234,58 @@ def _value(hint: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"Invalid recipe: {where} must be {' or '.join(names)}, not {value!r}.")
 
 
-def from_dict(data: dict[str, Any]) -> Recipe:
-    return _build(Recipe, data, "")
+# Fields holding a stage: a recipe's value for them is laid over the default's, key by key.
+_STAGES = ("dense", "prune", "share", "distill", "retrain", "finetune")
 
 
-def load_recipe(path: str | Path) -> Recipe:
+def _over(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if key in _STAGES and isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = _over(base[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _defaults(model: Any) -> dict[str, Any]:
+    return {"model": model, **_DEFAULTS.get(model, _GENERIC)} if isinstance(model, str) else {}
+
+
+def from_dict(data: dict[str, Any], **overrides: Any) -> Recipe:
+    """A recipe from a mapping that states what it changes from deepzip's recipe for its model.
+
+    Args:
+        data: the recipe's settings (as YAML would give them); an empty mapping is the defaults.
+        **overrides: top-level settings that win over `data` (model, dataset, seed, coder), as the
+            command line's options do; the defaults are those of the model in force.
+
+    Example:
+        >>> from_dict({"prune": {"steps": 5}}).prune.sparsity   # lenet300's default sparsities
+        {'fc1': 0.95, 'fc2': 0.9, 'fc3': 0.7}
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"Invalid recipe: the recipe must be a mapping, not {type(data).__name__}.")
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    return _build(Recipe, _over(_defaults(data.get("model", "lenet300")), data), "")
+
+
+def load_recipe(path: str | Path, **overrides: Any) -> Recipe:
+    """Read a YAML recipe (see from_dict for how it combines with the defaults and overrides).
+
+    Example:
+        >>> load_recipe("recipes/best-lenet300.yaml", seed=1)
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"Recipe file not found: {path}.") from None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"Recipe {path} is not valid YAML: {str(e).splitlines()[0]}.") from None
-    return from_dict(data or {})
+    except IsADirectoryError:
+        raise ConfigError(f"Recipe {path} is a directory, not a YAML file.") from None
+    return from_dict({} if data is None else data, **overrides)
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
@@ -243,6 +315,14 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+_GENERIC: dict[str, Any] = {"prune": {"sparsity": {"linear": 0.9, "conv": 0.7}}}
+
+
 def default_recipe(model: str) -> Recipe:
-    """deepzip's tuned recipe for a registry model, or generic settings for any other."""
-    return from_dict({"model": model, **_DEFAULTS.get(model, {"prune": {"sparsity": {"linear": 0.9, "conv": 0.7}}})})
+    """deepzip's tuned recipe for a registry model, or generic settings for any other.
+
+    Example:
+        >>> default_recipe("lenet5").prune.schedule
+        'agp'
+    """
+    return from_dict({"model": model})

@@ -27,7 +27,7 @@ from .. import data as datasets
 from .. import models
 from ..distill import SoftTargetLoss
 from ..dzip import load, save
-from ..errors import ConfigError, RunStateError
+from ..errors import ConfigError, RunStateError, TrainingError
 from ..files import write_text
 from ..prune import sparsity_of
 from ..report import inspect, report_markdown
@@ -98,6 +98,20 @@ class Run:
                        batch_size=stage.batch_size, seed=seed, desc=desc, progress=self.progress, callbacks=cbs,
                        loss_fn=loss_fn, resume=None if resume is None else resume["train"])
         self.steps = offset + (self.history[-1]["step"] if losses else 0)
+        if losses:
+            self._check_learned(desc, stage)
+
+    def _check_learned(self, desc: str, stage: TrainStage) -> None:
+        """Stop the run if training left the model no better than a constant answer."""
+        last = self.history[-1]
+        counts = torch.bincount(self.test_set.y, minlength=self.test_set.classes)
+        chance = 100.0 * float(counts.max()) / max(1, len(self.test_set.y))
+        if last["accuracy"] <= chance + 2.0:
+            hint = "prune less or retrain longer" if self.stage_index > 0 else "train longer"
+            raise TrainingError(
+                f"{desc}: test accuracy fell to {last['accuracy']:.1f} % at epoch {last['epoch']}, no better than "
+                f"always answering the most frequent class ({chance:.1f} %), so the run stops here without "
+                f"writing a file; lower the learning rate (it is {stage.lr:g}), or {hint}.")
 
     def meta(self, **where: Any) -> dict[str, Any]:
         return {"key": self.key, "acc": self.acc, "history": self.history, "seconds": self.seconds,
