@@ -86,3 +86,136 @@ def test_corrupt_file_is_one_line(tmp_path):
     (tmp_path / "bad.dzip").write_bytes(b"DZIP" + b"\0" * 40)
     result = CliRunner().invoke(app, ["inspect", str(tmp_path / "bad.dzip")])
     assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
+
+
+def _one_error_line(result, words):
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], result.output
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--reps", "0"], "--reps must be at least 1, not 0"),
+    (["--input-shape", "abc"], "--input-shape must be positive whole numbers"),
+    (["--device", "tpu"], "device must be auto, cpu, cuda"),
+])
+def test_benchmark_mistakes_are_one_sentence(compressed, extra, words):
+    out, _ = compressed
+    _one_error_line(CliRunner().invoke(app, ["benchmark", str(out / "model.dzip"), *extra]), words)
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_one_sentence(compressed):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out, _ = compressed
+    _one_error_line(CliRunner().invoke(app, ["benchmark", str(out / "model.dzip"), "--device", "cuda"]),
+                    "sees no CUDA GPU")
+    _one_error_line(CliRunner().invoke(app, ["evaluate", str(out / "model.dzip"), "--data", "synthetic",
+                                             "--device", "cuda"]), "sees no CUDA GPU")
+
+
+def test_evaluating_on_images_of_another_size_says_how_to_fix_it(compressed):
+    out, _ = compressed
+    runner = CliRunner()
+    _one_error_line(runner.invoke(app, ["evaluate", str(out / "model.dzip"), "--data", "digits"]),
+                    "takes 1×28×28 inputs but the digits test images are 1×8×8; pass --image-size 28")
+    ok = runner.invoke(app, ["evaluate", str(out / "model.dzip"), "--data", "digits", "--image-size", "28", "--json"])
+    assert ok.exit_code == 0 and 0 <= json.loads(ok.output)["accuracy"] <= 100
+
+
+def test_inspect_accounts_for_every_byte(compressed):
+    out, _ = compressed
+    info = json.loads(CliRunner().invoke(app, ["inspect", str(out / "model.dzip"), "--json"]).output)
+    assert sum(info["bytes"].values()) == info["file_bytes"] and info["bytes"]["unused"] == 0
+    assert info["bytes"]["parameters"] == sum(r["bytes"] for r in info["layers"])
+    text = CliRunner().invoke(app, ["inspect", str(out / "model.dzip")]).output
+    assert f"= {info['file_bytes']:,}" in text
+
+
+def test_out_mistakes_and_a_second_run_into_the_same_directory(compressed, tmp_path):
+    out, _ = compressed
+    runner = CliRunner()
+    (tmp_path / "afile").write_text("keep me")
+    _one_error_line(runner.invoke(app, ["compress", "--recipe", str(out / "r.yaml"), "--out", str(tmp_path / "afile")]),
+                    "is a file, not a directory")
+    assert (tmp_path / "afile").read_text() == "keep me"
+    import os
+    import socket
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / ".lock").write_text(f"{socket.gethostname()} {os.getpid()}")  # a live process holds it
+    _one_error_line(runner.invoke(app, ["compress", "--recipe", str(out / "r.yaml"), "--out", str(busy), "--quiet"]),
+                    "is in use by another deepzip run")
+    assert sorted(p.name for p in busy.iterdir()) == [".lock"]
+
+
+def test_a_checkpoint_of_another_model_is_one_sentence(compressed, tmp_path):
+    out, _ = compressed
+    result = CliRunner().invoke(app, ["compress", "--model", "lenet5", "--data", "synthetic", "--from",
+                                      str(out / "dense.safetensors"), "--out", str(tmp_path / "o"), "--quiet",
+                                      "--limit", "64"])
+    _one_error_line(result, "does not fit this model")
+    assert not (tmp_path / "o" / "model.dzip").exists()
+
+
+USER_MODEL = '''
+import torch
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(),
+                                        torch.nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.body(x)
+'''
+
+
+def test_files_of_a_users_own_module_are_served_by_every_command(tmp_path):
+    import importlib.util
+
+    import deepzip as dz
+    from safetensors.torch import load_file
+
+    (tmp_path / "mynet.py").write_text(USER_MODEL)
+    spec = importlib.util.spec_from_file_location("mynet", tmp_path / "mynet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.Tiny()
+    dz.prune_(model, sparsity=0.9)
+    dz.share_weights_(model, bits=4)
+    dz.save(model, tmp_path / "mine.dzip")
+    runner = CliRunner()
+    dec = runner.invoke(app, ["decompress", str(tmp_path / "mine.dzip"), "--out", str(tmp_path / "mine.safetensors")])
+    assert dec.exit_code == 0, dec.output
+    tensors = load_file(tmp_path / "mine.safetensors")
+    assert torch_equal(tensors["body.1.weight"], model.body[1].weight)
+    _one_error_line(runner.invoke(app, ["evaluate", str(tmp_path / "mine.dzip"), "--data", "synthetic"]),
+                    "--model-py module:Class")
+    ok = runner.invoke(app, ["evaluate", str(tmp_path / "mine.dzip"), "--data", "synthetic", "--json",
+                             "--model-py", f"{tmp_path / 'mynet.py'}:Tiny"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["accuracy"] == pytest.approx(dz.evaluate(model, dz.data.load("synthetic", train=False)))
+    bench = runner.invoke(app, ["benchmark", str(tmp_path / "mine.dzip"), "--model-py", f"{tmp_path / 'mynet.py'}:Tiny",
+                                "--input-shape", "1,28,28", "--reps", "2", "--json"])
+    assert bench.exit_code == 0 and json.loads(bench.output)["sparse_weight_bytes"] > 0
+    _one_error_line(runner.invoke(app, ["evaluate", str(tmp_path / "mine.dzip"), "--data", "synthetic",
+                                        "--model-py", "nonexistent_pkg:Net"]), "cannot build the model")
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a, b.detach())
+
+
+def test_version():
+    from deepzip import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"deepzip {__version__}"

@@ -57,10 +57,52 @@ def test_allocation_meets_a_size_target_with_the_smallest_drop():
     scan_ = _fake_scan()
     choice = allocate(scan_, target_ratio=20)
     assert choice["estimated_ratio"] >= 20
-    looser = [d for d in (0.2, 1.0, 10.0, 20.0, 70.0) if d < choice["max_drop"]]
-    assert all(allocate(scan_, max_drop=d)["estimated_ratio"] < 20 for d in looser)
+    for d in (0.2, 1.0, 10.0, 20.0, 70.0):  # a smaller drop budget never reaches the target
+        if d < choice["estimated_drop"] - 1e-9:
+            assert allocate(scan_, max_drop=d)["estimated_ratio"] < 20
     with pytest.raises(dz.ConfigError, match="reaches"):
         allocate(scan_, target_ratio=10**6)
+
+
+def _brute_force(scan_, bits_per_index=5.0):
+    """Every combination of per-layer sparsities: (summed drop, size in bits, allocation)."""
+    import itertools
+
+    base, layers = scan_["baseline"], scan_["layers"]
+    bits = {n: allocate(scan_, max_drop=0)["bits"][n] for n in layers}
+    grids = [[(0.0, 0.0)] + [(s, max(0.0, base - a)) for s, a in zip(scan_["sparsities"], row["sparsity"])]
+             for row in layers.values()]
+    for combo in itertools.product(*grids):
+        size = sum(r["weights"] * (1 - s) * (bits[n] + (bits_per_index if s > 0 else 0))
+                   for (s, _), (n, r) in zip(combo, layers.items()))
+        yield sum(d for _, d in combo), size, dict(zip(layers, (s for s, _ in combo)))
+
+
+@pytest.mark.parametrize("budget", [0.0, 0.15, 0.2, 1.0, 5.0, 20.0, 100.0])
+def test_the_drop_budget_allocation_is_the_smallest_file_within_it(budget):
+    scan_ = _fake_scan()
+    scan_["layers"]["fc3"] = {"kind": "linear", "weights": 400, "sparsity": [89.9, 89.7, 88.0], "bits": [90.0] * 4}
+    choice = allocate(scan_, max_drop=budget)
+    feasible = [(size, drop) for drop, size, _ in _brute_force(scan_) if drop <= budget + 1e-9]
+    best = min(size for size, _ in feasible)
+    dense = 32 * sum(r["weights"] for r in scan_["layers"].values())
+    assert choice["estimated_ratio"] == pytest.approx(dense / best)
+    assert choice["estimated_drop"] <= budget + 1e-9
+    if budget >= 0.3:  # fc3 at 90 % costs 0.3 points and shrinks the file: never the all-zero allocation
+        assert any(v > 0 for v in choice["sparsity"].values())
+
+
+def test_verify_measures_what_the_allocation_gives(tmp_path, tiny_mlp):
+    from deepzip.pipeline.sensitivity import verify
+
+    x = torch.randn(64, 1, 8, 8)
+    y = tiny_mlp(x).argmax(1)
+    accuracy = lambda m: 100.0 * (m(x).argmax(1) == y).float().mean().item()  # noqa: E731
+    measured = verify(tiny_mlp, {"sparsity": {"fc1": 0.9, "fc2": 0.5, "fc3": 0.0}, "bits": {"fc1": 4, "fc2": 4, "fc3": 8}},
+                      accuracy, tmp_path / "v.dzip")
+    assert measured["file_bytes"] == (tmp_path / "v.dzip").stat().st_size
+    assert measured["ratio"] > 5 and 0 <= measured["drop"] <= 100
+    assert dz.sparsity_of(tiny_mlp)["total"] == 0  # the model itself is left as it was
 
 
 def test_scan_shape_restores_the_model_and_plots(tmp_path, tiny_mlp):

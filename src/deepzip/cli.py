@@ -60,6 +60,7 @@ def compress(
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
     coder: Optional[str] = typer.Option(None, help="huffman, ans or auto [default: the recipe's]"),
     limit: Optional[int] = typer.Option(None, help="use only the first N samples of each split (quick runs)"),
+    device: str = typer.Option("auto", help="auto (a CUDA GPU if PyTorch sees one), cpu, cuda or cuda:N"),
     resume: bool = typer.Option(False, help="continue an interrupted run from OUT/checkpoints (same recipe and data)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
@@ -75,7 +76,7 @@ def compress(
     def go():
         given = {"model": model, "dataset": data, "seed": seed, "coder": coder}
         r = load_recipe(recipe, **given) if recipe else from_dict({}, **given)
-        report = run(r, out, data_dir=data_dir, from_checkpoint=from_, limit=limit, resume=resume,
+        report = run(r, out, data_dir=data_dir, from_checkpoint=from_, limit=limit, resume=resume, device=device,
                      progress=not quiet, log=typer.echo)
         typer.echo((out / "report.md").read_text())
         typer.echo(f"wrote {out / 'model.dzip'} ({report['file_bytes']:,} bytes, {report['ratio']:.1f}× smaller "
@@ -101,10 +102,40 @@ def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="
         if isinstance(acc, dict) and all(isinstance(v, (int, float)) for v in acc.values()):
             typer.echo("accuracy when saved: " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
         typer.echo(layers_markdown(info["layers"]))
+        typer.echo("bytes: " + " + ".join(f"{v:,} {k}" for k, v in info["bytes"].items() if v or k != "unused")
+                   + f" = {info['file_bytes']:,}")
         if info["uncompressed"]:
             typer.echo(f"not compressed (stored as they were): {', '.join(info['uncompressed'])}")
 
     _run(go)
+
+
+def _load(file: Path, model_py: str | None, runtime: str = "dense"):
+    """The file's model: its registry architecture, or the user's module named by --model-py."""
+    from .dzip import load
+    from .models import from_spec
+
+    return load(file, model=from_spec(model_py) if model_py else None, runtime=runtime)
+
+
+def _input_shape(text: str | None, file: Path) -> tuple[int, ...] | None:
+    """One sample's shape from --input-shape, else from the architecture the file records."""
+    from .errors import ConfigError
+    from .report import inspect
+
+    if text:
+        try:
+            shape = tuple(int(d) for d in text.split(","))
+        except ValueError:
+            shape = ()
+        if not shape or min(shape) < 1:
+            raise ConfigError(f"--input-shape must be positive whole numbers separated by commas, like 1,28,28; "
+                              f"not {text!r}.")
+        return shape
+    kw = (inspect(file)["arch"] or {}).get("kwargs", {})
+    if "image_size" not in kw:
+        return None
+    return kw.get("in_channels", 1), kw["image_size"], kw["image_size"]
 
 
 @app.command()
@@ -113,23 +144,36 @@ def evaluate(
     data: str = typer.Option(..., help="data set name"),
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
     limit: Optional[int] = typer.Option(None, help="use only the first N test samples"),
+    image_size: Optional[int] = typer.Option(None, help="resize the images to this size first"),
     runtime: str = typer.Option("dense", help="dense (decoded weights) or sparse (CSR, never densified)"),
+    model_py: Optional[str] = typer.Option(None, help="for a file saved from your own module: module:Class or file.py:Class"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Load a .dzip and report its top-1 accuracy on the test split."""
     from . import data as datasets
-    from .dzip import load
-    from .train import evaluate as accuracy
+    from .errors import ConfigError
+    from .train import evaluate as accuracy, resolve_device
 
     def go():
-        model = load(file, runtime=runtime)
-        test = datasets.load(data, data_dir, train=False, limit=limit)
-        acc = accuracy(model, test)
+        where = resolve_device(device)
+        model = _load(file, model_py, runtime).to(where)
+        test = datasets.load(data, data_dir, train=False, limit=limit, size=image_size)
+        shape = _input_shape(None, file)
+        if shape is not None and tuple(test.x.shape[1:]) != shape:
+            raise ConfigError(f"{file.name} takes {'×'.join(map(str, shape))} inputs but the {data} test images are "
+                              f"{'×'.join(map(str, test.x.shape[1:]))}; pass --image-size {shape[-1]} to resize them "
+                              f"(or evaluate on the data set it was trained on).")
+        try:
+            acc = accuracy(model, test)
+        except RuntimeError as e:
+            raise ConfigError(f"{file.name} cannot run on {data} inputs of shape "
+                              f"{'×'.join(map(str, test.x.shape[1:]))}: {str(e).splitlines()[0]}.") from None
         if as_json:
             typer.echo(json.dumps({"file": str(file), "dataset": data, "runtime": runtime, "accuracy": acc,
-                                   "samples": len(test)}))
+                                   "samples": len(test), "device": str(where)}))
         else:
-            typer.echo(f"{file}: {acc:.2f}% top-1 on {len(test):,} {data} test samples ({runtime} runtime)")
+            typer.echo(f"{file}: {acc:.2f}% top-1 on {len(test):,} {data} test samples ({runtime} runtime, {where})")
 
     _run(go)
 
@@ -142,23 +186,27 @@ def sensitivity(
     out: Path = typer.Option(Path("out/sensitivity"), help="output directory"),
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
     samples: int = typer.Option(5000, help="training samples the probes are scored on (the test set stays unseen)"),
-    max_drop: Optional[float] = typer.Option(None, help="allocate: tolerated drop per layer, in points"),
-    target_ratio: Optional[float] = typer.Option(None, help="allocate: smallest drop that reaches this ratio"),
+    max_drop: Optional[float] = typer.Option(None, help="allocate: the smallest file whose summed per-layer drops stay within this many points"),
+    target_ratio: Optional[float] = typer.Option(None, help="allocate: the most accurate allocation that reaches this ratio"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
     """Prune each layer alone over a grid, and share its weights over a grid of bits; write the
-    curves (JSON, plot) and, with --max-drop or --target-ratio, a recipe with per-layer budgets."""
+    curves (JSON, plot) and, with --max-drop or --target-ratio, a recipe with per-layer budgets,
+    checked by applying it (without retraining) and measuring the file and the accuracy."""
     from . import data as datasets
     from . import models
     from .files import write_text
-    from .pipeline import default_recipe, save_recipe
-    from .pipeline.sensitivity import allocate, plot, scan
-    from .train import evaluate as accuracy, load_checkpoint
+    from .pipeline import from_dict, save_recipe
+    from .pipeline.sensitivity import allocate, plot, scan, verify
+    from .train import evaluate as accuracy, load_checkpoint, resolve_device
 
     def go():
+        where = resolve_device(device)
         probe = datasets.load(data, data_dir, train=True, limit=samples)
         net = models.create(model, in_channels=probe.x.shape[1], image_size=probe.x.shape[2], classes=probe.classes)
         load_checkpoint(net, from_)
+        net.to(where)
         result = scan(net, lambda m: accuracy(m, probe), progress=not quiet)
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "sensitivity.json", json.dumps(result, indent=2))
@@ -166,13 +214,14 @@ def sensitivity(
         typer.echo(f"wrote {out / 'sensitivity.json'} and {out / 'sensitivity.png'} (baseline {result['baseline']:.2f}%)")
         if max_drop is not None or target_ratio is not None:
             choice = allocate(result, max_drop=max_drop, target_ratio=target_ratio)
-            base = default_recipe(model)
-            recipe = base.replace(dataset=data, prune=base.prune and type(base.prune)(
-                **{**base.prune.__dict__, "sparsity": choice["sparsity"], "quality": None}),
-                share=base.share and type(base.share)(**{**base.share.__dict__, "bits": choice["bits"]}))
+            measured = verify(net, choice, lambda m: accuracy(m, probe), out / "verify.dzip")
+            recipe = from_dict({"prune": {"sparsity": choice["sparsity"]}, "share": {"bits": choice["bits"]}},
+                               model=model, dataset=data)
             save_recipe(recipe, out / "recipe.yaml")
-            typer.echo(f"allocated for a drop ≤ {choice['max_drop']:.2f} points per layer "
-                       f"(estimated {choice['estimated_ratio']:.0f}×): sparsity {choice['sparsity']}, bits {choice['bits']}")
+            typer.echo(f"allocated: sparsity {choice['sparsity']}, bits {choice['bits']}")
+            typer.echo(f"estimated {choice['estimated_ratio']:.1f}× at {choice['estimated_drop']:.2f} points below "
+                       f"{result['baseline']:.2f}% (summed per-layer drops, before retraining); measured by applying "
+                       f"it without retraining: {measured['ratio']:.1f}× at {measured['drop']:.2f} points below")
             typer.echo(f"wrote {out / 'recipe.yaml'}: deepzip compress --recipe {out / 'recipe.yaml'} --from {from_}")
 
     _run(go)
@@ -182,28 +231,28 @@ def sensitivity(
 def benchmark(
     file: Path,
     input_shape: str = typer.Option(None, help="one sample's shape, e.g. 1,28,28 [default: from the recorded architecture]"),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
     reps: int = typer.Option(100, help="timed repetitions at batch 1 (a quarter of that at batch 64)"),
+    model_py: Optional[str] = typer.Option(None, help="for a file saved from your own module: module:Class or file.py:Class"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Dense vs sparse runtime: latency at batch 1 and 64, throughput, resident weight memory."""
-    from .dzip import load
-    from .report import inspect
+    from .errors import ConfigError
     from .runtime.timing import compare
+    from .train import resolve_device
 
     def go():
-        if input_shape:
-            shape = tuple(int(d) for d in input_shape.split(","))
-        else:
-            kw = (inspect(file)["arch"] or {}).get("kwargs", {})
-            if "image_size" not in kw:
-                raise typer.BadParameter("the file records no input shape; pass --input-shape C,H,W")
-            shape = (kw.get("in_channels", 1), kw["image_size"], kw["image_size"])
-        row = compare(load(file), load(file, runtime="sparse"), shape, device=device, reps=reps)
+        where = resolve_device(device)
+        if reps < 1:
+            raise ConfigError(f"--reps must be at least 1, not {reps}.")
+        shape = _input_shape(input_shape, file)
+        if shape is None:
+            raise ConfigError(f"{file.name} records no input shape; pass --input-shape, e.g. 1,28,28.")
+        row = compare(_load(file, model_py), _load(file, model_py, "sparse"), shape, device=str(where), reps=reps)
         if as_json:
             typer.echo(json.dumps(row))
             return
-        typer.echo(f"{file} on {device}, input {shape}")
+        typer.echo(f"{file} on {where}, input {shape}")
         typer.echo(f"weights in memory: dense {row['dense_weight_bytes']:,} B, sparse {row['sparse_weight_bytes']:,} B "
                    f"({100 * row['sparse_weight_fraction']:.1f}%)")
         for b in (1, 64):
@@ -215,12 +264,21 @@ def benchmark(
 
 @app.command()
 def decompress(file: Path, out: Path = typer.Option(..., help="dense safetensors file to write")) -> None:
-    """Decode a .dzip into a dense safetensors checkpoint."""
-    from .dzip import load
+    """Decode any .dzip into a dense safetensors checkpoint (no architecture needed)."""
+    from safetensors.torch import save_file
+
+    from .dzip import load, read_tensors
+    from .files import atomic_path
+    from .report import inspect
     from .train import save_checkpoint
 
     def go():
-        save_checkpoint(load(file), out)
+        if inspect(file)["arch"]:
+            save_checkpoint(load(file), out)  # records the architecture, so --from can use it
+        else:
+            tensors = read_tensors(file)
+            with atomic_path(out) as tmp:
+                save_file(tensors, tmp)
         typer.echo(f"wrote {out}")
 
     _run(go)

@@ -4,9 +4,9 @@
     decode          streams → positions, codes, codebook (or values) per tensor
     assemble.load   → nn.Module: dense weights, or sparse layers that never densify
 """
-from .assemble import load
+from .assemble import load, read_tensors
 from .container import DzipReader, DzipWriter
 from .decode import Decoded, TensorDecoder, TensorInfo
 from .write import save
 
-__all__ = ["Decoded", "DzipReader", "DzipWriter", "TensorDecoder", "TensorInfo", "load", "save"]
+__all__ = ["Decoded", "DzipReader", "DzipWriter", "TensorDecoder", "TensorInfo", "load", "read_tensors", "save"]

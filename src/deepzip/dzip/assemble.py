@@ -38,8 +38,9 @@ def build_model(header: dict, path_name: str) -> nn.Module:
     weights (and no random init) until the file's values arrive."""
     arch = header.get("arch")
     if arch is None:
-        raise ConfigError(f"{path_name} records no architecture (it was saved from a custom module); "
-                          f"pass the module to fill: deepzip.load(path, model=MyNet()).")
+        raise ConfigError(f"{path_name} records no architecture (it was saved from a custom module); pass the "
+                          f"module to fill: deepzip.load(path, model=MyNet()), or --model-py module:Class on the "
+                          f"command line (deepzip decompress needs neither).")
     kwargs = arch.get("kwargs", {}) if isinstance(arch, dict) else None
     if not (isinstance(arch.get("name") if kwargs is not None else None, str) and isinstance(kwargs, dict)
             and all(_plain_argument(v) for v in kwargs.values())):
@@ -214,6 +215,29 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
     if leftover:
         raise ModelMismatchError(f"{pname} does not fit this model: nothing in the file for {', '.join(leftover[:5])}.")
     return model.eval()
+
+
+def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of a .dzip by name, dense, without building any module: what a file saved
+    from a custom module can always be turned back into (tied names get copies of one tensor).
+
+    Example:
+        >>> safetensors.torch.save_file(read_tensors("model.dzip"), "model.safetensors")
+    """
+    with DzipReader(path) as reader:
+        entries = reader.header.get("tensors")
+        if not isinstance(entries, list):
+            raise DzipFormatError(f"{reader.path.name} is corrupt: 'tensors' is not a list.")
+        _check_entries(entries, len(reader.streams), reader.path.name)
+        dec = TensorDecoder(reader)
+        out: dict[str, torch.Tensor] = {}
+        for i, entry in enumerate(entries):
+            if "alias" in entry:
+                dec.need(entry["alias"] in out, f"tensor entry {i} aliases an unknown tensor")
+                out[entry["name"]] = out[entry["alias"]].clone()
+            else:
+                out[entry["name"]] = dec.decode(entry, i).dense().contiguous()
+    return out
 
 
 def _runtime_choice(info, owner: nn.Module, tied: bool) -> tuple[str, str]:

@@ -49,6 +49,43 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
+def from_spec(spec: str) -> nn.Module:
+    """Build a user's module from "package.module:Class" or "path/to/file.py:Class", with no arguments.
+
+    This imports (runs) that code: it is only ever done when a user asks for it by name (the
+    command line's --model-py), never because a file says so.
+
+    Example:
+        >>> from_spec("mynets.py:TinyNet")
+    """
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    where, _, name = spec.rpartition(":")
+    if not where or not name.isidentifier():
+        raise ConfigError(f"--model-py must look like package.module:Class or path/to/file.py:Class, not {spec!r}.")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise ConfigError(f"--model-py: {path} is not a file.")
+            loader = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+        factory = getattr(module, name)
+        model = factory()
+    except ConfigError:
+        raise
+    except (ImportError, AttributeError, TypeError, SyntaxError) as e:
+        raise ConfigError(f"--model-py {spec}: cannot build the model ({type(e).__name__}: {e}).") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"--model-py {spec} built a {type(model).__name__}, not a torch.nn.Module.")
+    return model
+
+
 def arch_of(model: nn.Module) -> dict[str, Any] | None:
     return getattr(model, "deepzip_arch", None)
 

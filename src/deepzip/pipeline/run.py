@@ -12,10 +12,12 @@ the accuracies and history so far. Wall-clock seconds go to report.json, never i
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +35,7 @@ from ..prune import sparsity_of
 from ..report import inspect, report_markdown
 from ..selection import check_keys
 from ..train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_checkpoint, predict,
-                     read_checkpoint, save_checkpoint, seed_everything, train)
+                     read_checkpoint, resolve_device, save_checkpoint, seed_everything, train)
 from .recipe import Recipe, TrainStage
 from .stages import stages_of
 
@@ -45,8 +47,9 @@ class Run:
     `fit`, the one way a stage trains (with evaluation, history, TensorBoard and a checkpoint
     after every epoch)."""
 
-    def __init__(self, recipe: Recipe, out: Path, *, data_dir, from_checkpoint, limit, progress: bool, log) -> None:
-        self.recipe, self.out, self.progress, self.log = recipe, out, progress, log
+    def __init__(self, recipe: Recipe, out: Path, *, data_dir, from_checkpoint, limit, progress: bool, log,
+                 device: torch.device) -> None:
+        self.recipe, self.out, self.progress, self.log, self.device = recipe, out, progress, log, device
         self.from_checkpoint = None if from_checkpoint is None else Path(from_checkpoint)
         self.train_set = datasets.load(recipe.dataset, data_dir, train=True, limit=limit, size=recipe.image_size)
         self.test_set = datasets.load(recipe.dataset, data_dir, train=False, limit=limit, size=recipe.image_size)
@@ -64,7 +67,8 @@ class Run:
     def fresh_model(self) -> torch.nn.Module:
         x = self.train_set.x
         return models.create(self.recipe.model, **{"in_channels": x.shape[1], "image_size": x.shape[2],
-                                                   "classes": self.train_set.classes, **self.recipe.model_args})
+                                                   "classes": self.train_set.classes,
+                                                   **self.recipe.model_args}).to(self.device)
 
     def load_dense(self, model: torch.nn.Module) -> None:
         load_checkpoint(model, self.from_checkpoint if self.from_checkpoint is not None else self.out / "dense.safetensors")
@@ -163,6 +167,7 @@ def compress(
     from_checkpoint: str | os.PathLike | None = None,
     limit: int | None = None,
     resume: bool = False,
+    device: str | torch.device = "auto",
     progress: bool = True,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
@@ -175,6 +180,7 @@ def compress(
         from_checkpoint: a dense safetensors checkpoint to start from instead of training.
         limit: use only the first N samples of each split.
         resume: continue from out_dir/checkpoints if they are this run's (refused if another's).
+        device: "auto" (a CUDA GPU if PyTorch sees one), "cpu", "cuda" or "cuda:N".
         progress: progress bars (on a terminal).
         log: where the one-line stage summaries go.
 
@@ -191,9 +197,52 @@ def compress(
         raise ConfigError(f"--out {out} is a file, not a directory.")
     seed_everything(recipe.seed)
     start = time.perf_counter()
-    run = Run(recipe, out, data_dir=data_dir, from_checkpoint=from_checkpoint, limit=limit, progress=progress, log=log)
+    run = Run(recipe, out, data_dir=data_dir, from_checkpoint=from_checkpoint, limit=limit, progress=progress, log=log,
+              device=resolve_device(device))
     out.mkdir(parents=True, exist_ok=True)
-    data_seconds = round(time.perf_counter() - start, 2)
+    with _lock(out):
+        return _compress(run, resume, round(time.perf_counter() - start, 2))
+
+
+@contextlib.contextmanager
+def _lock(out: Path):
+    """DIR/.lock for the length of a run: a second run into the same DIR is refused, not mixed in.
+
+    The lock holds the owner's host and process id; one left by a killed run (its process gone)
+    is taken over, so --resume after a kill -9 needs no cleaning up."""
+    path = out / ".lock"
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            host, _, pid = path.read_text().partition(" ") if path.exists() else ("", "", "")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                path.unlink(missing_ok=True)  # its owner was killed
+                continue
+            raise RunStateError(f"{out} is in use by another deepzip run (process {pid or '?'} on {host or '?'}); "
+                                f"wait for it, or choose another --out.") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _compress(run: Run, resume: bool, data_seconds: float) -> dict[str, Any]:
+    recipe = run.recipe
     where = _resume_point(run, resume)
     if where is None:
         run.seconds["data"] = data_seconds

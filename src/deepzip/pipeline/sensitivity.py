@@ -1,14 +1,16 @@
 """Sensitivity analysis and budget allocation.
 
 Each layer is pruned alone, over a grid of sparsities, and the accuracy is measured; the same for
-weight sharing over a grid of bit widths. From these curves, `allocate` picks per-layer sparsities
-and bits: for a tolerated drop δ (in points), each layer gets the largest sparsity and the fewest
-bits whose own drop stays within δ. For a size target, δ is searched for the smallest value whose
-allocation is small enough. One knob, δ, so the allocation is easy to reason about.
+weight sharing over a grid of bit widths. From these curves, `allocate` picks per-layer
+sparsities (the smallest estimated file within a budget of summed drops, or the smallest summed
+drop that reaches a ratio: one exact knapsack either way) and per-layer bits; `verify` applies the
+allocation and measures what it really gives.
 """
 from __future__ import annotations
 
+import copy
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,7 +25,7 @@ from ..selection import weights
 from ..quantize.kmeans import kmeans_1d
 from ..prune.magnitude import keep_largest
 
-SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
+SPARSITIES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
 BITS = (2, 3, 4, 5, 6, 8)
 
 
@@ -62,42 +64,113 @@ def scan(model: nn.Module, accuracy: Callable[[nn.Module], float], *, sparsities
     return {"baseline": base, "sparsities": list(sparsities), "bit_widths": list(bits), "layers": layers}
 
 
+RESOLUTION = 0.01  # points: drops are rounded up to this grid for the allocation's dynamic programme
+
+
 def allocate(result: dict[str, Any], *, max_drop: float | None = None, target_ratio: float | None = None,
              bits_drop: float = 0.3, bits_per_index: float = 5.0) -> dict[str, Any]:
-    """Per-layer sparsity and bits from a scan: sparsities for a tolerated drop `max_drop`
-    (points), or for the smallest drop that reaches `target_ratio` by the size model below; bits
-    the fewest whose drop stays within `bits_drop`. Pruning is probed without retraining, so its
-    drops overstate what is lost after retraining and only rank the layers; weight sharing loses
-    little to begin with, so its tolerance is kept apart and small.
+    """Per-layer sparsity and bits from a scan.
 
-    Size model, for the search only: each kept weight costs its bits plus `bits_per_index` for
-    its position; every dense parameter would cost 32 bits.
+    Each layer picks one sparsity from the scanned grid (or 0); its cost is the accuracy it lost
+    pruned alone, its size the bits its kept weights take. Drops are assumed to add up across
+    layers (they roughly do for small drops, and the probes, run without retraining, overstate
+    what a retrained model loses). Bits: per layer the fewest whose own drop stays within
+    `bits_drop`.
+
+    Args:
+        result: what `scan` returned.
+        max_drop: the smallest file whose summed per-layer drops stay within this many points.
+        target_ratio: the smallest summed drop whose file reaches this ratio.
+        bits_drop: the drop tolerated per layer for weight sharing.
+        bits_per_index: the size model's cost of a kept weight's position, in bits.
+
+    Both are exact (a multiple-choice knapsack solved by dynamic programming over the summed drop
+    in steps of 0.01 points, each drop rounded up). Size model: a kept weight costs its bits plus,
+    in a pruned layer, `bits_per_index`; a dense parameter would cost 32.
+
+    Example:
+        >>> allocate(scan(model, accuracy), max_drop=1.0)["sparsity"]
+        {'fc1': 0.97, 'fc2': 0.9, 'fc3': 0.5}
     """
     if (max_drop is None) == (target_ratio is None):
         raise ConfigError("allocate needs exactly one of max_drop or target_ratio.")
-    base = result["baseline"]
-
-    def pick(delta: float) -> dict[str, Any]:
-        sparsity, bits = {}, {}
-        for name, row in result["layers"].items():
-            ok = [s for s, a in zip(result["sparsities"], row["sparsity"]) if base - a <= delta]
-            sparsity[name] = max(ok, default=0.0)
-            okb = [b for b, a in zip(result["bit_widths"], row["bits"]) if base - a <= bits_drop]
-            bits[name] = min(okb, default=max(result["bit_widths"]))
-        dense = sum(32 * r["weights"] for r in result["layers"].values())
-        size = sum(r["weights"] * (1 - sparsity[n]) * (bits[n] + bits_per_index) for n, r in result["layers"].items())
-        return {"max_drop": delta, "sparsity": sparsity, "bits": bits, "estimated_ratio": dense / max(size, 1)}
-
+    if (max_drop is not None and not max_drop >= 0) or (target_ratio is not None and not target_ratio > 0):
+        raise ConfigError("max_drop must be ≥ 0 and target_ratio > 0.")
+    base, layers = result["baseline"], result["layers"]
+    names = list(layers)
+    bits = {}
+    for name, row in layers.items():
+        ok = [b for b, a in zip(result["bit_widths"], row["bits"]) if base - a <= bits_drop]
+        bits[name] = min(ok, default=max(result["bit_widths"]))
+    options = []  # per layer: [(sparsity, drop in grid steps, bits of the layer)]
+    for name in names:
+        row = layers[name]
+        size = lambda s: _bits(row["weights"], s, bits[name], bits_per_index)  # noqa: E731
+        opts = [(0.0, 0, size(0.0))] + [(s, math.ceil(max(0.0, base - a) / RESOLUTION - 1e-9), size(s))
+                                        for s, a in zip(result["sparsities"], row["sparsity"])]
+        options.append(opts)
+    cap = sum(max(o[1] for o in opts) for opts in options)
+    best = np.zeros(cap + 1)  # best[k]: fewest bits with summed drop ≤ k steps, layers so far
+    picks = []
+    for opts in options:
+        nxt = np.full(cap + 1, np.inf)
+        pick = np.zeros(cap + 1, dtype=np.int64)
+        for i, (_, d, size) in enumerate(opts):
+            cand = np.full(cap + 1, np.inf)
+            cand[d:] = best[:cap + 1 - d] + size
+            better = cand < nxt
+            nxt[better], pick[better] = cand[better], i
+        best = nxt
+        picks.append(pick)
+    dense = sum(32 * r["weights"] for r in layers.values())
     if max_drop is not None:
-        return pick(max_drop)
-    drops = sorted({max(0.0, base - a) for r in result["layers"].values() for a in r["sparsity"]})
-    for delta in drops:
-        choice = pick(delta)
-        if choice["estimated_ratio"] >= target_ratio:
-            return choice
-    best = pick(math.inf)
-    raise ConfigError(f"no allocation from this scan reaches {target_ratio}× (at most about "
-                      f"{best['estimated_ratio']:.0f}×); extend the sparsity grid or lower the target.")
+        k = min(cap, math.floor(max_drop / RESOLUTION + 1e-9))
+    else:
+        reach = np.flatnonzero(best <= dense / target_ratio)
+        if reach.size == 0:
+            raise ConfigError(f"no allocation from this scan reaches {target_ratio}× (at most about "
+                              f"{dense / best[-1]:.0f}×); extend the sparsity grid or lower the target.")
+        k = int(reach[0])
+    chosen = {}
+    for name, opts, pick in zip(reversed(names), reversed(options), reversed(picks)):
+        s, d, _ = opts[pick[k]]
+        chosen[name] = s
+        k -= d
+    sparsity = {n: chosen[n] for n in names}
+    drop = sum(max(0.0, base - a) for n in names for s, a in zip(result["sparsities"], layers[n]["sparsity"])
+               if s == sparsity[n])
+    size = sum(_bits(layers[n]["weights"], sparsity[n], bits[n], bits_per_index) for n in names)
+    return {"max_drop": max_drop, "target_ratio": target_ratio, "sparsity": sparsity, "bits": bits,
+            "estimated_ratio": dense / max(size, 1), "estimated_drop": drop}
+
+
+def _bits(weights: int, sparsity: float, bits: int, bits_per_index: float) -> float:
+    """The size model: a kept weight costs its bits, plus its position's unless none is pruned."""
+    return weights * (1 - sparsity) * (bits + (bits_per_index if sparsity > 0 else 0))
+
+
+@torch.no_grad()
+def verify(model: nn.Module, choice: dict[str, Any], accuracy: Callable[[nn.Module], float],
+           path: str | os.PathLike) -> dict[str, Any]:
+    """Apply an allocation to a copy of `model` (prune, share; no retraining), save it to `path`,
+    and measure what `allocate` estimated: the file's ratio and the accuracy lost.
+
+    Example:
+        >>> verify(model, allocate(result, max_drop=1.0), accuracy, "out/verify.dzip")
+        {'ratio': 41.3, 'drop': 0.8, 'accuracy': 88.7, 'file_bytes': 25812}
+    """
+    from ..dzip import save
+    from ..prune import prune_
+    from ..quantize import share_weights_
+
+    trial = copy.deepcopy(model)
+    base = accuracy(model)
+    prune_(trial, sparsity={k: v for k, v in choice["sparsity"].items() if v > 0} or {"default": 0.0})
+    share_weights_(trial, bits=choice["bits"])
+    acc = accuracy(trial)
+    size = save(trial, path, coder="auto", index_bits="auto")["file_bytes"]
+    dense = 4 * sum(p.numel() for p in model.parameters())
+    return {"ratio": dense / size, "drop": base - acc, "accuracy": acc, "file_bytes": size}
 
 
 def plot(result: dict[str, Any], path: str) -> None:

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from ..dzip import DzipReader
+from ..dzip.spec import PREAMBLE, STREAM_KEYS, TRAILER
 from ..errors import DzipFormatError
 from ..runtime import choose
 
@@ -67,18 +68,26 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     with DzipReader(path) as r:
         header = r.header
         size = r.size
+        header_bytes, payload_bytes = r.payload_start - PREAMBLE.size, r.payload_len
     try:
         rows = layer_rows(header)
         params = sum(math.prod(e["shape"]) for e in header["tensors"] if e.get("role") == "param")
         ratio = 4 * params / size
+        by_role = {role: sum(_stream_bytes(header["streams"], e.get(k)) for e in header["tensors"]
+                             if "alias" not in e and e.get("role") == role for k in STREAM_KEYS)
+                   for role in ("param", "buffer")}
     except (KeyError, TypeError, IndexError, AttributeError, ValueError, OverflowError, ZeroDivisionError):
         raise DzipFormatError(f"{os.fspath(path)} is corrupt: its tensor table is malformed.") from None
     arch = header.get("arch")
     meta = header.get("meta")
     # Weight matrices stored as they were, neither pruned nor shared: said, never hidden.
     uncompressed = [r["layer"] for r in rows if r["encoding"] == "raw" and r["matrix"]]
+    # Every byte of the file, by what it holds; they add up to file_bytes.
+    parts = {"preamble": PREAMBLE.size, "header": header_bytes, "parameters": by_role["param"],
+             "buffers": by_role["buffer"], "unused": payload_bytes - by_role["param"] - by_role["buffer"],
+             "checksum": TRAILER.size}
     return {"file": os.fspath(path), "file_bytes": size, "dense_bytes": 4 * params, "parameters": params,
-            "ratio": ratio, "arch": arch if isinstance(arch, dict) else None,
+            "ratio": ratio, "arch": arch if isinstance(arch, dict) else None, "bytes": parts,
             "meta": meta if isinstance(meta, dict) else {}, "layers": rows, "uncompressed": uncompressed}
 
 

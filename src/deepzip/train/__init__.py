@@ -1,7 +1,8 @@
 """Training: one loop with a loss function and callbacks; checkpoints that resume it exactly."""
 from .callbacks import Checkpoint, Evaluate, History, TensorBoard
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .loop import ProgressBar, TrainState, cross_entropy, evaluate, predict, seed_everything, train
+from .loop import (ProgressBar, TrainState, cross_entropy, evaluate, predict, resolve_device, seed_everything,
+                   train)
 
 __all__ = ["Checkpoint", "Evaluate", "History", "ProgressBar", "TensorBoard", "TrainState", "cross_entropy",
-           "evaluate", "load_checkpoint", "predict", "read_checkpoint", "save_checkpoint", "seed_everything", "train"]
+           "evaluate", "load_checkpoint", "predict", "read_checkpoint", "resolve_device", "save_checkpoint", "seed_everything", "train"]
