@@ -199,7 +199,10 @@ def compress(
     start = time.perf_counter()
     run = Run(recipe, out, data_dir=data_dir, from_checkpoint=from_checkpoint, limit=limit, progress=progress, log=log,
               device=resolve_device(device))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunStateError(f"cannot create --out {out}: {e.strerror}.") from None
     with _lock(out):
         return _compress(run, resume, round(time.perf_counter() - start, 2))
 
