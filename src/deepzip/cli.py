@@ -236,7 +236,8 @@ def benchmark(
     model_py: Optional[str] = typer.Option(None, help="for a file saved from your own module: module:Class or file.py:Class"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Dense vs sparse runtime: latency at batch 1 and 64, throughput, resident weight memory."""
+    """Dense vs the sparse runtimes (the measured choice per layer, torch CSR, deepzip's codebook
+    kernels): latency at batch 1 and 64 (median, min), resident weight memory."""
     from .errors import ConfigError
     from .runtime.timing import compare
     from .train import resolve_device
@@ -248,16 +249,21 @@ def benchmark(
         shape = _input_shape(input_shape, file)
         if shape is None:
             raise ConfigError(f"{file.name} records no input shape; pass --input-shape, e.g. 1,28,28.")
-        row = compare(_load(file, model_py), _load(file, model_py, "sparse"), shape, device=str(where), reps=reps)
+        runtimes = ("dense", "sparse", "csr", "codebook")
+        models = {name: _load(file, model_py, name) for name in runtimes}
+        row = compare(models, shape, device=str(where), reps=reps)
         if as_json:
-            typer.echo(json.dumps(row))
+            typer.echo(json.dumps({**row, "choice": models["sparse"].deepzip_runtime}))
             return
-        typer.echo(f"{file} on {where}, input {shape}")
-        typer.echo(f"weights in memory: dense {row['dense_weight_bytes']:,} B, sparse {row['sparse_weight_bytes']:,} B "
-                   f"({100 * row['sparse_weight_fraction']:.1f}%)")
-        for b in (1, 64):
-            typer.echo(f"batch {b:>2}: dense {row[f'b{b}_dense_ms']:.3f} ms, sparse {row[f'b{b}_sparse_ms']:.3f} ms "
-                       f"({row[f'b{b}_speedup']:.2f}×), sparse {row[f'b{b}_sparse_samples_per_s']:,.0f} samples/s")
+        typer.echo(f"{file} on {where} ({row['threads']} threads), input {shape}; the sparse runtime's choice: "
+                   + ", ".join(f"{k} {v.split(' ')[0]}" for k, v in models["sparse"].deepzip_runtime.items()
+                               if k.endswith("weight")))
+        typer.echo("| runtime | weights in memory | batch 1 median (min) | batch 64 median (min) |")
+        typer.echo("|---|---:|---:|---:|")
+        for name in runtimes:
+            cells = [f"{row[f'b{b}_{name}_ms']:.3f} ms ({row[f'b{b}_{name}_min_ms']:.3f}) {row[f'b{b}_{name}_speedup']:.2f}×"
+                     for b in (1, 64)]
+            typer.echo(f"| {name} | {row[f'{name}_weight_bytes']:,} B | {cells[0]} | {cells[1]} |")
 
     _run(go)
 

@@ -131,9 +131,6 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent), child, new)
 
 
-RUNTIMES = ("dense", "sparse")
-
-
 def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: str = "dense",
          strict: bool = True) -> nn.Module:
     """Rebuild the model stored in `path`, in eval mode.
@@ -142,10 +139,10 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         path: a .dzip file (validated before anything is built; never unpickled).
         model: None to build the architecture the file records from the model registry, or your
             own module to fill in place (deepzip masks or sharing on it are stripped first).
-        runtime: "dense" for exact weights in an ordinary module; "sparse" to run compressed
-            Linear and Conv2d layers as SparseLinear / SparseConv2d, CSR products straight from
-            the decoded streams (deepzip.runtime.choose decides, per layer, where that pays); no
-            dense weight matrix is built for them.
+        runtime: "dense" for exact weights in an ordinary module; "sparse" to run each compressed
+            Linear and Conv2d layer the way deepzip.runtime.choose measured to pay (dense, torch
+            CSR, or CodebookLinear / CodebookConv2d reading the codes); "csr" or "codebook" to
+            force one. No dense weight matrix is built for a layer that is not dense.
         strict: False skips names the file and the model do not share.
 
     Example:
@@ -154,8 +151,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         {'fc1.weight': 'sparse (density 0.050)', ...}
         >>> mine = dz.load("model.dzip", model=MyNet())
     """
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}.")
+    if runtime not in rt.RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(rt.RUNTIMES)}, not {runtime!r}.")
     with DzipReader(path) as reader:
         pname = reader.path.name
         header = reader.header
@@ -176,7 +173,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         # memory stays one layer at a time.
         aliased = {e.get("alias") for e in entries if isinstance(e, dict)}
         held: dict[str, torch.Tensor] = {}
-        sparse: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        sparse: dict[str, tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = {}
         decisions: dict[str, str] = {}
         for i, entry in enumerate(entries):
             if "alias" in entry:
@@ -186,13 +183,11 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
                 continue  # strict=False: nothing in the model takes it
             else:
                 decoded = dec.decode(entry, i)
-                if runtime == "sparse" and entry["name"] in have and decoded.info.layer:
-                    how = _runtime_choice(decoded.info, have[entry["name"]][0], entry["name"] in aliased)
+                if runtime != "dense" and entry["name"] in have and decoded.info.layer:
+                    how = _runtime_choice(decoded.info, have[entry["name"]][0], entry["name"] in aliased, runtime)
                     decisions[entry["name"]] = f"{how[0]} ({how[1]})"
-                    if how[0] == "sparse":
-                        positions, codes, codebook = decoded.nonzeros()
-                        sparse[entry["name"].rpartition(".")[0]] = (
-                            positions, codebook[codes] if codebook is not None else codes)
+                    if how[0] != "dense":
+                        sparse[entry["name"].rpartition(".")[0]] = (how[0], *decoded.nonzeros())
                         continue
                 value = decoded.dense()
             if entry["name"] not in have:
@@ -200,16 +195,16 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
             stored = _put(*have[entry["name"]], value, entry["name"], pname)
             if entry["name"] in aliased:
                 held[entry["name"]] = stored
-        for layer, (positions, values) in sparse.items():
+        for layer, (how, positions, codes, table) in sparse.items():
             module = model.get_submodule(layer) if layer else model
-            new = rt.build(module, positions, values, getattr(module, "bias", None))
+            new = rt.build(module, how, positions, codes, table, getattr(module, "bias", None))
             if layer:
                 _replace(model, layer, new)
             else:  # the model is the layer itself
                 model = new
         model.deepzip_meta = header.get("meta", {})
-        if runtime == "sparse":
-            model.deepzip_runtime = decisions  # per layer weight: "sparse (density …)" or "dense (why)"
+        if runtime != "dense":
+            model.deepzip_runtime = decisions  # per layer weight: "codebook (density …)", "dense (why)", …
     leftover = [n for n, (m, a, r) in targets(model).items()
                 if (m._parameters[a] if r == "param" else m._buffers[a]).is_meta]
     if leftover:
@@ -240,11 +235,11 @@ def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return out
 
 
-def _runtime_choice(info, owner: nn.Module, tied: bool) -> tuple[str, str]:
+def _runtime_choice(info, owner: nn.Module, tied: bool, runtime: str) -> tuple[str, str]:
     how, why = rt.choose(layer=info.layer, name=info.name, numel=info.numel, nonzero=info.nonzero,
-                         encoding=info.encoding)
-    if how == "sparse" and not rt.supports(owner):
+                         encoding=info.encoding, runtime=runtime)
+    if how != "dense" and not rt.supports(owner):
         return "dense", f"no sparse {type(owner).__name__} with this padding"
-    if how == "sparse" and tied:
+    if how != "dense" and tied:
         return "dense", "tied to another layer"
     return how, why

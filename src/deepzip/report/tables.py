@@ -31,7 +31,7 @@ def layer_rows(header: dict[str, Any]) -> list[dict[str, Any]]:
         refs = [e.get(k) for k in ("data", "codebook", "values", "gaps")]
         total = sum(_stream_bytes(streams, r) for r in refs)
         runtime, why = choose(layer=e.get("layer"), name=e["name"], numel=numel, nonzero=e.get("nonzero"),
-                              encoding=e["encoding"])
+                              encoding=e["encoding"], runtime="sparse")
         row = {"layer": e["name"], "weights": numel, "encoding": e["encoding"], "kept": 1.0,
                "matrix": len(e["shape"]) >= 2 and e.get("dtype") in ("float32", "float16", "float64", "bfloat16"),
                "bytes": total, "percent_of_dense": 100.0 * total / max(1, 4 * numel),

@@ -1,14 +1,22 @@
-"""The sparse runtime: `deepzip.load(path, runtime="sparse")` runs compressed layers as CSR.
+"""Runtimes that run compressed layers without a dense weight: `deepzip.load(path, runtime=...)`.
 
-Which layers go sparse is a rule on what the header already says (layer type, size, density),
-so `deepzip inspect` can report the decision without decoding anything. The thresholds come from
-the density sweep of bench/runtime.py on a 2-core x86 CPU (torch 2.13, MKL CSR products; the
-forced-sparse speed-up over dense at batch 1 / batch 64):
-  1024×1024:  5 % 2.4× / 3.1×   10 % 1.4× / 2.0×   20 % 0.84× / 0.93×   30 % 0.54× / 0.88×
-  4096×4096:  5 % 8.1× / 4.1×   10 % 3.8× / 1.9×   20 % 1.7× / 1.1×     30 % 1.3× / 0.77×
-so sparse up to 10 % density, and up to 25 % for layers of 4 M weights and more, whose dense
-product is bound by memory bandwidth. Below a few thousand weights the fixed cost of a sparse
-call outweighs the work saved.
+Three ways to run a Linear or Conv2d weight:
+  dense     the decoded weight in an ordinary layer (exact, and fastest for small layers)
+  csr       torch's CSR (MKL on CPU, cuSPARSE on CUDA): float32 values + int32 columns, 8 B a weight
+  codebook  deepzip's kernels reading the file's codes (runtime/kernels.py): 3 B a weight
+runtime="sparse" picks per layer by a rule on what the header says (layer, size, density,
+shared or not), so `deepzip inspect` reports the choice without decoding anything; "csr" and
+"codebook" force one way for every layer that has it. The rule comes from the sweep of
+bench/runtime.py on this project's 2-core x86 CPU (torch 2.13, 2 threads; speed-up over dense,
+batch 1 / batch 64):
+  4096×4096   1 %: csr 9.6× / 17×, codebook 9.2× / 11×     5 %: csr 4.1× / 4.1×, codebook 5.2× / 2.5×
+             10 %: csr 2.2× / 2.5×, codebook 2.7× / 1.4×   20 %: csr 0.94× / 1.3×, codebook 0.72× / 0.66×
+  1024×1024   1 %: csr 2.8× / 4.5×, codebook 1.7× / 3.5×   5 %: csr 1.6× / 1.9×, codebook 1.2× / 1.9×
+             10 %: csr 0.88× / 3.2×, codebook 0.63× / 0.99×
+  784×300 and smaller: dense wins at batch 1 at every density (a call's fixed cost is the product)
+so: from 4 M weights, the codebook kernel for shared weights (CSR for float ones) up to 12 %
+density; from 1 M weights, CSR up to 6 %; dense otherwise. The choice is made for batch 1, the
+deployment case; larger batches favour CSR.
 """
 from __future__ import annotations
 
@@ -16,19 +24,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from .codebook import CodebookConv2d, CodebookLinear
 from .sparse import SparseConv2d, SparseLinear, csr_bytes, csr_from_positions
 
 SPARSE_LAYERS = ("Linear", "Conv2d")
-MAX_DENSITY = 0.1
-MAX_DENSITY_LARGE = 0.25  # for layers of at least LARGE weights, whose dense product is memory-bound
-LARGE = 4 << 20
-MIN_WEIGHTS = 2048
+RUNTIMES = ("dense", "sparse", "csr", "codebook")
+LARGE, LARGE_DENSITY = 4 << 20, 0.12   # from LARGE weights up: codebook (or CSR) up to this density
+MEDIUM, MEDIUM_DENSITY = 1 << 20, 0.06  # from MEDIUM weights up: CSR up to this density
 
-__all__ = ["SparseConv2d", "SparseLinear", "choose", "csr_bytes", "build", "resident_weight_bytes"]
+__all__ = ["CodebookConv2d", "CodebookLinear", "RUNTIMES", "SparseConv2d", "SparseLinear", "build", "choose",
+           "csr_bytes", "resident_weight_bytes", "supports"]
 
 
-def choose(*, layer: str | None, name: str, numel: int, nonzero: int | None, encoding: str) -> tuple[str, str]:
-    """("sparse" | "dense", why) for one stored tensor, from what a file's header says of it.
+def choose(*, layer: str | None, name: str, numel: int, nonzero: int | None, encoding: str,
+           runtime: str = "sparse") -> tuple[str, str]:
+    """("dense" | "csr" | "codebook", why) for one stored tensor, from what a file's header says.
 
     Args:
         layer: class name of the owning module ("Linear", "Conv2d"), None if not compressible.
@@ -36,22 +46,29 @@ def choose(*, layer: str | None, name: str, numel: int, nonzero: int | None, enc
         numel: its number of elements.
         nonzero: how many of them are non-zero (None when the file does not say).
         encoding: how it is stored ("raw", "shared", "sparse").
+        runtime: "sparse" (the measured rule), or "csr" / "codebook" to force that way.
 
     Example:
-        >>> choose(layer="Linear", name="fc1.weight", numel=235200, nonzero=11760, encoding="shared")
-        ('sparse', 'density 0.050')
+        >>> choose(layer="Linear", name="fc6.weight", numel=102_760_448, nonzero=8_220_835, encoding="shared")
+        ('codebook', 'density 0.080')
     """
-    if layer not in SPARSE_LAYERS or not name.endswith("weight"):
-        return "dense", "not a Linear or Conv2d weight"
+    if runtime == "dense" or layer not in SPARSE_LAYERS or not name.endswith("weight"):
+        return "dense", "not a Linear or Conv2d weight" if runtime != "dense" else "dense runtime"
     if encoding not in ("shared", "sparse") or nonzero is None:
         return "dense", "stored dense"
     density = nonzero / max(1, numel)
-    if numel < MIN_WEIGHTS:
-        return "dense", f"{numel} weights < {MIN_WEIGHTS}"
-    limit = MAX_DENSITY_LARGE if numel >= LARGE else MAX_DENSITY
-    if density > limit:
-        return "dense", f"density {density:.2f} > {limit}"
-    return "sparse", f"density {density:.3f}"
+    way = "codebook" if encoding == "shared" else "csr"
+    if runtime == "csr" or (runtime == "codebook" and way == "csr"):
+        return "csr", f"forced, density {density:.3f}"
+    if runtime == "codebook":
+        return "codebook", f"forced, density {density:.3f}"
+    if numel >= LARGE and density <= LARGE_DENSITY:
+        return way, f"density {density:.3f}"
+    if numel >= MEDIUM and density <= MEDIUM_DENSITY:
+        return "csr", f"density {density:.3f}"
+    if numel < MEDIUM:
+        return "dense", f"{numel} weights < {MEDIUM}"
+    return "dense", f"density {density:.2f} > {LARGE_DENSITY if numel >= LARGE else MEDIUM_DENSITY}"
 
 
 def supports(module: nn.Module) -> bool:
@@ -66,18 +83,26 @@ def supports(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear)
 
 
-def build(module: nn.Module, positions: np.ndarray, values: np.ndarray, bias: torch.Tensor | None) -> nn.Module:
-    """The sparse replacement of a Linear or Conv2d whose weight has these non-zeros.
+def build(module: nn.Module, how: str, positions: np.ndarray, codes: np.ndarray, table: np.ndarray | None,
+          bias: torch.Tensor | None) -> nn.Module:
+    """The replacement of a Linear or Conv2d whose weight has these non-zeros.
 
     Args:
         module: the dense layer (its shape and conv settings are read, its weight is not).
-        positions: sorted flat positions of the non-zeros; values: their float32 values.
+        how: "csr" or "codebook".
+        positions: sorted flat positions of the non-zeros.
+        codes, table: their codebook indices and the codebook (entry 0 is zero); or, with table
+            None, `codes` are the float32 values themselves (a pruned, unshared weight: CSR only).
         bias: the layer's bias, or None.
 
     Example:
-        >>> build(nn.Linear(4, 2), np.array([1, 6]), np.array([0.5, -1.0], np.float32), None)
+        >>> build(nn.Linear(4, 2), "csr", np.array([1, 6]), np.array([0.5, -1.0], np.float32), None, None)
         SparseLinear(in_features=4, out_features=2, nnz=2)
     """
+    if how == "codebook" and table is not None:
+        cls = CodebookLinear if isinstance(module, nn.Linear) else CodebookConv2d
+        return cls(module, positions, codes, table, bias)
+    values = codes if table is None else table[codes]
     if isinstance(module, nn.Linear):
         return SparseLinear(csr_from_positions(positions, values, module.out_features, module.in_features), bias)
     if isinstance(module, nn.Conv2d):

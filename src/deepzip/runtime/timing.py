@@ -11,11 +11,11 @@ from torch import nn
 from . import resident_weight_bytes
 
 
-def latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
-    """Median wall time of one forward pass in milliseconds, after warm-up.
+def latencies_ms(model: nn.Module, x: torch.Tensor, reps: int) -> list[float]:
+    """Wall times of `reps` forward passes in milliseconds, after warm-up (compilation included).
 
     Example:
-        >>> latency_ms(model, torch.randn(1, 1, 28, 28), reps=100)
+        >>> min(latencies_ms(model, torch.randn(1, 1, 28, 28), reps=100))
     """
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     with torch.inference_mode():
@@ -27,34 +27,47 @@ def latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
             t = time.perf_counter()
             model(x)
             sync()
-            times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+            times.append(1e3 * (time.perf_counter() - t))
+    return times
 
 
-def compare(dense: nn.Module, sparse: nn.Module, input_shape: tuple[int, ...], *, device: str = "cpu",
+def latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
+    """Median wall time of one forward pass in milliseconds, after warm-up.
+
+    Example:
+        >>> latency_ms(model, torch.randn(1, 1, 28, 28), reps=100)
+    """
+    return statistics.median(latencies_ms(model, x, reps))
+
+
+def compare(models: dict[str, nn.Module], input_shape: tuple[int, ...], *, device: str = "cpu",
             batches: tuple[int, ...] = (1, 64), reps: int = 100) -> dict[str, Any]:
-    """Time the same model in its dense and its sparse runtime, side by side, same threads.
+    """Time the same model in several runtimes, side by side, on the same threads.
 
     Args:
-        dense, sparse: the two loads of one file (`deepzip.load(path)` and `load(path, runtime="sparse")`).
+        models: runtime name → the file loaded that way; "dense" is the baseline of the speed-ups.
         input_shape: one sample's shape.
         device: where to run them.
         batches: batch sizes to time.
         reps: timed calls at batch 1 (a quarter of that, at least 10, at larger batches).
 
+    Returns a flat row: "<runtime>_weight_bytes", and per batch b "b<b>_<runtime>_ms" (median),
+    "b<b>_<runtime>_min_ms" and "b<b>_<runtime>_speedup" (dense median / this median).
+
     Example:
-        >>> compare(dz.load(p), dz.load(p, runtime="sparse"), (1, 28, 28))["b1_speedup"]
+        >>> compare({"dense": dz.load(p), "codebook": dz.load(p, runtime="codebook")}, (4096,))
     """
-    dense, sparse = dense.to(device), sparse.to(device)
-    row: dict[str, Any] = {"device": device, "dense_weight_bytes": resident_weight_bytes(dense),
-                           "sparse_weight_bytes": resident_weight_bytes(sparse)}
-    row["sparse_weight_fraction"] = round(row["sparse_weight_bytes"] / row["dense_weight_bytes"], 4)
+    models = {name: m.to(device) for name, m in models.items()}
+    row: dict[str, Any] = {"device": device, "threads": torch.get_num_threads()}
+    for name, m in models.items():
+        row[f"{name}_weight_bytes"] = resident_weight_bytes(m)
     for batch in batches:
         x = torch.randn(batch, *input_shape, device=device)
         n = reps if batch == 1 else max(10, reps // 4)
-        d, s = latency_ms(dense, x, n), latency_ms(sparse, x, n)
-        row[f"b{batch}_dense_ms"], row[f"b{batch}_sparse_ms"] = round(d, 4), round(s, 4)
-        row[f"b{batch}_speedup"] = round(d / s, 2)
-        row[f"b{batch}_dense_samples_per_s"] = round(batch / d * 1e3, 1)
-        row[f"b{batch}_sparse_samples_per_s"] = round(batch / s * 1e3, 1)
+        for name, m in models.items():
+            times = latencies_ms(m, x, n)
+            row[f"b{batch}_{name}_ms"] = round(statistics.median(times), 4)
+            row[f"b{batch}_{name}_min_ms"] = round(min(times), 4)
+        for name in models:
+            row[f"b{batch}_{name}_speedup"] = round(row[f"b{batch}_dense_ms"] / row[f"b{batch}_{name}_ms"], 2)
     return row

@@ -1,0 +1,171 @@
+"""Layers that run straight from a weight's codebook indices (runtime/kernels.py), for inference.
+
+What a file stores for a shared weight, the positions of its non-zeros, a code for each and the
+codebook, is what these layers keep: 3 bytes per kept weight (a uint8 code and a uint16 column)
+plus the row pointers, against 8 for torch's CSR and 4 per weight, zero or not, for a dense
+matrix. Nothing of the weight's dense shape is ever allocated.
+
+On CUDA the numba kernels do not run: the layer builds torch's CSR (cuSPARSE) from the codes once,
+on the device, and multiplies with it. Gradients do not flow through either path: these are
+inference layers (`deepzip.load(..., runtime=...)` returns a model in eval mode).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .sparse import csr_from_positions
+
+
+def _kernels():
+    from . import kernels  # numba loads here, on first use
+
+    return kernels
+
+
+def pack(positions: np.ndarray, codes: np.ndarray, rows: int, columns: int) -> dict[str, torch.Tensor]:
+    """Row pointers, narrow column indices and narrow codes of a rows × columns matrix's non-zeros.
+
+    Args:
+        positions: sorted flat (row-major) positions of the non-zeros.
+        codes: their codebook indices (≥ 1).
+        rows, columns: the matrix's shape.
+
+    Example:
+        >>> pack(np.array([1, 6]), np.array([3, 1]), 2, 4)["cols"]
+        tensor([1, 2], dtype=torch.uint16)
+    """
+    row = positions // max(columns, 1)
+    indptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(np.bincount(row, minlength=rows), out=indptr[1:])
+    col_type = np.uint16 if columns <= 1 << 16 else np.int32
+    code_type = np.uint8 if codes.size == 0 or codes.max() < 256 else np.uint16
+    return {"indptr": torch.from_numpy(indptr), "cols": torch.from_numpy((positions % max(columns, 1)).astype(col_type)),
+            "codes": torch.from_numpy(codes.astype(code_type))}
+
+
+class _CodebookMatrix(nn.Module):
+    """The rows × columns matrix both layers multiply by, with y = W x for x laid out (columns, batch)."""
+
+    def __init__(self, packed: dict[str, torch.Tensor], table: np.ndarray, rows: int, columns: int) -> None:
+        super().__init__()
+        self.rows, self.columns = rows, columns
+        for name, t in packed.items():
+            self.register_buffer(name, t)
+        self.register_buffer("table", torch.from_numpy(np.ascontiguousarray(table, np.float32)))
+        self._csr: torch.Tensor | None = None
+
+    def resident_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.indptr, self.cols, self.codes, self.table))
+
+    def times(self, xt: torch.Tensor) -> torch.Tensor:
+        """W · xt for xt (columns, batch) float32; returns (rows, batch)."""
+        if xt.device.type != "cpu":
+            return torch.sparse.mm(self._device_csr(xt.device), xt)
+        k = _kernels()
+        xt = xt.detach().contiguous()
+        arrays = (self.indptr.numpy(), self.cols.numpy(), self.codes.numpy(), self.table.numpy())
+        if xt.shape[1] == 1:
+            y = np.empty(self.rows, np.float32)
+            k.matvec(*arrays, xt.numpy().reshape(-1), y)
+            return torch.from_numpy(y).view(self.rows, 1)
+        yt = np.empty((self.rows, xt.shape[1]), np.float32)
+        k.matmat(*arrays, xt.numpy(), yt)
+        return torch.from_numpy(yt)
+
+    def _device_csr(self, device: torch.device) -> torch.Tensor:
+        if self._csr is None or self._csr.device != device:
+            positions = self._positions()
+            values = self.table.numpy()[self.codes.numpy().astype(np.int64)]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                self._csr = csr_from_positions(positions, values, self.rows, self.columns).to(device)
+        return self._csr
+
+    def _positions(self) -> np.ndarray:
+        indptr = self.indptr.numpy()
+        rows = np.repeat(np.arange(self.rows, dtype=np.int64), np.diff(indptr))
+        return rows * self.columns + self.cols.numpy().astype(np.int64)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.codes.numel())
+
+
+class CodebookLinear(nn.Module):
+    """y = x Wᵀ + b with W as codebook indices.
+
+    Args:
+        linear: the layer it replaces (its shape is read, not its weight).
+        positions, codes, table: the non-zeros of the weight (sorted flat positions, codes ≥ 1)
+            and the codebook with its zero entry first, as the file's decoder gives them.
+        bias: the layer's bias, or None.
+
+    Example:
+        >>> layer = CodebookLinear(nn.Linear(4096, 4096), positions, codes, table, bias)
+    """
+
+    def __init__(self, linear: nn.Linear, positions: np.ndarray, codes: np.ndarray, table: np.ndarray,
+                 bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = _CodebookMatrix(pack(positions, codes, self.out_features, self.in_features), table,
+                                      self.out_features, self.in_features)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        y = self.weight.times(flat.t().to(torch.float32)).t()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.weight.nnz}"
+
+
+class CodebookConv2d(nn.Module):
+    """Conv2d as unfold + one codebook product with a block-diagonal matrix of all groups' filters
+    (grouped and depthwise convolutions are one kernel call, as in SparseConv2d).
+
+    Args:
+        conv: the layer it replaces (shape, stride, padding, dilation and groups are read).
+        positions, codes, table, bias: as for CodebookLinear.
+
+    Example:
+        >>> layer = CodebookConv2d(nn.Conv2d(64, 128, 3, padding=1), positions, codes, table, None)
+    """
+
+    def __init__(self, conv: nn.Conv2d, positions: np.ndarray, codes: np.ndarray, table: np.ndarray,
+                 bias: torch.Tensor | None) -> None:
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError("the codebook runtime supports zero padding given as numbers")
+        self.out_channels, self.in_channels, self.groups = conv.out_channels, conv.in_channels, conv.groups
+        self.kernel_size, self.stride, self.padding, self.dilation = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+        per_filter = conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+        row = positions // per_filter
+        col = (row // (conv.out_channels // conv.groups)) * per_filter + positions % per_filter
+        width = per_filter * conv.groups
+        self.weight = _CodebookMatrix(pack(row * width + col, codes, conv.out_channels, width), table,
+                                      conv.out_channels, width)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        cols = F.unfold(x.to(torch.float32), self.kernel_size, self.dilation, self.padding, self.stride)  # N × CKK × L
+        oh = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
+        ow = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
+        y = self.weight.times(cols.transpose(0, 1).reshape(cols.shape[1], -1))  # out × N·L
+        y = y.reshape(self.out_channels, n, oh * ow).transpose(0, 1)
+        if self.bias is not None:
+            y = y + self.bias[None, :, None]
+        return y.reshape(n, self.out_channels, oh, ow).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, nnz={self.weight.nnz}")
