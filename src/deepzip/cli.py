@@ -269,6 +269,24 @@ def benchmark(
 
 
 @app.command()
+def report(
+    dirs: list[Path] = typer.Argument(..., help="--out directories of deepzip compress runs"),
+    out: Optional[Path] = typer.Option(None, help="HTML file to write [default: DIR/report.html for one run, "
+                                                  "report.html for several]"),
+) -> None:
+    """Rebuild a run's report.html, or compare several runs on one page (accuracy against ratio,
+    then each run's sections). Self-contained: images inline, nothing fetched, no script."""
+    from .report import write_report
+
+    def go():
+        target = out or (dirs[0] / "report.html" if len(dirs) == 1 else Path("report.html"))
+        write_report(dirs, target)
+        typer.echo(f"wrote {target}")
+
+    _run(go)
+
+
+@app.command()
 def decompress(file: Path, out: Path = typer.Option(..., help="dense safetensors file to write")) -> None:
     """Decode any .dzip into a dense safetensors checkpoint (no architecture needed)."""
     from safetensors.torch import save_file

@@ -32,7 +32,7 @@ from ..dzip import load, save
 from ..errors import ConfigError, RunStateError, TrainingError
 from ..files import write_text
 from ..prune import sparsity_of
-from ..report import inspect, report_markdown
+from ..report import inspect, report_markdown, weight_histograms, write_report
 from ..selection import check_keys
 from ..train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_checkpoint, predict,
                      read_checkpoint, resolve_device, save_checkpoint, seed_everything, train)
@@ -256,8 +256,22 @@ def _compress(run: Run, resume: bool, data_seconds: float) -> dict[str, Any]:
         stages[i].run(run, where if i == first else None)
         name = stages[i].name
         run.seconds[name] = round(run.seconds.get(name, 0.0) + time.perf_counter() - begin, 2)
+        _record_weights(run, MOMENTS[name])
         run.checkpoint_stage(i + 1)
     return _finish(run)
+
+
+MOMENTS = {"dense": "dense", "prune": "pruned", "share": "shared"}
+
+
+def _record_weights(run: Run, moment: str) -> None:
+    """Histograms of the weights as a stage left them, for the report (DIR/weights.json); each
+    layer keeps the dense model's range, so its moments share one axis."""
+    path = run.out / "weights.json"
+    moments = json.loads(path.read_text()) if path.is_file() and moment != "dense" else {}
+    ranges = {k: v["limit"] for k, v in moments.get("dense", {}).items()}
+    moments[moment] = weight_histograms(run.model, ranges)
+    write_text(path, json.dumps(moments))
 
 
 def _resume_point(run: Run, resume: bool) -> dict[str, Any] | None:
@@ -305,5 +319,7 @@ def _finish(run: Run) -> dict[str, Any]:
     }
     write_text(out / "report.json", json.dumps(report, indent=2))
     write_text(out / "report.md", report_markdown(report))
+    write_report([out], out / "report.html")
+    run.log(f"report   {out / 'report.html'}")
     return report
 

@@ -1,5 +1,9 @@
-"""Reports: the paper's per-layer table from a file's header, and a run's report as Markdown."""
+"""Reports: the paper's per-layer table from a file's header; a run's report as Markdown and as a
+self-contained HTML page with its plots."""
+from .html import build_html, read_run, write_report
 from .markdown import report_markdown
+from .plots import weight_histograms
 from .tables import inspect, layer_rows, layers_markdown
 
-__all__ = ["inspect", "layer_rows", "layers_markdown", "report_markdown"]
+__all__ = ["build_html", "inspect", "layer_rows", "layers_markdown", "read_run", "report_markdown", "weight_histograms",
+           "write_report"]
