@@ -126,3 +126,15 @@ def test_tied_weights_share_one_codebook_through_training():
     model(torch.randn(4, 6)).sum().backward()
     opt.step()
     assert torch.equal(a.weight, b.weight) and _distinct_nonzero(a.weight) <= 3
+
+
+def test_stripping_a_copy_leaves_the_original_shared(tiny_mlp):
+    import copy
+
+    dz.share_weights_(tiny_mlp, bits=3)
+    twin = copy.deepcopy(tiny_mlp)
+    dz.strip_(twin)
+    dz.share_weights_(twin, bits=2, param="bias")  # and new sharing on the copy adds nothing to the original
+    x = torch.randn(2, 1, 8, 8)
+    assert dz.reparam.is_shared(tiny_mlp.fc1) and not dz.reparam.is_shared(tiny_mlp.fc1, "bias")
+    assert tiny_mlp(x).shape == twin(x).shape == (2, 4)

@@ -11,12 +11,14 @@
 from ._version import __version__
 from .distill import SoftTargetLoss, soft_target_loss
 from .dzip import load, save
+from .export import export_onnx
 from .errors import (ConfigError, DataError, DeepzipError, DeepzipWarning, DzipFormatError, ModelMismatchError,
                      NumericsError, RunStateError, TrainingError)
 from .models import create as create_model
 from .prune import GradualPruning, MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of
 from .quantize import KMeans, round_, share_weights_
 from .reparam import strip_
+from .structured import prune_channels_
 from .report import inspect
 from .train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_checkpoint, predict, save_checkpoint,
                     train)
@@ -24,7 +26,7 @@ from .train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_c
 __all__ = [
     "Checkpoint", "ConfigError", "DataError", "DeepzipError", "DeepzipWarning", "DzipFormatError", "NumericsError", "Evaluate", "GradualPruning",
     "History", "KMeans", "MagnitudePruning", "ModelMismatchError", "RunStateError", "SoftTargetLoss", "TensorBoard",
-    "TrainingError", "__version__", "create_model", "evaluate", "inspect", "load", "load_checkpoint", "predict",
-    "prune_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",
+    "TrainingError", "__version__", "create_model", "evaluate", "export_onnx", "inspect", "load", "load_checkpoint", "predict",
+    "prune_", "prune_channels_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",
     "soft_target_loss", "sparsity_of", "strip_", "train",
 ]

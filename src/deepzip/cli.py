@@ -106,6 +106,12 @@ def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="
                    + f" = {info['file_bytes']:,}")
         if info["uncompressed"]:
             typer.echo(f"not compressed (stored as they were): {', '.join(info['uncompressed'])}")
+        if info["widths"]:
+            typer.echo(f"channel surgery: {info['original_parameters']:,} → {info['parameters']:,} parameters")
+            typer.echo("| layer | " + " | ".join(["width", "original", "kept"]) + " |\n|---|---|---:|---:|")
+            for name, change in info["widths"].items():
+                for attr, (was, now) in change.items():
+                    typer.echo(f"| {name} | {attr} | {was if was is not None else '?'} | {now} |")
 
     _run(go)
 
@@ -282,6 +288,29 @@ def report(
         target = out or (dirs[0] / "report.html" if len(dirs) == 1 else Path("report.html"))
         write_report(dirs, target)
         typer.echo(f"wrote {target}")
+
+    _run(go)
+
+
+@app.command()
+def export(
+    file: Path,
+    onnx: Path = typer.Option(..., "--onnx", help="the ONNX file to write"),
+    input_shape: str = typer.Option(None, help="one sample's shape, e.g. 1,28,28 [default: from the recorded architecture]"),
+    model_py: Optional[str] = typer.Option(None, help="for a file saved from your own module: module:Class or file.py:Class"),
+) -> None:
+    """Export the decoded model (dense weights, slim after channel surgery) to ONNX."""
+    import torch
+
+    from .errors import ConfigError
+    from .export import export_onnx
+
+    def go():
+        shape = _input_shape(input_shape, file)
+        if shape is None:
+            raise ConfigError(f"{file.name} records no input shape; pass --input-shape, e.g. 1,28,28.")
+        export_onnx(_load(file, model_py), onnx, torch.randn(1, *shape))
+        typer.echo(f"wrote {onnx}")
 
     _run(go)
 

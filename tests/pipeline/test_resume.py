@@ -129,3 +129,34 @@ def test_checkpoints_need_no_pickle_and_hold_the_structure(tmp_path):
     back = dz.load(tmp_path / "model.dzip")
     import torch
     assert torch.equal(back.fc2.weight, model.fc2.weight)
+
+
+def test_a_channel_pruned_run_resumes_from_a_slim_checkpoint(tmp_path, monkeypatch):
+    from deepzip.train import callbacks
+
+    r = from_dict({"model": "lenet300", "dataset": "synthetic", "dense": {"epochs": 2, "lr": 2e-3},
+                   "channels": {"amount": 0.5, "iterations": 2, "importance": "l2", "retrain": {"epochs": 2}},
+                   "prune": {"sparsity": 0.8, "steps": 1, "retrain": {"epochs": 1}},
+                   "share": {"bits": 5, "finetune": {"epochs": 1}}})
+    quiet = dict(limit=512, progress=False, log=lambda *a: None)
+    whole = compress(r, tmp_path / "whole", **quiet)
+    real = callbacks.Checkpoint.on_epoch_end
+
+    class Killed(Exception):
+        pass
+
+    def die_in_round_two(self, state):
+        real(self, state)
+        if state.desc == "channels 2/2":
+            raise Killed
+
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", die_in_round_two)
+    with pytest.raises(Killed):
+        compress(r, tmp_path / "broken", **quiet)
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", real)
+    tensors, info = read_checkpoint(tmp_path / "broken" / "checkpoints" / "last.safetensors")
+    assert info["structure"]["widths"]["fc1"]["out_features"] < 300  # the checkpoint is of the slim model
+    resumed = compress(r, tmp_path / "broken", resume=True, **quiet)
+    assert resumed["accuracy"] == whole["accuracy"]
+    assert (tmp_path / "broken" / "model.dzip").read_bytes() == (tmp_path / "whole" / "model.dzip").read_bytes()
+    assert resumed["dense_bytes"] == 4 * 266_610  # the ratio is against the full-width model

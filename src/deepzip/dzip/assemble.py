@@ -20,6 +20,7 @@ from torch import nn
 from .. import models, runtime as rt
 from ..checks import is_uint
 from ..errors import ConfigError, DzipFormatError, ModelMismatchError
+from ..models.widths import apply_widths_
 from ..reparam import slots, strip_
 from .container import DzipReader
 from .decode import TensorDecoder
@@ -163,6 +164,12 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
             model = build_model(header, pname)
         else:
             strip_(model)
+        if "widths" in header:  # channel surgery: the same widths on the module to fill
+            try:
+                apply_widths_(model, header["widths"], f"{pname}'s width record")
+            except ConfigError as e:
+                raise ModelMismatchError(f"{pname} does not fit this model: {e}") from None
+            model.deepzip_widths = header["widths"]
         _check_entries(entries, len(reader.streams), pname)
         have = targets(model)
         if strict:

@@ -62,8 +62,8 @@ class DzipWriter:
         self._offset += len(data)
         return len(self.streams) - 1
 
-    def finish(self, header: dict[str, Any]) -> int:
-        """Write the file; returns its size in bytes."""
+    def finish(self, header: dict[str, Any], version: int = 1) -> int:
+        """Write the file (at format `version`); returns its size in bytes."""
         header = {**header, "streams": self.streams}
         blob = zlib.compress(json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8"), 9)
         self._spool.flush()
@@ -71,7 +71,7 @@ class DzipWriter:
         try:
             with atomic_path(self.path) as tmp, open(tmp, "wb") as out:
                 crc = 0
-                for piece in (PREAMBLE.pack(MAGIC, VERSION, FLAG_DEFLATE, len(blob)), blob):
+                for piece in (PREAMBLE.pack(MAGIC, version, FLAG_DEFLATE, len(blob)), blob):
                     out.write(piece)
                     crc = zlib.crc32(piece, crc)
                 while chunk := self._spool.read(_CHUNK):

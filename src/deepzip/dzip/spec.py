@@ -9,7 +9,8 @@ import struct
 import torch
 
 MAGIC = b"DZIP"
-VERSION = 1
+VERSION = 2  # the newest this deepzip reads and writes; a file is written at the lowest that describes it
+WIDTHS_VERSION = 2  # files of channel-pruned models (a "widths" record) need a version 2 reader
 PREAMBLE = struct.Struct("<4sHHQ")
 TRAILER = struct.Struct("<I")
 MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse

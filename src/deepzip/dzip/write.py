@@ -27,11 +27,12 @@ from ..encode.sparse import to_gaps
 from ..encode.streams import encode_stream
 from ..errors import ConfigError, DeepzipWarning
 from ..models import arch_of
+from ..models.widths import widths_of
 from ..reparam import slots
 from ..checks import require_finite
 from ..selection import kind_of, lookup
 from .container import DzipWriter, pack_ints
-from .spec import AUTO_WIDTHS, CODERS, DTYPES, MAX_DIMS, MAX_INDEX_BITS, PAPER_INDEX_BITS
+from .spec import AUTO_WIDTHS, CODERS, DTYPES, MAX_DIMS, MAX_INDEX_BITS, PAPER_INDEX_BITS, WIDTHS_VERSION
 
 
 @dataclass
@@ -240,5 +241,8 @@ def save(
             tensors.append({"name": t[0], "alias": t[1]} if isinstance(t, tuple) else enc.entry(t))
         header = {"format": "deepzip", "arch": arch, "tensors": tensors,
                   "meta": {"deepzip": __version__, "torch": torch.__version__, **(metadata or {})}}
-        size = writer.finish(header)
+        widths = widths_of(model)
+        if widths:  # the layers channel surgery made narrower, so a fresh module can be made to fit
+            header["widths"] = widths
+        size = writer.finish(header, WIDTHS_VERSION if widths else 1)
     return {**header, "streams": writer.streams, "file_bytes": size}

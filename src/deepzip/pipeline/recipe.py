@@ -82,6 +82,34 @@ class PruneStage:
 
 
 @dataclass(frozen=True)
+class ChannelStage:
+    """Structured pruning that removes channels for real (deepzip.structured), before anything
+    else prunes or shares: `iterations` rounds of remove → retrain `retrain.epochs`, the total
+    removed following the cubic ramp to `amount` (a fraction of each layer's channels; with
+    select "global" of all channels), or for select "knapsack" to the `budget` ({"params": f} or
+    {"flops": f}: the fraction of the model kept). `importance`: l1, l2, apoz or taylor (the
+    last two measured on the training data); `ignore`: layers whose channels stay."""
+    amount: float | dict[str, float] | None = 0.5
+    importance: Literal["l1", "l2", "apoz", "taylor"] = "l1"
+    select: Literal["rank", "global", "knapsack"] = "rank"
+    budget: dict[str, float] | None = None
+    iterations: int = 1
+    retrain: TrainStage = field(default_factory=lambda: TrainStage(epochs=2, lr=1e-3))
+    ignore: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(self.iterations >= 1, "iterations", "≥ 1", self.iterations)
+        _per_layer(self.amount, "amount", "a fraction in [0, 1)", lambda v: not isinstance(v, bool) and 0 <= v < 1)
+        _check(self.select != "knapsack" or (isinstance(self.budget, dict) and len(self.budget) == 1
+                                             and set(self.budget) <= {"params", "flops"}),
+               "budget", "{params: f} or {flops: f} with select knapsack", self.budget)
+        for key, value in (self.budget or {}).items():
+            _check(isinstance(value, (int, float)) and 0 < value <= 1, f"budget.{key}", "a fraction in (0, 1]", value)
+        _check(self.select == "knapsack" or self.amount is not None, "amount", "set unless select is knapsack",
+               self.amount)
+
+
+@dataclass(frozen=True)
 class ShareStage:
     """Weight sharing, then centroid fine-tuning. bias_bits shares each layer's biases too, with
     its own codebook of 2^bias_bits − 1 values, fine-tuned with the weights'; half_biases rounds
@@ -121,6 +149,7 @@ class Recipe:
     image_size: int | None = None  # resize the data set's images to this (e.g. 32 for CIFAR networks)
     seed: int = 0
     dense: TrainStage = field(default_factory=lambda: TrainStage(epochs=10, lr=1e-3))
+    channels: ChannelStage | None = None
     prune: PruneStage | None = field(default_factory=PruneStage)
     share: ShareStage | None = field(default_factory=ShareStage)
     distill: DistillStage | None = None
@@ -148,7 +177,8 @@ def _diff(value: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, v in value.items():
         d = default.get(key)
-        if isinstance(v, dict) and isinstance(d, dict) and key not in ("sparsity", "quality", "bits", "bias_bits", "units"):
+        if isinstance(v, dict) and isinstance(d, dict) and key not in ("sparsity", "quality", "bits", "bias_bits", "units",
+                                                                       "amount", "budget"):
             sub = _diff(v, d)
             if sub:
                 out[key] = sub
@@ -235,7 +265,7 @@ def _value(hint: Any, value: Any, where: str) -> Any:
 
 
 # Fields holding a stage: a recipe's value for them is laid over the default's, key by key.
-_STAGES = ("dense", "prune", "share", "distill", "retrain", "finetune")
+_STAGES = ("dense", "channels", "prune", "share", "distill", "retrain", "finetune")
 
 
 def _over(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -261,7 +261,7 @@ def _compress(run: Run, resume: bool, data_seconds: float) -> dict[str, Any]:
     return _finish(run)
 
 
-MOMENTS = {"dense": "dense", "prune": "pruned", "share": "shared"}
+MOMENTS = {"dense": "dense", "channels": "slim", "prune": "pruned", "share": "shared"}
 
 
 def _record_weights(run: Run, moment: str) -> None:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..prune import GradualPruning, prune_, prune_dead_inputs_, prune_units_, ramp, scaled, sparsity_of
 from ..quantize import round_, share_weights_
+from ..structured import costs, prune_channels_, trace
 from ..train import evaluate, save_checkpoint
-from .recipe import PruneStage, Recipe, ShareStage
+from .recipe import ChannelStage, PruneStage, Recipe, ShareStage
 
 if TYPE_CHECKING:
     from .run import Run
@@ -29,7 +30,7 @@ def stage_seed(seed: int, stage: str, round_: int = 0) -> int:
     that every figure still reproduces bit for bit. Iterative round 1 and an AGP run share a
     seed, which is harmless: they never both run.
     """
-    return seed + {"dense": 0, "retrain": 1, "round": round_, "finetune": 100}[stage]
+    return seed + {"dense": 0, "retrain": 1, "round": round_, "finetune": 100, "channels": 200 + round_}[stage]
 
 
 class Dense:
@@ -46,6 +47,47 @@ class Dense:
             save_checkpoint(run.model, run.out / "dense.safetensors")
         run.acc["dense"] = evaluate(run.model, run.test_set)
         run.log(f"dense    accuracy {run.acc['dense']:.2f}%")
+
+
+class Channels:
+    """Channel surgery in rounds: remove (along the cubic ramp to the target), then retrain."""
+
+    name = "channels"
+
+    def __init__(self, config: ChannelStage) -> None:
+        self.c = config
+
+    def run(self, run: Run, resume: Resume) -> None:
+        c = self.c
+        first = resume["state"]["round"] if resume else 1
+        for step in range(first, c.iterations + 1):
+            if not (resume and step == first):
+                changed = self.cut(run, step)
+                run.log(f"channels {step}/{c.iterations}: {len(changed)} layers narrowed, "
+                        f"{sum(a for a, _ in changed.values()):,} → {sum(b for _, b in changed.values()):,} channels")
+            run.fit(c.retrain, stage_seed(run.recipe.seed, "channels", step), f"channels {step}/{c.iterations}",
+                    resume=resume if step == first else None, state={"round": step}, **run.kd)
+        run.acc["channels"] = evaluate(run.model, run.test_set)
+        params = sum(p.numel() for p in run.model.parameters())
+        run.log(f"channels accuracy {run.acc['channels']:.2f}%  {params:,} parameters")
+
+    def cut(self, run: Run, step: int) -> dict[str, tuple[int, int]]:
+        """Round `step`: remove what takes the model from the ramp's value at step − 1 to its value at step."""
+        c, x = self.c, run.train_set.x[:2].to(run.device)
+        before, now = ramp(1.0, step - 1, c.iterations), ramp(1.0, step, c.iterations)
+        common = dict(example_inputs=x, importance=c.importance, data=run.train_set, ignore=c.ignore)
+        if c.select == "knapsack":
+            what, keep = next(iter(c.budget.items()))
+            full = costs(trace(run.fresh_model(), x), what)[1]
+            current = costs(trace(run.model, x), what)[1]
+            target = (1 - (1 - keep) * now) * full  # of the original model, kept after this round
+            return prune_channels_(run.model, select="knapsack", budget={what: min(1.0, target / current)}, **common)
+
+        def fraction(a: float) -> float:  # of the channels left, to reach a·ramp(step) of the original removed
+            return 1 - (1 - a * now) / (1 - a * before)
+
+        amount = ({k: fraction(v) for k, v in c.amount.items()} if isinstance(c.amount, dict) else fraction(c.amount))
+        return prune_channels_(run.model, amount, select=c.select, **common)
 
 
 class Prune:
@@ -113,6 +155,8 @@ class Share:
 def stages_of(recipe: Recipe) -> list[Any]:
     """The stages a recipe runs, in order (saving the file is the run's own last step)."""
     out: list[Any] = [Dense()]
+    if recipe.channels is not None:
+        out.append(Channels(recipe.channels))
     p = recipe.prune
     if p is not None and (p.sparsity is not None or p.quality is not None or p.units is not None):
         out.append(Prune(p))

@@ -78,6 +78,17 @@ class SharedWeight(nn.Module):
         return f"codebook={self.centroids.numel()}, shape={tuple(self.assign.shape)}"
 
 
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrized module a class of its own before its parametrizations change.
+
+    torch injects a class per parametrized module and changes that class's properties when a
+    parametrization is added or removed; a deep copy shares the class with its original, so
+    without this, stripping the copy would strip the original's properties too."""
+    if parametrize.is_parametrized(module):
+        cls = type(module)
+        module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+
+
 def shared_names(module: nn.Module) -> list[str]:
     """Names of `module`'s parameters that are shared."""
     if not parametrize.is_parametrized(module):
@@ -131,6 +142,7 @@ def share_(module: nn.Module, name: str, centroids: torch.Tensor | SharedWeight,
         raise ConfigError(f"codes of shape {tuple(sw.assign.shape)} do not fit {name} of shape "
                           f"{tuple(original.shape)}.")
     remove_mask_(module, name)
+    _own_class(module)
     parametrize.register_parametrization(module, name, sw, unsafe=True)
     module.parametrizations[name].original = nn.Parameter(original.new_empty(0), requires_grad=False)
     return sw
@@ -145,5 +157,6 @@ def unshare_(module: nn.Module, name: str = "weight") -> None:
     if not is_shared(module, name):
         return
     value = getattr(module, name).detach().clone()
+    _own_class(module)
     parametrize.remove_parametrizations(module, name, leave_parametrized=False)
     module._parameters[name] = nn.Parameter(value)

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..errors import ModelMismatchError
+from ..errors import ConfigError, ModelMismatchError
+from ..models.widths import apply_widths_, widths_of
 from .masks import get_mask, masked_names, remove_mask_, set_mask_
 from .shared import SharedWeight, share_, shared_names, sharing, unshare_
 
@@ -105,7 +106,8 @@ def capture(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     Example:
         >>> record, tensors = capture(model); restore_(fresh_model, record, tensors)
     """
-    record: dict[str, Any] = {"version": RECORD_VERSION, "masked": [], "shared": [], "tied": {}}
+    record: dict[str, Any] = {"version": RECORD_VERSION, "masked": [], "shared": [], "tied": {},
+                              "widths": widths_of(model)}
     tensors: dict[str, torch.Tensor] = {}
     first: dict[int, str] = {}
     for s in slots(model):
@@ -135,6 +137,12 @@ def restore_(model: nn.Module, record: dict[str, Any], tensors: dict[str, torch.
     Raises ModelMismatchError, before anything is changed, when a name or shape does not fit.
     """
     strip_(model)
+    if record.get("widths"):  # a channel-pruned model: narrow the fresh one first
+        try:
+            apply_widths_(model, record["widths"], "the checkpoint's width record")
+        except ConfigError as e:
+            raise ModelMismatchError(f"the checkpoint does not fit this model: {e}") from None
+        model.deepzip_widths = record["widths"]
     by_name = {s.name: s for s in slots(model)}
     tied, shared, masked = record.get("tied", {}), set(record.get("shared", [])), set(record.get("masked", []))
     missing = sorted(n for n in by_name if n not in tied and n not in shared and n not in tensors)

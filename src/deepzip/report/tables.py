@@ -82,11 +82,23 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     meta = header.get("meta")
     # Weight matrices stored as they were, neither pruned nor shared: said, never hidden.
     uncompressed = [r["layer"] for r in rows if r["encoding"] == "raw" and r["matrix"]]
+    # A channel-pruned file is compared with the full-width model its registry name builds.
+    widths, original = header.get("widths"), params
+    if isinstance(widths, dict) and widths and isinstance(arch, dict):
+        from ..dzip.assemble import build_model
+
+        full = build_model(header, os.fspath(path))
+        original = sum(p.numel() for p in full.parameters())
+        modules = dict(full.named_modules())
+        widths = {name: {attr: (getattr(modules[name], attr, None), value) for attr, value in change.items()}
+                  for name, change in widths.items() if name in modules and isinstance(change, dict)}
+        ratio = 4 * original / size
     # Every byte of the file, by what it holds; they add up to file_bytes.
     parts = {"preamble": PREAMBLE.size, "header": header_bytes, "parameters": by_role["param"],
              "buffers": by_role["buffer"], "unused": payload_bytes - by_role["param"] - by_role["buffer"],
              "checksum": TRAILER.size}
-    return {"file": os.fspath(path), "file_bytes": size, "dense_bytes": 4 * params, "parameters": params,
+    return {"file": os.fspath(path), "file_bytes": size, "dense_bytes": 4 * original, "parameters": params,
+            "original_parameters": original, "widths": widths if isinstance(widths, dict) else {},
             "ratio": ratio, "arch": arch if isinstance(arch, dict) else None, "bytes": parts,
             "meta": meta if isinstance(meta, dict) else {}, "layers": rows, "uncompressed": uncompressed}
 

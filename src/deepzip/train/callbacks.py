@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from ..data import Dataset
 from ..files import write_text
 from ..prune import sparsity_of
@@ -64,6 +66,10 @@ class History:
                "loss": round(state.epoch_loss, 6), "lr": state.lr,
                "sparsity": round(sparsity_of(state.model)["total"], 6), "seconds": round(now - self.start, 2),
                **{k: round(v, 4) for k, v in state.metrics.items()}}
+        if getattr(state.model, "deepzip_widths", None):  # a channel-pruned model: its layers' widths now
+            row["widths"] = {name: m.out_features if isinstance(m, nn.Linear) else m.out_channels
+                             for name, m in state.model.named_modules()
+                             if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))}
         self.start = now
         self.rows.append(row)
         if self.path is not None:

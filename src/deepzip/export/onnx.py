@@ -1,0 +1,65 @@
+"""ONNX export of a decoded model: the dense weights of a .dzip (slim after channel surgery) in a
+graph any ONNX runtime runs. The sparsity and the codebooks are not in it: ONNX has no operator
+that reads them, so the exported file is as large as the decoded model (the .dzip stays the
+small artefact to ship; the ONNX file is what an inference engine takes).
+
+torch's TorchScript-based exporter is used (onnx is the only extra package it needs; the newer
+dynamo exporter would need onnxscript too).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..dzip import load
+from ..errors import ConfigError
+from ..files import atomic_path
+from ..reparam import strip_
+
+OPSET = 17
+
+
+def export_onnx(model: nn.Module | str | os.PathLike, path: str | os.PathLike, example_inputs: Any, *,
+                opset: int = OPSET, dynamic_batch: bool = True) -> Path:
+    """Write `model` (a module, or a .dzip to load) as an ONNX file, atomically.
+
+    Args:
+        model: an nn.Module (deepzip masks and shared weights are made plain in a copy) or the
+            path of a .dzip (loaded with its registry architecture).
+        path: the .onnx file to write.
+        example_inputs: a batch of inputs (or a tuple of them) to trace the graph with.
+        opset: the ONNX opset version.
+        dynamic_batch: leave the batch dimension free.
+
+    Example:
+        >>> dz.export_onnx("model.dzip", "model.onnx", torch.randn(1, 1, 28, 28))
+    """
+    try:
+        import onnx  # noqa: F401  (the exporter needs it; say so plainly when it is missing)
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx package: pip install onnx (and onnxruntime to run it).") from None
+    if isinstance(model, (str, os.PathLike)):
+        model = load(model)
+    else:
+        import copy
+
+        model = copy.deepcopy(model)
+        strip_(model)
+    model = model.eval().cpu()
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    names = [f"input{i}" if len(inputs) > 1 else "input" for i in range(len(inputs))]
+    axes = {n: {0: "batch"} for n in [*names, "output"]} if dynamic_batch else None
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notices are not the user's business
+        try:
+            torch.onnx.export(model, inputs, str(tmp), input_names=names, output_names=["output"],
+                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+        except Exception as e:  # the exporter raises many kinds; one sentence for all
+            raise ConfigError(f"torch cannot export this model to ONNX ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]}).") from None
+    return Path(path)

@@ -1,0 +1,163 @@
+"""Which channel groups to remove, given their importance: per layer, globally, or by knapsack.
+
+Groups are gathered into *clusters* by the layers that produce them: a plain conv's channels
+form one cluster; the convolutions joined by a residual add form one cluster together, since
+their channels go in pairs. An amount applies to a cluster (by the name or kind of its first
+layer), and at least one channel of every cluster stays.
+
+  rank      in every cluster, the `amount` least important groups (torch's rule: a float is a
+            fraction, an int a count)
+  global    one ranking across clusters, each group's importance divided by its cluster's mean
+            (so layers of different scales compete fairly), the `amount` fraction of all groups
+  knapsack  keep the subset of greatest summed (normalised) importance whose parameters, or
+            FLOPs, stay within `budget` × the model's: a 0/1 knapsack solved exactly by dynamic
+            programming over costs in units of at most 1/4000 of the total (costs rounded up,
+            so the budget is never exceeded; with fewer than 4000 units of cost it is exact)
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..errors import ConfigError
+from ..selection import kind_of
+from .graph import ChannelGroup, Graph
+
+SELECTS = ("rank", "global", "knapsack")
+KNAPSACK_UNITS = 4000
+
+
+def clusters(graph: Graph) -> dict[tuple[str, ...], list[ChannelGroup]]:
+    """Groups by the tuple of layers that produce them."""
+    out: dict[tuple[str, ...], list[ChannelGroup]] = defaultdict(list)
+    for g in graph.groups:
+        out[tuple(g.producers)].append(g)
+    return dict(out)
+
+
+def costs(graph: Graph, what: str) -> tuple[np.ndarray, float]:
+    """(cost of each group, cost of the whole model's prunable layers): parameters or FLOPs (MACs)."""
+    per = np.zeros(len(graph.groups))
+    for g in graph.groups:
+        for m in g.members:
+            module = graph.modules[m.module]
+            if m.role == "norm":
+                per[g.id] += 2 * len(m.indices)
+                continue
+            w = module.weight
+            row, col = w[0].numel(), w.numel() // w.shape[1] if w.dim() > 1 else 1
+            unit = (row + (module.bias is not None)) if m.role == "out" else col
+            if what == "flops":
+                spatial = math.prod(graph.shapes.get(m.module, (1, 1))[2:])
+                unit = unit * spatial
+            per[g.id] += unit * len(m.indices)
+    total = 0.0
+    for name, module in graph.modules.items():
+        if name not in graph.shapes:
+            continue
+        if kind_of(module) in ("linear", "conv"):
+            size = module.weight.numel() + (module.bias.numel() if module.bias is not None else 0)
+            total += size * (math.prod(graph.shapes[name][2:]) if what == "flops" else 1)
+        elif isinstance(module, _BatchNorm) and what == "params":
+            total += 2 * module.num_features
+    return per, total
+
+
+def _amount(amount: Any, cluster: tuple[str, ...], graph: Graph, n: int) -> int:
+    if isinstance(amount, Mapping):
+        first = cluster[0]
+        kind = kind_of(graph.modules[first])
+        value = next((amount[k] for k in (first, kind, "default") if k in amount), 0)
+    else:
+        value = amount
+    if isinstance(value, bool) or not (isinstance(value, int) and value >= 0 or isinstance(value, float) and 0 <= value <= 1):
+        raise ConfigError(f"the amount for {cluster[0]} must be a fraction in [0, 1] or a count, not {value!r}.")
+    count = value if isinstance(value, int) else round(value * n)
+    return min(count, n - 1)
+
+
+def choose(graph: Graph, importance: np.ndarray, amount: Any = None, select: str = "rank",
+           budget: Mapping[str, float] | None = None) -> list[ChannelGroup]:
+    """The groups to remove.
+
+    Args:
+        graph: the model's channel groups.
+        importance: one value per group (higher = keep).
+        amount: for rank (per cluster) and global (of all groups): a fraction or a count; for
+            rank also a dict by layer name / kind / "default".
+        select: "rank", "global" or "knapsack".
+        budget: for knapsack, {"params": f} or {"flops": f}: keep at most f of the model's total.
+
+    Example:
+        >>> [g.producers for g in choose(graph, scores(graph, "l1"), 0.5)][:1]
+        [['stem.0']]
+    """
+    if select not in SELECTS:
+        raise ConfigError(f"select must be one of {', '.join(SELECTS)}, not {select!r}.")
+    groups = clusters(graph)
+    if select == "rank":
+        out = []
+        for key, members in groups.items():
+            k = _amount(amount, key, graph, len(members))
+            out += sorted(members, key=lambda g: (importance[g.id], g.id))[:k]
+        return out
+    normalised = np.array(importance, dtype=np.float64)
+    for members in groups.values():
+        ids = [g.id for g in members]
+        normalised[ids] = normalised[ids] / max(float(np.mean(normalised[ids])), 1e-12)
+    if select == "global":
+        if isinstance(amount, Mapping) or amount is None:
+            raise ConfigError("select='global' takes one amount for the whole model.")
+        total = sum(len(m) for m in groups.values())
+        count = amount if isinstance(amount, int) and not isinstance(amount, bool) else round(float(amount) * total)
+        left = {key: len(m) for key, m in groups.items()}
+        cluster_of = {g.id: key for key, m in groups.items() for g in m}
+        out = []
+        for g in sorted(graph.groups, key=lambda g: (normalised[g.id], g.id)):
+            if len(out) >= count:
+                break
+            if left[cluster_of[g.id]] > 1:
+                left[cluster_of[g.id]] -= 1
+                out.append(g)
+        return out
+    return _knapsack(graph, normalised, groups, budget)
+
+
+def _knapsack(graph: Graph, value: np.ndarray, groups: dict, budget: Mapping[str, float] | None) -> list[ChannelGroup]:
+    if not isinstance(budget, Mapping) or len(budget) != 1 or next(iter(budget)) not in ("params", "flops"):
+        raise ConfigError("select='knapsack' needs budget={'params': f} or {'flops': f}.")
+    what, fraction = next(iter(budget.items()))
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"the {what} budget must be a fraction in (0, 1], not {fraction!r}.")
+    cost, total = costs(graph, what)
+    fixed = total - cost.sum()  # what no group carries stays whatever is removed
+    capacity = fraction * total - fixed
+    # Each cluster keeps its most important group whatever happens: a layer never loses all of it.
+    keep = {max(m, key=lambda g: (value[g.id], -g.id)).id for m in groups.values()}
+    capacity -= sum(cost[i] for i in keep)
+    if capacity < 0:
+        raise ConfigError(f"a {what} budget of {fraction} cannot be met: one channel per layer already costs more.")
+    rest = [g for g in graph.groups if g.id not in keep]
+    unit = max(1.0, cost[[g.id for g in rest]].sum() / KNAPSACK_UNITS) if rest else 1.0
+    units = [math.ceil(cost[g.id] / unit) for g in rest]
+    cap = int(capacity // unit)
+    best = np.zeros(cap + 1)
+    take = np.zeros((len(rest), cap + 1), dtype=bool)
+    for i, (g, c) in enumerate(zip(rest, units)):
+        if c > cap:
+            continue
+        gain = best[:cap + 1 - c] + value[g.id]
+        better = gain > best[c:]
+        take[i, c:] = better
+        best[c:] = np.where(better, gain, best[c:])
+    kept, left = set(), cap
+    for i in range(len(rest) - 1, -1, -1):
+        if take[i, left]:
+            kept.add(rest[i].id)
+            left -= units[i]
+    return [g for g in rest if g.id not in kept]

@@ -1,0 +1,234 @@
+"""Channel surgery: the slim model computes what the masked one does, with fewer parameters."""
+import copy
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import deepzip as dz
+from deepzip.structured import choose, costs, remove_, scores, trace
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.a = nn.Sequential(nn.Conv2d(16, 24, 3, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
+                               nn.Conv2d(24, 16, 3, padding=1), nn.BatchNorm2d(16))
+        self.head = nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(x + self.a(x))
+        return self.head(torch.flatten(nn.functional.max_pool2d(x, 2), 1))
+
+
+class Concat(nn.Module):
+    """Two branches concatenated (a Fire module's expand), then a depthwise and a grouped conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.squeeze = nn.Conv2d(3, 8, 1)
+        self.e1, self.e3 = nn.Conv2d(8, 12, 1), nn.Conv2d(8, 12, 3, padding=1)
+        self.dw = nn.Conv2d(24, 24, 3, padding=1, groups=24)
+        self.bn = nn.BatchNorm2d(24)
+        self.grouped = nn.Conv2d(24, 16, 1, groups=4)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        s = torch.relu(self.squeeze(x))
+        x = torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1)
+        x = torch.relu(self.bn(self.dw(x)))
+        return self.fc(self.grouped(x).mean([2, 3]))
+
+
+class ConcatDepthwise(nn.Module):
+    """A concat whose channels go through a depthwise conv: offsets shift, groups shrink."""
+
+    def __init__(self):
+        super().__init__()
+        self.squeeze = nn.Conv2d(3, 8, 1)
+        self.e1, self.e3 = nn.Conv2d(8, 12, 1), nn.Conv2d(8, 10, 3, padding=1)
+        self.dw = nn.Conv2d(22, 22, 3, padding=1, groups=22)
+        self.bn = nn.BatchNorm2d(22)
+        self.mix = nn.Conv2d(22, 16, 1)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        s = torch.relu(self.squeeze(x))
+        x = torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1)
+        x = torch.relu(self.bn(self.dw(x)))
+        return self.fc(torch.relu(self.mix(x)).mean([2, 3]))
+
+
+def _masked_reference(model, graph, removed):
+    """The same model with the removed groups' producers, biases and batch-norm affine zeroed."""
+    ref = copy.deepcopy(model)
+    modules = dict(ref.named_modules())
+    with torch.no_grad():
+        for g in removed:
+            for m in g.members:
+                module = modules[m.module]
+                if m.role in ("out", "norm"):
+                    module.weight[m.indices] = 0
+                    if module.bias is not None:
+                        module.bias[m.indices] = 0
+    return ref
+
+
+def _randomise_norms(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.normal_(1, 0.3)
+                m.bias.normal_(0, 0.3)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (Residual, (2, 3, 16, 16)), (Concat, (2, 3, 10, 10)), (ConcatDepthwise, (2, 3, 10, 10)),
+    (lambda: dz.create_model("resnet18", in_channels=1, image_size=32, classes=10, width=0.25), (2, 1, 32, 32)),
+    (lambda: dz.create_model("lenet5-fire", in_channels=1, image_size=28, classes=10), (2, 1, 28, 28)),
+    (lambda: dz.create_model("densenet100", in_channels=1, image_size=32, classes=10, depth=16), (2, 1, 32, 32)),
+    (lambda: dz.create_model("vgg16", in_channels=1, image_size=32, classes=10, width=0.125), (2, 1, 32, 32)),
+], ids=["residual", "concat-depthwise-grouped", "concat-depthwise", "resnet18", "lenet5-fire", "densenet", "vgg16"])
+def test_the_slim_model_computes_what_the_masked_one_does(tmp_path, make, shape):
+    model = make()
+    _randomise_norms(model)
+    model.eval()
+    x = torch.randn(*shape)
+    graph = trace(model, x)
+    removed = choose(graph, scores(graph, "l1"), 0.5)
+    assert removed
+    if isinstance(model, ConcatDepthwise):  # the concat's channels are prunable, the depthwise conv shrinks
+        assert {"e1", "e3"} <= {p for g in removed for p in g.producers}
+    reference = _masked_reference(model, graph, removed)
+    before = sum(p.numel() for p in model.parameters())
+    remove_(model, graph, removed)
+    assert sum(p.numel() for p in model.parameters()) < before
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-5)
+    # the file remembers the widths: a fresh, full-width instance is narrowed, then filled
+    dz.save(model, tmp_path / "slim.dzip")
+    back = dz.load(tmp_path / "slim.dzip", model=make())
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+
+
+def test_the_locked_and_the_grouped_are_left_alone():
+    model = Concat()
+    graph = trace(model, torch.randn(1, 3, 10, 10))
+    producers = {p for g in graph.groups for p in g.producers}
+    assert producers == {"squeeze"}
+    # e1 and e3 reach the grouped conv through the concat and the depthwise conv: all locked with it
+    assert all("grouped convolution" in graph.locked[n] for n in ("e1", "e3", "dw", "grouped"))
+    assert "output" in graph.locked["fc"]
+
+
+def test_prune_channels_reports_widths_and_saves_a_slim_registry_model(tmp_path):
+    model = dz.create_model("resnet18", in_channels=1, image_size=32, classes=10, width=0.25)
+    x = torch.randn(2, 1, 32, 32)
+    changed = dz.prune_channels_(model, {"default": 0.5, "layer4": 0.25}, example_inputs=x, ignore=["stem.0"])
+    assert changed["layer1.0.body.0.0"] == (16, 8)
+    assert "stem.0" not in changed  # ignored, and with it the residual channels coupled to it
+    dz.save(model, tmp_path / "m.dzip")
+    back = dz.load(tmp_path / "m.dzip")  # the registry model, rebuilt narrow from the file's width record
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+    from deepzip.dzip import DzipReader
+
+    with DzipReader(tmp_path / "m.dzip") as r:
+        assert r.version == 2 and r.header["widths"]["layer1.0.body.0.0"]["out_channels"] == 8
+
+
+def test_apoz_scores_a_channel_that_is_always_zero_lowest():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+    with torch.no_grad():
+        model[0].bias[:] = torch.tensor([0.0, -100.0, 0.0, 100.0])  # channel 1 never fires, channel 3 always does
+    x = torch.randn(64, 1, 8, 8)
+    data = dz.data.Dataset(x, torch.randint(0, 3, (64,)), 3, "hand")
+    graph = trace(model, x[:2])
+    conv = [g for g in graph.groups if g.producers == ["0"]]
+    apoz = scores(graph, "apoz", data)
+    by_channel = {g.members[0].indices[0]: apoz[g.id] for g in conv}
+    assert by_channel[1] == pytest.approx(0.0) and by_channel[3] == pytest.approx(1.0)
+    assert 0.3 < by_channel[0] < 0.7
+    taylor = scores(graph, "taylor", data)
+    assert taylor[next(g.id for g in conv if g.members[0].indices == [1])] == 0  # a dead channel changes nothing
+    with pytest.raises(dz.ConfigError, match="pass data="):
+        scores(graph, "apoz")
+
+
+@pytest.mark.parametrize("budget", [0.35, 0.5, 0.8])
+def test_knapsack_keeps_the_most_importance_within_the_budget(budget):
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2))
+    graph = trace(model, torch.randn(1, 6))
+    rng = np.random.default_rng(1)
+    value = rng.random(len(graph.groups)) + 0.1
+    removed = {g.id for g in choose(graph, value, select="knapsack", budget={"params": budget})}
+    cost, total = costs(graph, "params")
+    fixed = total - cost.sum()
+    kept = [g.id for g in graph.groups if g.id not in removed]
+    assert fixed + cost[kept].sum() <= budget * total + 1e-9  # the budget is never exceeded
+    # against brute force (each layer keeps at least one unit, as the solver guarantees)
+    from deepzip.structured.select import clusters
+
+    layers = [[g.id for g in m] for m in clusters(graph).values()]
+    norm = value.copy()
+    for ids in layers:
+        norm[ids] = norm[ids] / norm[ids].mean()
+    best = 0.0
+    for mask in itertools.product([0, 1], repeat=len(graph.groups)):
+        keep = [i for i, k in enumerate(mask) if k]
+        if all(any(i in keep for i in ids) for ids in layers) and fixed + cost[keep].sum() <= budget * total:
+            best = max(best, norm[keep].sum())
+    assert norm[kept].sum() == pytest.approx(best)
+
+
+def test_untraceable_models_and_structured_ones_are_refused():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(x) if x.sum() > 0 else x
+
+    with pytest.raises(dz.ConfigError, match="cannot trace"):
+        dz.prune_channels_(Branchy(), 0.5, example_inputs=torch.randn(1, 4))
+    model = dz.create_model("lenet300", in_channels=1, image_size=8, classes=4)
+    dz.prune_(model, sparsity=0.5)
+    with pytest.raises(dz.ConfigError, match="remove channels first"):
+        dz.prune_channels_(model, 0.5, example_inputs=torch.randn(1, 1, 8, 8))
+
+
+def test_onnx_export_of_a_slim_compressed_model_runs_in_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from typer.testing import CliRunner
+
+    from deepzip.cli import app
+
+    model = dz.create_model("resnet18", in_channels=1, image_size=32, classes=10, width=0.25)
+    _randomise_norms(model)
+    x = torch.randn(3, 1, 32, 32)
+    dz.prune_channels_(model, 0.5, example_inputs=x[:1])
+    dz.prune_(model, sparsity={"conv": 0.6, "linear": 0.8})
+    dz.share_weights_(model, bits={"conv": 6, "linear": 5})
+    dz.save(model, tmp_path / "m.dzip")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "m.dzip"), "--onnx", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})[0]
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), model(x), rtol=1e-4, atol=1e-4)
+    dz.export_onnx(model, tmp_path / "direct.onnx", x[:1])  # a module with masks and codebooks, exported plain
+    got = ort.InferenceSession(str(tmp_path / "direct.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), model(x), rtol=1e-4, atol=1e-4)
+    assert dz.reparam.is_shared(dict(model.named_modules())["layer1.0.body.0.0"])  # the caller's model untouched
