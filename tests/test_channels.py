@@ -232,3 +232,27 @@ def test_onnx_export_of_a_slim_compressed_model_runs_in_onnxruntime(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(got), model(x), rtol=1e-4, atol=1e-4)
     assert dz.reparam.is_shared(dict(model.named_modules())["layer1.0.body.0.0"])  # the caller's model untouched
+
+
+@pytest.mark.parametrize("widths, words", [
+    ({"nope": {"out_channels": 3}}, "names 'nope'"),
+    ({"stem.0": {"out_channels": 10**9}}, "cannot take"),
+    ({"stem.0": {"out_channels": 0}}, "cannot take"),
+    ({"stem.0": {"kernel_size": 1}}, "cannot take"),
+    ({"stem.0": {"out_channels": True}}, "cannot take"),
+    ([1, 2], "not a mapping"),
+])
+def test_a_hostile_width_record_is_refused_in_one_sentence(tmp_path, widths, words):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from dzip_tools import join, split
+
+    model = dz.create_model("resnet18", in_channels=1, image_size=32, classes=10, width=0.125)
+    dz.prune_channels_(model, 0.5, example_inputs=torch.randn(1, 1, 32, 32))
+    dz.save(model, tmp_path / "m.dzip")
+    header, payload = split((tmp_path / "m.dzip").read_bytes())
+    header["widths"] = widths
+    (tmp_path / "bad.dzip").write_bytes(join(header, payload, version=2))
+    with pytest.raises(dz.DzipFormatError, match=words):
+        dz.load(tmp_path / "bad.dzip")

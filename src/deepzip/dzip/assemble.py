@@ -160,15 +160,18 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         entries = header.get("tensors")
         if not isinstance(entries, list):
             raise DzipFormatError(f"{pname} is corrupt: 'tensors' is not a list.")
-        if model is None:
+        built = model is None
+        if built:
             model = build_model(header, pname)
         else:
             strip_(model)
         if "widths" in header:  # channel surgery: the same widths on the module to fill
             try:
-                apply_widths_(model, header["widths"], f"{pname}'s width record")
+                apply_widths_(model, header["widths"], "its width record")
             except ConfigError as e:
-                raise ModelMismatchError(f"{pname} does not fit this model: {e}") from None
+                reason = str(e).rstrip(".")
+                raise (DzipFormatError(f"{pname} is corrupt: {reason}.") if built else
+                       ModelMismatchError(f"{pname} does not fit this model: {reason}.")) from None
             model.deepzip_widths = header["widths"]
         _check_entries(entries, len(reader.streams), pname)
         have = targets(model)
