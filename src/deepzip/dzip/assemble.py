@@ -178,40 +178,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         if strict:
             _check_names(entries, have, pname)
         _check_shapes(entries, have, pname)  # before anything is written into the caller's model
-        dec = TensorDecoder(reader)
-        # Tensors a later entry aliases are kept; everything else is dropped once stored, so
-        # memory stays one layer at a time.
-        aliased = {e.get("alias") for e in entries if isinstance(e, dict)}
-        held: dict[str, torch.Tensor] = {}
-        sparse: dict[str, tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = {}
-        decisions: dict[str, str] = {}
-        for i, entry in enumerate(entries):
-            if "alias" in entry:
-                dec.need(entry["alias"] in held, f"tensor entry {i} aliases an unknown tensor")
-                value = held[entry["alias"]]
-            elif entry["name"] not in have and entry["name"] not in aliased:
-                continue  # strict=False: nothing in the model takes it
-            else:
-                decoded = dec.decode(entry, i)
-                if runtime != "dense" and entry["name"] in have and decoded.info.layer:
-                    how = _runtime_choice(decoded.info, have[entry["name"]][0], entry["name"] in aliased, runtime)
-                    decisions[entry["name"]] = f"{how[0]} ({how[1]})"
-                    if how[0] != "dense":
-                        sparse[entry["name"].rpartition(".")[0]] = (how[0], *decoded.nonzeros())
-                        continue
-                value = decoded.dense()
-            if entry["name"] not in have:
-                continue
-            stored = _put(*have[entry["name"]], value, entry["name"], pname)
-            if entry["name"] in aliased:
-                held[entry["name"]] = stored
-        for layer, (how, positions, codes, table) in sparse.items():
-            module = model.get_submodule(layer) if layer else model
-            new = rt.build(module, how, positions, codes, table, getattr(module, "bias", None))
-            if layer:
-                _replace(model, layer, new)
-            else:  # the model is the layer itself
-                model = new
+        model, decisions = _fill(model, entries, have, TensorDecoder(reader), runtime, pname)
         model.deepzip_meta = header.get("meta", {})
         if runtime != "dense":
             model.deepzip_runtime = decisions  # per layer weight: "codebook (density …)", "dense (why)", …
@@ -243,6 +210,47 @@ def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             else:
                 out[entry["name"]] = dec.decode(entry, i).dense().contiguous()
     return out
+
+
+def _fill(model: nn.Module, entries: list, have: dict, dec: TensorDecoder, runtime: str,
+          pname: str) -> tuple[nn.Module, dict[str, str]]:
+    """Decode every entry into the model, one tensor at a time; layers the runtime runs sparse are
+    built from their non-zeros instead. Returns the model (replaced if it is itself such a layer)
+    and the per-layer runtime decisions."""
+    # Tensors a later entry aliases are kept; everything else is dropped once stored, so
+    # memory stays one layer at a time.
+    aliased = {e.get("alias") for e in entries if isinstance(e, dict)}
+    held: dict[str, torch.Tensor] = {}
+    sparse: dict[str, tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    decisions: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        if "alias" in entry:
+            dec.need(entry["alias"] in held, f"tensor entry {i} aliases an unknown tensor")
+            value = held[entry["alias"]]
+        elif entry["name"] not in have and entry["name"] not in aliased:
+            continue  # strict=False: nothing in the model takes it
+        else:
+            decoded = dec.decode(entry, i)
+            if runtime != "dense" and entry["name"] in have and decoded.info.layer:
+                how = _runtime_choice(decoded.info, have[entry["name"]][0], entry["name"] in aliased, runtime)
+                decisions[entry["name"]] = f"{how[0]} ({how[1]})"
+                if how[0] != "dense":
+                    sparse[entry["name"].rpartition(".")[0]] = (how[0], *decoded.nonzeros())
+                    continue
+            value = decoded.dense()
+        if entry["name"] not in have:
+            continue
+        stored = _put(*have[entry["name"]], value, entry["name"], pname)
+        if entry["name"] in aliased:
+            held[entry["name"]] = stored
+    for layer, (how, positions, codes, table) in sparse.items():
+        module = model.get_submodule(layer) if layer else model
+        new = rt.build(module, how, positions, codes, table, getattr(module, "bias", None))
+        if layer:
+            _replace(model, layer, new)
+        else:  # the model is the layer itself
+            model = new
+    return model, decisions
 
 
 def _runtime_choice(info, owner: nn.Module, tied: bool, runtime: str) -> tuple[str, str]:

@@ -212,31 +212,35 @@ def train(
         state.plain_layout = plain
         _call(callbacks, "on_train_begin", state)
         while state.step < state.total and not state.stop and (total is not None or state.epoch < epochs):
-            running, seen = 0.0, 0
-            for batch in _on(device, batches):
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model, batch)
-                loss.backward()
-                opt.step()
-                sched.step()
-                state.step += 1
-                state.loss = loss.item()
-                if not math.isfinite(state.loss):
-                    raise TrainingError(f"{desc}: the loss became {state.loss} at step {state.step} (epoch "
-                                        f"{state.epoch + 1}); lower the learning rate (it is {lr:g}).")
-                n = len(batch[1])
-                running += state.loss * n
-                seen += n
-                _call(callbacks, "on_step", state)
-                if state.step >= state.total or state.stop:
-                    break
-            state.epoch += 1
-            state.epoch_loss = running / max(seen, 1)
-            state.losses.append(state.epoch_loss)
+            _epoch(state, loss_fn, device, lr)
             _call(callbacks, "on_epoch_end", state)
         _call(callbacks, "on_train_end", state)
     model.eval()
     return state.losses
+
+
+def _epoch(state: TrainState, loss_fn: LossFn, device: torch.device, lr: float) -> None:
+    """One pass over the batches (or what is left of the run's steps), callbacks after each step."""
+    running, seen = 0.0, 0
+    for batch in _on(device, state.batches):
+        state.optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(state.model, batch)
+        loss.backward()
+        state.optimizer.step()
+        state.scheduler.step()
+        state.step += 1
+        state.loss = loss.item()
+        if not math.isfinite(state.loss):
+            raise TrainingError(f"{state.desc}: the loss became {state.loss} at step {state.step} (epoch "
+                                f"{state.epoch + 1}); lower the learning rate (it is {lr:g}).")
+        running += state.loss * len(batch[1])
+        seen += len(batch[1])
+        _call(state.callbacks, "on_step", state)
+        if state.step >= state.total or state.stop:
+            break
+    state.epoch += 1
+    state.epoch_loss = running / max(seen, 1)
+    state.losses.append(state.epoch_loss)
 
 
 def _schedule(cosine: bool, total: int | None) -> Callable[[int], float]:
