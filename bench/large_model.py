@@ -89,7 +89,9 @@ def child(mode: str, path: str, sparsity: float, coder: str) -> None:
 
     if mode == "save":
         model = build(sparsity)
-        params = sum(p.numel() for m in model.modules() for p in [getattr(m, "weight", None)] if p is not None)
+        from deepzip.reparam import SharedWeight
+
+        params = sum(m.assign.numel() for m in model.modules() if isinstance(m, SharedWeight))
         header, seconds, peak = measured(lambda: dz.save(model, path, coder=coder))
         out = {"op": "save", "coder": coder, "weights": params, "file_bytes": header["file_bytes"]}
     else:
