@@ -167,7 +167,8 @@ def run_deepzip(recipe: Recipe, run_dir: Path, checkpoint: Path, args) -> dict[s
 
 def run_stock(name: str, checkpoint: Path, sparsity: float, best: Recipe, run_dir: Path,
               train_set, test_set, seed: int) -> dict[str, Any]:
-    model = load_checkpoint(new_model(name), checkpoint)
+    model = new_model(name)
+    load_checkpoint(model, checkpoint)
     dense_bytes = 4 * sum(p.numel() for p in model.parameters())
     epochs = budget(best)
     steps = best.prune.steps
@@ -233,7 +234,9 @@ def bench_model(name: str, args) -> None:
     train_set = datasets.load(DATASET, args.data_dir, train=True, limit=args.limit)
     test_set = datasets.load(DATASET, args.data_dir, train=False, limit=args.limit)
     checkpoint = dense_checkpoint(name, best, args, out, train_set)
-    dense_accuracy = evaluate(load_checkpoint(new_model(name), checkpoint), test_set)
+    dense = new_model(name)
+    load_checkpoint(dense, checkpoint)
+    dense_accuracy = evaluate(dense, test_set)
     log(f"[{name}] dense accuracy {dense_accuracy:.2f}% ({checkpoint})")
 
     rows: list[dict[str, Any]] = []
