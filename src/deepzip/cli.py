@@ -78,6 +78,8 @@ def compress(
         r = load_recipe(recipe, **given) if recipe else from_dict({}, **given)
         report = run(r, out, data_dir=data_dir, from_checkpoint=from_, limit=limit, resume=resume, device=device,
                      progress=not quiet, log=typer.echo)
+        if not report:  # a rank other than 0 of a torchrun job: rank 0 reports
+            return
         typer.echo((out / "report.md").read_text())
         typer.echo(f"wrote {out / 'model.dzip'} ({report['file_bytes']:,} bytes, {report['ratio']:.1f}× smaller "
                    f"than {report['dense_bytes']:,} dense bytes)")

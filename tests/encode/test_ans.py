@@ -1,4 +1,6 @@
 import numpy as np
+
+from deepzip.encode.dtypes import symbol_dtype
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -30,7 +32,7 @@ def test_round_trip(stream):
     data = ans.encode(symbols, counts)
     assert len(data) % 4 == 0
     out = ans.decode(data, counts, symbols.size)
-    assert out.dtype == np.int32
+    assert out.dtype == symbol_dtype(alphabet)
     np.testing.assert_array_equal(out, symbols)
 
 

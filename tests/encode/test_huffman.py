@@ -1,6 +1,8 @@
 import heapq
 
 import numpy as np
+
+from deepzip.encode.dtypes import symbol_dtype
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -55,7 +57,7 @@ def test_round_trip_and_exact_size(stream, max_len):
     data = huffman.encode(symbols, lengths)
     assert len(data) == (int(lengths[symbols].astype(np.int64).sum()) + 7) // 8
     out = huffman.decode(data, lengths, symbols.size)
-    assert out.dtype == np.int32
+    assert out.dtype == symbol_dtype(alphabet)
     np.testing.assert_array_equal(out, symbols)
 
 

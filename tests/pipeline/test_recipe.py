@@ -117,3 +117,9 @@ def test_layer_names_are_checked_against_the_model_before_anything_runs(tmp_path
     with pytest.raises(dz.ConfigError, match="Unknown model 'lenet9'"):
         compress(from_dict({"dataset": "synthetic"}, model="lenet9"), out, progress=False, log=lambda *a: None)
     assert not out.exists()
+
+
+def test_naming_quality_replaces_the_default_sparsity():
+    r = from_dict({"prune": {"quality": 0.8}})
+    assert r.prune.quality == 0.8 and r.prune.sparsity is None
+    assert from_dict({"prune": {"sparsity": 0.9}}).prune.quality is None

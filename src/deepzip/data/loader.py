@@ -36,12 +36,16 @@ class Batches:
         >>> for x, y in batches: ...
     """
 
-    def __init__(self, data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int | None = None):
+    def __init__(self, data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int | None = None,
+                 shard: tuple[int, int] = (0, 1)):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}.")
         self.data = data
         self.batch_size = batch_size
         self.shuffle = shuffle
+        # (rank, ranks): every rank draws the same order and takes every ranks-th sample of each
+        # global batch, so N processes see the batches one process would (DistributedSampler's idea).
+        self.rank, self.ranks = shard
         self._generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -49,6 +53,12 @@ class Batches:
 
     def __iter__(self) -> Iterator[Batch]:
         x, y, n = self.data.x, self.data.y, len(self.data.y)
+        if self.ranks > 1:
+            order = torch.randperm(n, generator=self._generator) if self.shuffle else torch.arange(n)
+            for start in range(0, n, self.batch_size):
+                chosen = order[start : start + self.batch_size][self.rank :: self.ranks]
+                yield x[chosen], y[chosen]
+            return
         if not self.shuffle:
             # Slices are views: no copy of the set per epoch.
             for start in range(0, n, self.batch_size):
@@ -70,7 +80,7 @@ class Batches:
 
 
 def batches(data: Dataset | Iterable[Batch], batch_size: int = 128, *, shuffle: bool = False,
-            seed: int | None = None) -> Iterable[Batch]:
+            seed: int | None = None, shard: tuple[int, int] = (0, 1)) -> Iterable[Batch]:
     """Batches of a deepzip Dataset, or `data` itself when it is already an iterable of
     (inputs, labels) batches (a torch DataLoader, a list, a generator function's result).
 
@@ -78,12 +88,14 @@ def batches(data: Dataset | Iterable[Batch], batch_size: int = 128, *, shuffle: 
         data: a Dataset, or an iterable yielding (x, y) pairs of tensors.
         batch_size, shuffle, seed: how to batch a Dataset (ignored for an iterable, which
             batches itself).
+        shard: (rank, ranks) of a distributed run: this rank's share of every global batch
+            (an iterable is taken as already sharded, as a DataLoader with a DistributedSampler is).
 
     Example:
         >>> for x, y in batches(my_dataloader): ...
     """
     if isinstance(data, Dataset):
-        return Batches(data, batch_size, shuffle=shuffle, seed=seed)
+        return Batches(data, batch_size, shuffle=shuffle, seed=seed, shard=shard)
     if isinstance(data, (torch.Tensor, str, bytes)) or not isinstance(data, Iterable):
         raise ConfigError(f"data must be a deepzip Dataset or an iterable of (inputs, labels) batches, "
                           f"not a {type(data).__name__}.")

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ..checks import is_uint
-from ..encode.sparse import from_gaps
 from ..encode.streams import MAX_ALPHABET, decode_stream
 from ..errors import DzipFormatError
 from .container import DzipReader, unpack_ints
@@ -68,9 +67,9 @@ class Decoded:
         if self.raw is not None:
             return self.raw.reshape(shape)
         if self.codebook is not None and self.positions is None:
-            return torch.from_numpy(self.codebook[self.codes]).reshape(shape)
+            return torch.from_numpy(_lookup(self.codebook, self.codes)).reshape(shape)
         out = np.zeros(self.info.numel, np.float32)
-        out[self.positions] = self.codebook[self.codes] if self.codebook is not None else self.values
+        out[self.positions] = _lookup(self.codebook, self.codes) if self.codebook is not None else self.values
         return torch.from_numpy(out).reshape(shape)
 
     def nonzeros(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -83,6 +82,15 @@ class Decoded:
             return positions, self.codes[positions], self.codebook
         keep = self.codes != 0  # filler entries carry code 0
         return self.positions[keep], self.codes[keep], self.codebook
+
+
+def _lookup(table: np.ndarray, codes: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """table[codes] a chunk at a time: numpy widens an index array to int64 whole, which for a
+    100 M-weight layer's uint8 codes would be an 800 MB temporary."""
+    out = np.empty(codes.shape, table.dtype)
+    for start in range(0, codes.size, chunk):
+        out[start:start + chunk] = table[codes[start:start + chunk]]
+    return out
 
 
 class TensorDecoder:

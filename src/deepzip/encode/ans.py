@@ -11,6 +11,7 @@ import constriction
 import numpy as np
 
 from ..errors import DzipFormatError
+from .dtypes import symbol_dtype
 
 
 def _check_counts(counts, error: type[Exception], need_symbol: bool) -> np.ndarray:
@@ -63,7 +64,8 @@ _CHUNK = 1 << 22
 
 
 def decode(data: bytes, counts: np.ndarray, n: int) -> np.ndarray:
-    """Decode `n` symbols (int32) coded under the distribution `counts`.
+    """Decode `n` symbols coded under the distribution `counts`, in the narrowest unsigned type
+    the alphabet needs (dtypes.symbol_dtype), a chunk at a time.
 
     The caller must bound `n`: a dominant symbol can cost almost nothing, so no length of `data`
     rules out a large `n` (a file's tensor shapes do). A bad table, data that is not whole words,
@@ -75,21 +77,29 @@ def decode(data: bytes, counts: np.ndarray, n: int) -> np.ndarray:
         raise DzipFormatError(f"an ANS stream cannot hold {n} symbols.")
     if len(data) % 4:
         raise DzipFormatError(f"an ANS stream is whole 32-bit words, not {len(data)} bytes.")
+    out = np.empty(n, symbol_dtype(len(counts)))
     if not n:
         if data:
             raise DzipFormatError(f"an ANS stream of 0 symbols has {len(data)} bytes.")
-        return np.empty(0, np.int32)
+        return out
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
-        out = np.asarray(coder.decode(_model(counts), n), dtype=np.int32)
+        model = _model(counts)
+        # A stack decodes in the order it was encoded in reverse: chunk after chunk, each
+        # checked and narrowed, so only one chunk is ever int32.
+        for start in range(0, n, _CHUNK):
+            chunk = np.asarray(coder.decode(model, min(_CHUNK, n - start)), dtype=np.int32)
+            # Decoding is a bijection only on valid streams: garbage decodes to *something*, but
+            # (almost surely) not to symbols the table allows that also use up the data exactly.
+            if not counts[chunk].all():
+                raise DzipFormatError("the ANS stream decodes to a symbol its table gives count 0.")
+            out[start:start + chunk.size] = chunk
         left_over = not coder.is_empty()
+    except DzipFormatError:
+        raise
     except Exception as e:  # whatever constriction finds wrong, to the caller it is a corrupt stream
         reason = " ".join(str(e).split()).rstrip(".")
         raise DzipFormatError(f"the ANS stream is corrupt: {reason}.") from None
-    # Decoding is a bijection only on valid streams: garbage decodes to *something*, but (almost
-    # surely) not to symbols the table allows that also use up the data exactly.
     if left_over:
         raise DzipFormatError("the ANS stream has data left after its last symbol.")
-    if out.size and not counts[out].all():
-        raise DzipFormatError("the ANS stream decodes to a symbol its table gives count 0.")
     return out

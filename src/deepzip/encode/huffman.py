@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DzipFormatError
+from .dtypes import symbol_dtype
 
 MAX_LEN = 15
 # Zero bytes appended to the decoder's copy of the input: its refill reads up to 8 bytes ahead of
@@ -106,7 +107,8 @@ def encode(symbols: np.ndarray, lengths: np.ndarray) -> bytes:
 
 
 def decode(data: bytes, lengths: np.ndarray, n: int) -> np.ndarray:
-    """Decode `n` symbols (int32) coded with the canonical code of `lengths`.
+    """Decode `n` symbols coded with the canonical code of `lengths`, in the narrowest unsigned
+    type the alphabet needs (dtypes.symbol_dtype).
 
     Trusts nothing: a bad table, `n` beyond what the bytes could hold, bits that run out, a bit
     pattern no code uses, or bytes left over all raise DzipFormatError.
@@ -114,7 +116,7 @@ def decode(data: bytes, lengths: np.ndarray, n: int) -> np.ndarray:
     lengths = _check_lengths(lengths, DzipFormatError, need_symbol=n > 0)
     if n < 0 or n > 8 * len(data):
         raise DzipFormatError(f"a Huffman stream of {len(data)} bytes cannot hold {n} symbols.")
-    out = np.empty(n, np.int32)
+    out = np.empty(n, symbol_dtype(len(lengths)))
     used = 0
     if n:
         order, span, top = _layout(lengths)

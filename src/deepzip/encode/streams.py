@@ -76,7 +76,8 @@ def _counts(symbols: np.ndarray, alphabet: int) -> np.ndarray:
 
 
 def decode_stream(data: bytes, meta: dict[str, Any]) -> np.ndarray:
-    """Decode a stream encode_stream wrote, given its meta (extra keys are ignored); int32 symbols.
+    """Decode a stream encode_stream wrote, given its meta (extra keys are ignored); the symbols
+    come in the narrowest unsigned type the alphabet needs (dtypes.symbol_dtype).
 
     Every field of `meta` is checked before use and anything wrong raises DzipFormatError. For
     ANS the caller must bound meta["count"] (see ans.decode); Huffman bounds it by the data.

@@ -268,8 +268,17 @@ def _value(hint: Any, value: Any, where: str) -> Any:
 _STAGES = ("dense", "channels", "prune", "share", "distill", "retrain", "finetune")
 
 
+# Settings that replace each other: a recipe naming one drops the default's other.
+_ALTERNATIVES = ({"sparsity", "quality"},)
+
+
 def _over(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
+    for pair in _ALTERNATIVES:
+        named = pair & set(changes)
+        if len(named) == 1:
+            for other in pair - named:
+                out.pop(other, None)
     for key, value in changes.items():
         if key in _STAGES and isinstance(value, dict) and isinstance(base.get(key), dict):
             out[key] = _over(base[key], value)

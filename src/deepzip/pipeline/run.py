@@ -34,8 +34,10 @@ from ..files import write_text
 from ..prune import sparsity_of
 from ..report import inspect, report_markdown, weight_histograms, write_report
 from ..selection import check_keys
+from ..reparam import capture
 from ..train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_checkpoint, predict,
                      read_checkpoint, resolve_device, save_checkpoint, seed_everything, train)
+from ..train.distributed import barrier, init_from_env, is_main, local_device, world
 from .recipe import Recipe, TrainStage
 from .stages import stages_of
 
@@ -49,7 +51,9 @@ class Run:
 
     def __init__(self, recipe: Recipe, out: Path, *, data_dir, from_checkpoint, limit, progress: bool, log,
                  device: torch.device) -> None:
-        self.recipe, self.out, self.progress, self.log, self.device = recipe, out, progress, log, device
+        self.main = is_main()
+        self.recipe, self.out, self.device = recipe, out, device
+        self.progress, self.log = progress and self.main, log if self.main else (lambda *a: None)
         self.from_checkpoint = None if from_checkpoint is None else Path(from_checkpoint)
         self.train_set = datasets.load(recipe.dataset, data_dir, train=True, limit=limit, size=recipe.image_size)
         self.test_set = datasets.load(recipe.dataset, data_dir, train=False, limit=limit, size=recipe.image_size)
@@ -93,9 +97,12 @@ class Run:
         def meta(_) -> dict[str, Any]:
             return self.meta(stage=self.stage_index, state=state, steps=offset)
 
-        cbs = [*callbacks, Evaluate(self.test_set), History(self.out / "history.json", self.history, desc),
-               TensorBoard(self.out / "tb", offset=offset, purge_step=self.purge_step),
-               Checkpoint(self.out / CHECKPOINT, meta)]
+        # Every rank evaluates its share and keeps the history; only rank 0 writes files.
+        cbs = [*callbacks, Evaluate(self.test_set), History(self.out / "history.json" if self.main else None,
+                                                            self.history, desc)]
+        if self.main:
+            cbs += [TensorBoard(self.out / "tb", offset=offset, purge_step=self.purge_step),
+                    Checkpoint(self.out / CHECKPOINT, meta)]
         self.purge_step = None
         losses = train(self.model, self.train_set, epochs=stage.epochs if epochs is None else epochs, lr=stage.lr,
                        optimizer=stage.optimizer, momentum=stage.momentum, weight_decay=stage.weight_decay,
@@ -123,8 +130,10 @@ class Run:
 
     def checkpoint_stage(self, next_stage: int) -> None:
         """The checkpoint between stages: the model as the finished stage left it."""
-        save_checkpoint(self.model, self.out / CHECKPOINT, train={"rng": torch.get_rng_state()},
-                        meta=self.meta(stage=next_stage))
+        if self.main:
+            save_checkpoint(self.model, self.out / CHECKPOINT, train={"rng": torch.get_rng_state()},
+                            meta=self.meta(stage=next_stage))
+        barrier()
 
     def restore(self) -> dict[str, Any] | None:
         """Load the last checkpoint; returns the interrupted stage's resume point, or None at a boundary."""
@@ -180,7 +189,8 @@ def compress(
         from_checkpoint: a dense safetensors checkpoint to start from instead of training.
         limit: use only the first N samples of each split.
         resume: continue from out_dir/checkpoints if they are this run's (refused if another's).
-        device: "auto" (a CUDA GPU if PyTorch sees one), "cpu", "cuda" or "cuda:N".
+        device: "auto" (a CUDA GPU if PyTorch sees one), "cpu", "cuda" or "cuda:N". Under torchrun
+            (WORLD_SIZE > 1) each rank joins the process group and takes its share of every batch.
         progress: progress bars (on a terminal).
         log: where the one-line stage summaries go.
 
@@ -197,13 +207,17 @@ def compress(
         raise ConfigError(f"--out {out} is a file, not a directory.")
     seed_everything(recipe.seed)
     start = time.perf_counter()
+    where = resolve_device(device)
+    init_from_env(where)
     run = Run(recipe, out, data_dir=data_dir, from_checkpoint=from_checkpoint, limit=limit, progress=progress, log=log,
-              device=resolve_device(device))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunStateError(f"cannot create --out {out}: {e.strerror}.") from None
-    with _lock(out):
+              device=local_device(where))
+    if run.main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunStateError(f"cannot create --out {out}: {e.strerror}.") from None
+    with _lock(out) if run.main else contextlib.nullcontext():
+        barrier()
         return _compress(run, resume, round(time.perf_counter() - start, 2))
 
 
@@ -256,9 +270,27 @@ def _compress(run: Run, resume: bool, data_seconds: float) -> dict[str, Any]:
         stages[i].run(run, where if i == first else None)
         name = stages[i].name
         run.seconds[name] = round(run.seconds.get(name, 0.0) + time.perf_counter() - begin, 2)
-        _record_weights(run, MOMENTS[name])
+        if run.main:
+            _record_weights(run, MOMENTS[name])
         run.checkpoint_stage(i + 1)
-    return _finish(run)
+    _digest(run)
+    report = _finish(run) if run.main else {}
+    barrier()
+    return report
+
+
+def _digest(run: Run) -> None:
+    """With DEEPZIP_RANK_DIGESTS=DIR, each rank writes a digest of its weights, masks and codebooks
+    to DIR/rank<r>.txt: equal digests show that every rank holds the same model."""
+    where = os.environ.get("DEEPZIP_RANK_DIGESTS")
+    if not where:
+        return
+    _, tensors = capture(run.model)
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    write_text(Path(where) / f"rank{world()[0]}.txt", digest.hexdigest())
 
 
 MOMENTS = {"dense": "dense", "channels": "slim", "prune": "pruned", "share": "shared"}
@@ -286,7 +318,9 @@ def _resume_point(run: Run, resume: bool) -> dict[str, Any] | None:
         raise RunStateError(f"{run.out} holds checkpoints of another run (a different recipe, data or --from); "
                             f"choose another --out, or delete {path.parent} to start this run there.")
     if not resume:
-        shutil.rmtree(path.parent)
+        barrier()  # every rank has read it before rank 0 removes it
+        if run.main:
+            shutil.rmtree(path.parent)
         return None
     where = run.restore()
     run.log(f"resuming at stage {run.stage_index + 1} ({'within it' if where else 'from its start'}) "

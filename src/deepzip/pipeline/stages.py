@@ -14,6 +14,7 @@ from ..prune import GradualPruning, prune_, prune_dead_inputs_, prune_units_, ra
 from ..quantize import round_, share_weights_
 from ..structured import costs, prune_channels_, trace
 from ..train import evaluate, save_checkpoint
+from ..train.distributed import barrier
 from .recipe import ChannelStage, PruneStage, Recipe, ShareStage
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ class Dense:
             run.load_dense(run.model)
         else:
             run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "dense", resume=resume)
-            save_checkpoint(run.model, run.out / "dense.safetensors")
+            if run.main:
+                save_checkpoint(run.model, run.out / "dense.safetensors")
+            barrier()  # the teacher of later stages is read back from it, on every rank
         run.acc["dense"] = evaluate(run.model, run.test_set)
         run.log(f"dense    accuracy {run.acc['dense']:.2f}%")
 

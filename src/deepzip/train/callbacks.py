@@ -33,7 +33,7 @@ class Evaluate:
         self.data, self.key = data, key
 
     def on_epoch_end(self, state: TrainState) -> None:
-        state.metrics[self.key] = evaluate(state.model, self.data)
+        state.metrics[self.key] = evaluate(state.model, self.data, sharded=True)
 
 
 class History:

@@ -25,6 +25,7 @@ from ..data import Dataset
 from ..data.loader import Batch, batches as make_batches
 from ..errors import ConfigError, TrainingError
 from ..reparam import reattach_masks_
+from .distributed import sum_all, world
 
 Optim = Literal["adam", "sgd"]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -195,7 +196,8 @@ def train(
     params = [p for net in (model, *extra) for p in net.parameters() if p.requires_grad]
     params = list({id(p): p for p in params}.values())  # a module passed twice is optimized once
     opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
-    batches = make_batches(data, batch_size, shuffle=True, seed=seed)
+    rank, ranks = world()
+    batches = make_batches(data, batch_size, shuffle=True, seed=seed, shard=(rank, ranks))
     per_epoch = len(batches) if hasattr(batches, "__len__") else None
     if per_epoch is None and epochs != int(epochs):
         raise ConfigError("fractional epochs need data whose length is known (a Dataset or a sized DataLoader).")
@@ -208,23 +210,27 @@ def train(
     if resume is not None:
         state.load_state_dict(resume)
     model.train()
-    with _channels_last_on_cpu([model, *extra], device) as plain:
+    with _channels_last_on_cpu([model, *extra] if ranks == 1 else [], device) as plain:
         state.plain_layout = plain
+        # Under torchrun the forward goes through DistributedDataParallel, which averages the
+        # gradients across ranks; callbacks still see (and prune) the model itself.
+        forward = model if ranks == 1 else nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None)
         _call(callbacks, "on_train_begin", state)
         while state.step < state.total and not state.stop and (total is not None or state.epoch < epochs):
-            _epoch(state, loss_fn, device, lr)
+            _epoch(state, loss_fn, forward, device, lr)
             _call(callbacks, "on_epoch_end", state)
         _call(callbacks, "on_train_end", state)
     model.eval()
     return state.losses
 
 
-def _epoch(state: TrainState, loss_fn: LossFn, device: torch.device, lr: float) -> None:
+def _epoch(state: TrainState, loss_fn: LossFn, forward: nn.Module, device: torch.device, lr: float) -> None:
     """One pass over the batches (or what is left of the run's steps), callbacks after each step."""
     running, seen = 0.0, 0
     for batch in _on(device, state.batches):
         state.optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(state.model, batch)
+        loss = loss_fn(forward, batch)
         loss.backward()
         state.optimizer.step()
         state.scheduler.step()
@@ -239,6 +245,7 @@ def _epoch(state: TrainState, loss_fn: LossFn, device: torch.device, lr: float) 
         if state.step >= state.total or state.stop:
             break
     state.epoch += 1
+    running, seen = sum_all(running, seen)  # the mean over every rank's samples
     state.epoch_loss = running / max(seen, 1)
     state.losses.append(state.epoch_loss)
 
@@ -348,7 +355,8 @@ def predict(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int =
     return _outputs(model, data, batch_size)[0]
 
 
-def evaluate(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int = 1000) -> float:
+def evaluate(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int = 1000, *,
+             sharded: bool = False) -> float:
     """Top-1 accuracy in percent.
 
     Args:
@@ -356,12 +364,22 @@ def evaluate(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int 
         data: a deepzip Dataset or an iterable of (inputs, labels) batches (read once, so a
             shuffling DataLoader is fine).
         batch_size: for a Dataset.
+        sharded: in a distributed run, every rank scores its share of a Dataset and the counts
+            are summed (all ranks must call it); otherwise each call scores all of `data`.
 
     Example:
         >>> dz.evaluate(dz.load("model.dzip"), test_set)
         89.11
     """
+    rank, ranks = world()
+    if sharded and ranks > 1 and isinstance(data, Dataset):
+        data = Dataset(data.x[rank::ranks], data.y[rank::ranks], data.classes, data.name)
+    else:
+        ranks = 1
     predicted, labels = _outputs(model, data, batch_size)
-    if len(labels) == 0:
+    right, total = float((predicted == labels).sum()), float(len(labels))
+    if ranks > 1:
+        right, total = sum_all(right, total)
+    if total == 0:
         raise ConfigError("cannot evaluate on an empty data set.")
-    return 100.0 * (predicted == labels).double().mean().item()
+    return 100.0 * (right / total)  # the order of the earlier mean(), so recorded accuracies stay the same
