@@ -9,7 +9,7 @@
     model = dz.load("model.dzip")
 """
 from ._version import __version__
-from .distill import SoftTargetLoss, soft_target_loss
+from .distill import AdversarialLoss, DistillLoss, HintLoss, SoftTargetLoss, soft_target_loss
 from .dzip import load, save
 from .export import export_onnx
 from .errors import (ConfigError, DataError, DeepzipError, DeepzipWarning, DzipFormatError, ModelMismatchError,
@@ -24,7 +24,7 @@ from .train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_c
                     train)
 
 __all__ = [
-    "Checkpoint", "ConfigError", "DataError", "DeepzipError", "DeepzipWarning", "DzipFormatError", "NumericsError", "Evaluate", "GradualPruning",
+    "AdversarialLoss", "Checkpoint", "DistillLoss", "HintLoss", "ConfigError", "DataError", "DeepzipError", "DeepzipWarning", "DzipFormatError", "NumericsError", "Evaluate", "GradualPruning",
     "History", "KMeans", "MagnitudePruning", "ModelMismatchError", "RunStateError", "SoftTargetLoss", "TensorBoard",
     "TrainingError", "__version__", "create_model", "evaluate", "export_onnx", "inspect", "load", "load_checkpoint", "predict",
     "prune_", "prune_channels_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -83,6 +83,77 @@ def compress(
         typer.echo((out / "report.md").read_text())
         typer.echo(f"wrote {out / 'model.dzip'} ({report['file_bytes']:,} bytes, {report['ratio']:.1f}× smaller "
                    f"than {report['dense_bytes']:,} dense bytes)")
+
+    _run(go)
+
+
+def _key_values(items: list[str], what: str, sep: str = "=") -> dict[str, Any]:
+    import yaml
+
+    from .errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, found, value = item.partition(sep)
+        if not found or not key:
+            raise ConfigError(f"{what} takes key{sep}value, not {item!r}.")
+        out[key] = yaml.safe_load(value) if sep == "=" else value
+    return out
+
+
+@app.command()
+def distill(
+    teacher: Path = typer.Option(..., help="the teacher: a .dzip, or a safetensors checkpoint that records its architecture"),
+    student: str = typer.Option(..., help="registry name of the student model"),
+    student_arg: list[str] = typer.Option([], help="a size knob of the student, e.g. width=0.5 (repeatable)"),
+    hint: list[str] = typer.Option([], help="student_layer:teacher_layer feature pair (repeatable)"),
+    weights: str = typer.Option("1,0,0", help="λ1,λ2,λ3: backbone (soft targets + labels), hints, adversarial"),
+    temperature: float = typer.Option(4.0, help="softening temperature of the soft targets"),
+    alpha: float = typer.Option(0.5, help="the soft targets' share of the backbone term"),
+    adversary: str = typer.Option("logits", help="what the discriminator compares: logits, or a hinted student layer"),
+    epochs: float = typer.Option(10, help="epochs of the student's training"),
+    lr: float = typer.Option(1e-3, help="learning rate"),
+    data: str = typer.Option("fashion-mnist", help="data set name"),
+    data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
+    image_size: Optional[int] = typer.Option(None, help="resize the images (32 for CIFAR-style networks)"),
+    recipe: Optional[Path] = typer.Option(None, help="a recipe for what follows (prune, share…); default: nothing"),
+    out: Path = typer.Option(Path("out/student"), help="output directory"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N samples of each split"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    resume: bool = typer.Option(False, help="continue an interrupted run"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Train a smaller student from a teacher (soft targets, hint regressors, an adversarial
+    loss), then, with --recipe, prune, share and code it into OUT/model.dzip."""
+    from .errors import ConfigError
+    from .pipeline import compress as run, from_dict, load_recipe
+
+    def go():
+        try:
+            lambdas = [float(w) for w in weights.split(",")]
+        except ValueError:
+            lambdas = []
+        if len(lambdas) != 3:
+            raise ConfigError(f"--weights takes three numbers λ1,λ2,λ3, not {weights!r}.")
+        changes = {"model": student, "model_args": _key_values(student_arg, "--student-arg"), "dataset": data,
+                   "image_size": image_size, "dense": {"epochs": epochs, "lr": lr},
+                   "distill": {"teacher": str(teacher), "hints": _key_values(hint, "--hint", ":"),
+                               "weights": lambdas, "temperature": temperature, "alpha": alpha,
+                               "adversary": adversary}}
+        if recipe:  # later stages learn from the teacher's soft targets as the recipe's distill.weight says
+            r = load_recipe(recipe, model=student)
+            base = r.to_dict()
+            base["distill"] = {**(base["distill"] or {}), **changes.pop("distill")}
+            r = from_dict({**base, **{k: v for k, v in changes.items() if k not in ("dense",)},
+                           "dense": {**base["dense"], **changes["dense"]}})
+        else:
+            changes["distill"]["weight"] = 0.0
+            r = from_dict({**changes, "prune": None, "share": None})
+        report = run(r, out, data_dir=data_dir, limit=limit, resume=resume, device=device, progress=not quiet,
+                     log=typer.echo)
+        if report:
+            typer.echo(f"wrote {out / 'model.dzip'} ({report['file_bytes']:,} bytes; student "
+                       f"{report['accuracy']['from_file']:.2f}% from the file)")
 
     _run(go)
 

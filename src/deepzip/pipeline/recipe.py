@@ -130,15 +130,33 @@ class ShareStage:
 
 @dataclass(frozen=True)
 class DistillStage:
-    """Knowledge distillation from the dense model during every training after the dense stage
-    (pruning's retraining and the centroid fine-tuning): `weight` of the loss is the KL term to
-    the dense model's outputs softened by `temperature`, the rest cross-entropy on the labels."""
+    """Knowledge distillation.
+
+    Without a `teacher`: the dense model teaches every training after the dense stage (pruning's
+    retraining and the centroid fine-tuning): `weight` of the loss is the KL term to its outputs
+    softened by `temperature`, the rest cross-entropy on the labels.
+
+    With a `teacher` (a .dzip, or a safetensors checkpoint that records its architecture): the
+    recipe's model is a student, trained in the dense stage by deepzip.DistillLoss with
+    `weights` (λ1, λ2, λ3) on the backbone term (`alpha` of it soft targets), the `hints`
+    ({student layer: teacher layer}) and the adversarial term (on "logits" or a hinted student
+    layer, `adversary`); the later trainings then learn from the teacher's soft targets."""
     weight: float = 0.5
     temperature: float = 4.0
+    teacher: str | None = None
+    hints: dict[str, str] = field(default_factory=dict)
+    weights: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0])
+    alpha: float = 0.5
+    adversary: str = "logits"
 
     def __post_init__(self) -> None:
         _check(0 <= self.weight <= 1, "weight", "in [0, 1]", self.weight)
         _check(0 < self.temperature < math.inf, "temperature", "a finite number > 0", self.temperature)
+        _check(0 <= self.alpha <= 1, "alpha", "in [0, 1]", self.alpha)
+        _check(len(self.weights) == 3 and all(isinstance(w, (int, float)) and w >= 0 for w in self.weights),
+               "weights", "three numbers ≥ 0 (λ1 backbone, λ2 hints, λ3 adversarial)", self.weights)
+        _check(all(isinstance(k, str) and isinstance(v, str) for k, v in self.hints.items()), "hints",
+               "a mapping of student layer names to teacher layer names", self.hints)
 
 
 @dataclass(frozen=True)
@@ -170,7 +188,11 @@ class Recipe:
     def changes(self) -> dict[str, Any]:
         """Only the settings that differ from `Recipe()`'s, nested like to_dict: what a file
         records of its recipe (the full one costs ~3 % of a 10 KB LeNet file)."""
-        return _diff(self.to_dict(), Recipe().to_dict())
+        default, mine = Recipe().to_dict(), self.to_dict()
+        for name, cls in (("distill", DistillStage), ("channels", ChannelStage)):  # off by default: when on,
+            if default[name] is None and mine[name] is not None:                   # compare with its defaults
+                default[name] = dataclasses.asdict(cls())
+        return _diff(mine, default)
 
 
 def _diff(value: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +200,7 @@ def _diff(value: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     for key, v in value.items():
         d = default.get(key)
         if isinstance(v, dict) and isinstance(d, dict) and key not in ("sparsity", "quality", "bits", "bias_bits", "units",
-                                                                       "amount", "budget"):
+                                                                       "amount", "budget", "hints"):
             sub = _diff(v, d)
             if sub:
                 out[key] = sub

@@ -27,7 +27,7 @@ import torch
 
 from .. import data as datasets
 from .. import models
-from ..distill import SoftTargetLoss
+from ..distill import DistillLoss, SoftTargetLoss
 from ..dzip import load, save
 from ..errors import ConfigError, RunStateError, TrainingError
 from ..files import write_text
@@ -77,17 +77,34 @@ class Run:
     def load_dense(self, model: torch.nn.Module) -> None:
         load_checkpoint(model, self.from_checkpoint if self.from_checkpoint is not None else self.out / "dense.safetensors")
 
+    def teacher(self) -> torch.nn.Module:
+        """The recipe's teacher: the file it names, or else the dense model, frozen (from its
+        checkpoint, which is what a resumed run has too)."""
+        if self._teacher is None:
+            d = self.recipe.distill
+            if d is not None and d.teacher:
+                self._teacher = load_teacher(d.teacher).to(self.device)
+            else:
+                self._teacher = self.fresh_model()
+                self.load_dense(self._teacher)
+        return self._teacher
+
     @property
     def kd(self) -> dict[str, Any]:
-        """loss_fn for a training after the dense stage: distillation from the dense model, if asked."""
+        """loss_fn for a training after the dense stage: distillation from the teacher, if asked."""
         d = self.recipe.distill
         if d is None or d.weight <= 0:
             return {}
-        if self._teacher is None:
-            # The dense model, frozen: from its checkpoint, which is what a resumed run has too.
-            self._teacher = self.fresh_model()
-            self.load_dense(self._teacher)
-        return {"loss_fn": SoftTargetLoss(self._teacher, weight=d.weight, temperature=d.temperature)}
+        return {"loss_fn": SoftTargetLoss(self.teacher(), weight=d.weight, temperature=d.temperature)}
+
+    def student_loss(self) -> DistillLoss:
+        """The three-part loss that trains the recipe's model from the teacher it names."""
+        d = self.recipe.distill
+        teacher = self.teacher()
+        self.log(f"teacher  {d.teacher}: {sum(p.numel() for p in teacher.parameters()):,} parameters, student "
+                 f"{sum(p.numel() for p in self.model.parameters()):,}")
+        return DistillLoss(teacher, self.model, self.train_set.x[:2].to(self.device), hints=d.hints,
+                           weights=d.weights, temperature=d.temperature, alpha=d.alpha, adversary=d.adversary)
 
     def fit(self, stage: TrainStage, seed: int, desc: str, *, epochs: float | None = None, callbacks=(),
             loss_fn=None, resume: dict[str, Any] | None = None, state: dict[str, Any] | None = None) -> None:
@@ -149,6 +166,25 @@ class Run:
             return None
         self.purge_step = self.steps + saved["step"] + 1
         return {"state": meta["state"], "train": saved}
+
+
+def load_teacher(path: str | os.PathLike) -> torch.nn.Module:
+    """A teacher from a .dzip (decoded exactly) or a safetensors checkpoint that records its
+    registry architecture, in eval mode.
+
+    Example:
+        >>> load_teacher("out/resnet18/model.dzip")
+    """
+    path = Path(path)
+    if path.suffix == ".dzip":
+        return load(path)
+    tensors, info = read_checkpoint(path)
+    arch = info["arch"]
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise ConfigError(f"{path} records no architecture to build the teacher from; give the teacher as a .dzip.")
+    teacher = models.create(arch["name"], **arch.get("kwargs", {}))
+    load_checkpoint(teacher, path)
+    return teacher.eval()
 
 
 def _run_key(recipe: Recipe, limit, from_checkpoint, data_dir) -> str:

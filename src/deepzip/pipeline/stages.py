@@ -40,9 +40,15 @@ class Dense:
     name = "dense"
 
     def run(self, run: Run, resume: Resume) -> None:
-        recipe = run.recipe
+        recipe, d = run.recipe, run.recipe.distill
         if run.from_checkpoint is not None:
             run.load_dense(run.model)
+        elif d is not None and d.teacher:  # a student, taught by the teacher the recipe names
+            loss = run.student_loss()
+            try:
+                run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "student", resume=resume, loss_fn=loss)
+            finally:
+                loss.remove()
         else:
             run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "dense", resume=resume)
             if run.main:

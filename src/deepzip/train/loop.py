@@ -99,6 +99,7 @@ class TrainState:
     steps_per_epoch: int
     desc: str = "train"
     callbacks: Sequence[Any] = ()
+    loss_fn: Any = None
     step: int = 0
     epoch: int = 0
     loss: float = math.nan
@@ -121,6 +122,7 @@ class TrainState:
             "batches": self.batches.state_dict() if hasattr(self.batches, "state_dict") else {},
             "rng": torch.get_rng_state(),
             "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")},
+            "loss": self.loss_fn.checkpoint_state() if hasattr(self.loss_fn, "checkpoint_state") else {},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -133,6 +135,8 @@ class TrainState:
         for i, cb in enumerate(self.callbacks):
             if hasattr(cb, "load_state_dict") and str(i) in state["callbacks"]:
                 cb.load_state_dict(state["callbacks"][str(i)])
+        if state.get("loss") and hasattr(self.loss_fn, "load_checkpoint_state"):
+            self.loss_fn.load_checkpoint_state(state["loss"])
 
 
 def _call(callbacks: Sequence[Any], hook: str, state: TrainState) -> None:
@@ -193,7 +197,11 @@ def train(
     loss_fn = cross_entropy if loss_fn is None else loss_fn
     extra = [*modules, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])]
     reattach_masks_(model)
-    params = [p for net in (model, *extra) for p in net.parameters() if p.requires_grad]
+    # A loss module may say which of its parameters train with the model (a distillation loss:
+    # its regressors, not its teacher nor a discriminator with an optimizer of its own).
+    params = [p for net in (model, *extra)
+              for p in (net.trainable_parameters() if hasattr(net, "trainable_parameters") else net.parameters())
+              if p.requires_grad]
     params = list({id(p): p for p in params}.values())  # a module passed twice is optimized once
     opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
     rank, ranks = world()
@@ -206,7 +214,7 @@ def train(
     device = next(model.parameters()).device
     callbacks = [*callbacks, *([ProgressBar()] if progress else [])]
     state = TrainState(model, opt, sched, batches, total if total is not None else math.inf,
-                       per_epoch or 0, desc, callbacks)
+                       per_epoch or 0, desc, callbacks, loss_fn=loss_fn)
     if resume is not None:
         state.load_state_dict(resume)
     model.train()
