@@ -138,3 +138,31 @@ def test_stripping_a_copy_leaves_the_original_shared(tiny_mlp):
     x = torch.randn(2, 1, 8, 8)
     assert dz.reparam.is_shared(tiny_mlp.fc1) and not dz.reparam.is_shared(tiny_mlp.fc1, "bias")
     assert tiny_mlp(x).shape == twin(x).shape == (2, 4)
+
+
+def test_checkpoints_keep_tied_weights_tied_and_masked_under_both_names():
+    from deepzip.reparam import capture, restore_
+
+    def make():
+        emb, out = torch.nn.Embedding(10, 6), torch.nn.Linear(6, 10, bias=False)
+        out.weight = emb.weight
+        return torch.nn.ModuleDict({"emb": emb, "out": out})
+
+    model = make()
+    dz.prune_(model, sparsity={"embedding": 0.3, "linear": 0.8})
+    zeros = int((model["emb"].weight == 0).sum())
+    record, tensors = capture(model)
+    fresh = make()
+    restore_(fresh, record, tensors)
+    assert fresh["out"].weight is fresh["emb"].weight
+    opt = torch.optim.SGD(fresh.parameters(), lr=1.0)
+    fresh["out"](torch.randn(2, 6)).sum().backward()
+    opt.step()
+    assert int((fresh["emb"].weight == 0).sum()) == zeros  # both masks hold after a step
+
+
+def test_foreign_parametrizations_are_refused_not_dropped(tmp_path):
+    model = torch.nn.Sequential(torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(4, 4)))
+    with pytest.raises(dz.ConfigError, match="parametrization deepzip does not know"):
+        dz.save(model, tmp_path / "m.dzip")
+    assert not (tmp_path / "m.dzip").exists()

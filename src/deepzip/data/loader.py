@@ -49,14 +49,20 @@ class Batches:
         self._generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return -(-len(self.data.y) // self.batch_size)
+        n = len(self.data.y)
+        full, rest = divmod(n, self.batch_size)
+        # In a distributed run a last batch too small to give every rank a sample is left out.
+        return full + (rest >= self.ranks if rest else 0)
 
     def __iter__(self) -> Iterator[Batch]:
         x, y, n = self.data.x, self.data.y, len(self.data.y)
         if self.ranks > 1:
             order = torch.randperm(n, generator=self._generator) if self.shuffle else torch.arange(n)
             for start in range(0, n, self.batch_size):
-                chosen = order[start : start + self.batch_size][self.rank :: self.ranks]
+                batch = order[start : start + self.batch_size]
+                if len(batch) < self.ranks:  # some rank would get nothing: every rank skips it
+                    continue
+                chosen = batch[self.rank :: self.ranks]
                 yield x[chosen], y[chosen]
             return
         if not self.shuffle:

@@ -82,11 +82,14 @@ class Run:
         checkpoint, which is what a resumed run has too)."""
         if self._teacher is None:
             d = self.recipe.distill
-            if d is not None and d.teacher:
-                self._teacher = load_teacher(d.teacher).to(self.device)
-            else:
-                self._teacher = self.fresh_model()
-                self.load_dense(self._teacher)
+            # Built aside from torch's random stream: a resumed run builds it at another moment
+            # than an uninterrupted one, and the stream must not notice (dropout, data order).
+            with torch.random.fork_rng(devices=[]):
+                if d is not None and d.teacher:
+                    self._teacher = load_teacher(d.teacher).to(self.device)
+                else:
+                    self._teacher = self.fresh_model()
+                    self.load_dense(self._teacher)
         return self._teacher
 
     @property
@@ -158,7 +161,8 @@ class Run:
         meta, saved = info["meta"], info["train"] or {}
         self.acc, self.history, self.seconds = meta["acc"], meta["history"], meta["seconds"]
         self.steps, self.stage_index = meta["steps"], meta["stage"]
-        write_text(self.out / "history.json", json.dumps(self.history, indent=1))
+        if self.main:
+            write_text(self.out / "history.json", json.dumps(self.history, indent=1))
         # TensorBoard drops what the killed run logged after the checkpoint's step.
         if "step" not in saved:  # a stage boundary
             torch.set_rng_state(saved["rng"])
@@ -310,9 +314,8 @@ def _compress(run: Run, resume: bool, data_seconds: float) -> dict[str, Any]:
             _record_weights(run, MOMENTS[name])
         run.checkpoint_stage(i + 1)
     _digest(run)
-    report = _finish(run) if run.main else {}
-    barrier()
-    return report
+    # The other ranks are done: rank 0 alone saves, reloads and reports (no barrier to time out on).
+    return _finish(run) if run.main else {}
 
 
 def _digest(run: Run) -> None:

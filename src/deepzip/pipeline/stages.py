@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from ..prune import GradualPruning, prune_, prune_dead_inputs_, prune_units_, ramp, scaled, sparsity_of
 from ..quantize import round_, share_weights_
 from ..structured import costs, prune_channels_, trace
@@ -87,7 +89,8 @@ class Channels:
         common = dict(example_inputs=x, importance=c.importance, data=run.train_set, ignore=c.ignore)
         if c.select == "knapsack":
             what, keep = next(iter(c.budget.items()))
-            full = costs(trace(run.fresh_model(), x), what)[1]
+            with torch.random.fork_rng(devices=[]):  # a measurement: torch's random stream must not notice
+                full = costs(trace(run.fresh_model(), x), what)[1]
             current = costs(trace(run.model, x), what)[1]
             target = (1 - (1 - keep) * now) * full  # of the original model, kept after this round
             return prune_channels_(run.model, select="knapsack", budget={what: min(1.0, target / current)}, **common)

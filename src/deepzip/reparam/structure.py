@@ -72,6 +72,12 @@ def slots(model: nn.Module) -> Iterator[Slot]:
     """
     for prefix, module in _modules(model):
         dot = f"{prefix}." if prefix else ""
+        if parametrize.is_parametrized(module):
+            foreign = [n for n in module.parametrizations if n not in shared_names(module)]
+            if foreign:
+                raise ConfigError(f"{dot}{foreign[0]} carries a parametrization deepzip does not know "
+                                  f"({type(module.parametrizations[foreign[0]][0]).__name__}); make it plain first "
+                                  f"(torch.nn.utils.parametrize.remove_parametrizations(…, leave_parametrized=True)).")
         for name in shared_names(module):
             yield Slot(dot + name, module, name, "param", shared=sharing(module, name))
         for name, p in module._parameters.items():
@@ -89,9 +95,15 @@ def strip_(model: nn.Module) -> None:
     Example:
         >>> strip_(model); torch.save(model.state_dict(), "plain.pt")
     """
+    plain: dict[int, nn.Parameter] = {}  # a codebook tied between modules becomes one Parameter again
     for _, module in list(_modules(model)):
         for name in shared_names(module):
+            sw = sharing(module, name)
             unshare_(module, name)
+            if id(sw) in plain:
+                module._parameters[name] = plain[id(sw)]
+            else:
+                plain[id(sw)] = module._parameters[name]
         for name in masked_names(module):
             remove_mask_(module, name)
 
@@ -113,6 +125,11 @@ def capture(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     for s in slots(model):
         if s.identity in first:
             record["tied"][s.name] = first[s.identity]
+            if s.mask is not None and s.shared is None:  # a tied weight masked under both names: both hold
+                key = f"{first[s.identity]}_mask"
+                tensors[key] = tensors[key] & _cpu(s.mask) if key in tensors else _cpu(s.mask)
+                if first[s.identity] not in record["masked"]:
+                    record["masked"].append(first[s.identity])
             continue
         first[s.identity] = s.name
         if s.shared is not None:
@@ -134,8 +151,11 @@ def _cpu(t: torch.Tensor) -> torch.Tensor:
 def restore_(model: nn.Module, record: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     """Give `model` (same architecture, any state) the structure and values `capture` recorded.
 
-    Raises ModelMismatchError, before anything is changed, when a name or shape does not fit.
+    Raises ModelMismatchError when a name or shape does not fit, before anything is changed
+    (for a channel-pruned record, after the layers have been narrowed to its widths).
     """
+    if not record.get("widths"):
+        _check_fit({s.name: s for s in slots(model)}, record, tensors)  # logical names and shapes: as after strip_
     strip_(model)
     if record.get("widths"):  # a channel-pruned model: narrow the fresh one first
         try:
@@ -144,6 +164,32 @@ def restore_(model: nn.Module, record: dict[str, Any], tensors: dict[str, torch.
             raise ModelMismatchError(f"the checkpoint does not fit this model: {e}") from None
         model.deepzip_widths = record["widths"]
     by_name = {s.name: s for s in slots(model)}
+    _check_fit(by_name, record, tensors)
+    tied, shared, masked = record.get("tied", {}), set(record.get("shared", [])), set(record.get("masked", []))
+    with torch.no_grad():
+        for name, s in by_name.items():
+            if name in tied or name in shared:
+                continue
+            s.value.copy_(tensors[name])
+            if name in masked:
+                set_mask_(s.module, s.attr, tensors[f"{name}_mask"])
+        for name, s in by_name.items():  # plain ties: the same Parameter under both names again
+            first = by_name.get(tied.get(name, ""))
+            if first is not None and tied[name] not in shared and s.role == "param":
+                s.module._parameters[s.attr] = first.module._parameters[first.attr]
+                if tied[name] in masked:
+                    set_mask_(s.module, s.attr, tensors[f"{tied[name]}_mask"])
+    made: dict[str, SharedWeight] = {}
+    for name, s in by_name.items():  # in model order, so a tie's first name comes first
+        if name in shared:
+            made[name] = share_(s.module, s.attr, tensors[f"{name}_centroids"].clone(),
+                                tensors[f"{name}_assign"].clone())
+        elif tied.get(name) in made:
+            share_(s.module, s.attr, made[tied[name]])
+
+
+def _check_fit(by_name: dict[str, Slot], record: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse, in one sentence, a record whose names or shapes the model's slots do not match."""
     tied, shared, masked = record.get("tied", {}), set(record.get("shared", [])), set(record.get("masked", []))
     missing = sorted(n for n in by_name if n not in tied and n not in shared and n not in tensors)
     expected = {key for n in by_name for key in (n, f"{n}_mask", f"{n}_centroids", f"{n}_assign")}
@@ -157,21 +203,8 @@ def restore_(model: nn.Module, record: dict[str, Any], tensors: dict[str, torch.
         key = f"{name}_assign" if name in shared else name
         if name in tied:
             continue
-        if key not in tensors or tuple(tensors[key].shape) != tuple(s.value.shape):
+        shape = tuple((s.shared.assign if s.shared is not None else s.value).shape)  # no table lookup for a shape
+        if key not in tensors or tuple(tensors[key].shape) != shape:
             got = tuple(tensors[key].shape) if key in tensors else "nothing"
             raise ModelMismatchError(f"the checkpoint does not fit this model: {name} is {got} in the checkpoint "
-                                     f"but {tuple(s.value.shape)} in the model.")
-    with torch.no_grad():
-        for name, s in by_name.items():
-            if name in tied or name in shared:
-                continue
-            s.value.copy_(tensors[name])
-            if name in masked:
-                set_mask_(s.module, s.attr, tensors[f"{name}_mask"])
-    made: dict[str, SharedWeight] = {}
-    for name, s in by_name.items():  # in model order, so a tie's first name comes first
-        if name in shared:
-            made[name] = share_(s.module, s.attr, tensors[f"{name}_centroids"].clone(),
-                                tensors[f"{name}_assign"].clone())
-        elif tied.get(name) in made:
-            share_(s.module, s.attr, made[tied[name]])
+                                     f"but {shape} in the model.")

@@ -72,8 +72,10 @@ def prune_channels_(
         raise ConfigError(f"ignore names {', '.join(sorted(unknown))}, which this model does not have.")
     if ignore:
         graph.groups = [g for g in graph.groups if not ignore & set(g.producers)]
-        for i, g in enumerate(graph.groups):
-            g.id = i
+        renumber = {g.id: i for i, g in enumerate(graph.groups)}
+        for g in graph.groups:
+            g.id = renumber[g.id]
+        graph.sites = {node: [renumber.get(i, -1) for i in ids] for node, ids in graph.sites.items()}
     values = scores(graph, importance, data)
     removed = choose(graph, values, amount, select, budget)
     before = {name: _width(graph.modules[name]) for name in {p for g in graph.groups for p in g.producers}}

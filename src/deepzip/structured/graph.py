@@ -135,6 +135,7 @@ class _Builder:
         self.lock: dict[int, str] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.sites: dict[str, list[int]] = {}  # activation node → the channel ids it carries
+        self.called: dict[str, list] = {}  # module → the ids its first call read and made (a second call locks them)
 
     def fresh(self, n: int, locked: str | None = None) -> list[int]:
         ids = [self.uf.new() for _ in range(n)]
@@ -190,12 +191,26 @@ class _Builder:
         if node.op == "get_attr":
             return self.fresh(shape[1], "a tensor stored in the model feeds it") if shape and len(shape) >= 2 else None
         if shape is None or len(shape) < 2:  # sizes, scalars: a channel-free value
-            for i in ins:
-                self.lock_all(i, f"its channels reach {node.target} as numbers")
+            self.lock_inputs(node, f"its channels reach {node.target} as numbers")
             return None
         if node.op == "call_module":
-            return self.module(node, self.modules[node.target], ins[0] if ins else None, shape)
+            tensors = [a for a in node.all_input_nodes if (self.shape(a) or ()) != ()]
+            if len(tensors) > 1 or node.target in self.called:
+                why = "it takes several tensors" if len(tensors) > 1 else "it is called more than once"
+                self.lock_inputs(node, f"{node.target} {why}")
+                for ids in self.called.get(node.target, ()):  # and what its first call read and made
+                    self.lock_all(ids, f"{node.target} {why}")
+                self.called.setdefault(node.target, [])
+                return self.fresh(shape[1], f"{node.target} {why}")
+            out = self.module(node, self.modules[node.target], ins[0] if ins else None, shape)
+            self.called[node.target] = [ins[0] if ins else None, out]
+            return out
         return self.function(node, ins, shape)
+
+    def lock_inputs(self, node: fx.Node, why: str) -> None:
+        """Lock the channels of every tensor the node reads, however it is passed (lists included)."""
+        for a in node.all_input_nodes:
+            self.lock_all(self.chans.get(a), why)
 
     def module(self, node: fx.Node, m: nn.Module, x: list[int] | None, shape: tuple[int, ...]) -> list[int] | None:
         name = node.target
@@ -216,14 +231,18 @@ class _Builder:
             return out
         if isinstance(m, nn.Linear):
             if x is None or len(self.shape(node.args[0])) != 2 or len(x) != m.in_features:
+                # Its features are not the channel dimension (a sequence, say): nothing to follow.
                 self.lock_all(x, f"{name} reads more than one dimension of features")
-            else:
-                for j, i in enumerate(x):
-                    self.touch.append((i, name, "in", j))
+                return self.fresh(shape[1], f"{name} works on more than one dimension")
+            for j, i in enumerate(x):
+                self.touch.append((i, name, "in", j))
             out = self.fresh(m.out_features)
             for j, i in enumerate(out):
                 self.touch.append((i, name, "out", j))
             return out
+        if x is not None and len(x) != shape[1] and not isinstance(m, nn.Flatten):
+            self.lock_all(x, f"{name} changes the number of channels")
+            return self.fresh(shape[1], f"it comes out of {name}")
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and x is not None:
             for j, i in enumerate(x):
                 self.touch.append((i, name, "norm", j))
@@ -251,12 +270,16 @@ class _Builder:
         target = node.target
         tensors = [i for i in ins if i is not None]
         if (target in BINARY or (node.op == "call_method" and target in BINARY_METHODS)) and tensors:
-            if len(tensors) == 2 and len(tensors[0]) == len(tensors[1]) == shape[1]:
+            # Any other operand must be a number or hold one value: a per-channel tensor the
+            # channels are not tracked through (a parameter, a gate) would need cutting too.
+            others = [a for a in node.all_input_nodes if self.chans.get(a) is None]
+            plain = all(math.prod(self.shape(a) or ()) == 1 for a in others)
+            if len(tensors) == 2 and len(tensors[0]) == len(tensors[1]) == shape[1] and plain:
                 for a, b in zip(*tensors):
                     self.uf.union(a, b)
                 return tensors[0]
-            if len(tensors) == 1 and len(tensors[0]) == shape[1]:
-                return tensors[0]  # with a scalar or a broadcast constant
+            if len(tensors) == 1 and len(tensors[0]) == shape[1] and plain:
+                return tensors[0]
         if target is torch.cat:
             dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
             parts = [self.chans.get(a) for a in node.args[0]]
@@ -279,6 +302,5 @@ class _Builder:
             dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
             if dims and 1 not in dims and len(tensors[0]) == shape[1]:
                 return tensors[0]
-        for t in tensors:
-            self.lock_all(t, f"{getattr(target, '__name__', target)} is an operation deepzip does not follow")
+        self.lock_inputs(node, f"{getattr(target, '__name__', target)} is an operation deepzip does not follow")
         return self.fresh(shape[1], f"it comes out of {getattr(target, '__name__', target)}")

@@ -105,7 +105,8 @@ def _taylor(graph: Graph, data: Any, max_batches: int) -> np.ndarray:
             if target in producers and out.requires_grad:
                 def keep(grad, out=out, target=target):
                     # Σ over positions of a·g, per sample and channel; |…| averaged over samples.
-                    contribution = (out.detach() * grad).transpose(0, 1).flatten(2).sum(2).abs().sum(1)
+                    product = out.detach() * grad
+                    contribution = product.reshape(product.shape[0], product.shape[1], -1).sum(2).abs().sum(0)
                     totals[target] = totals.get(target, 0) + contribution.double().cpu()
                 out.register_hook(keep)
             return out

@@ -68,6 +68,29 @@ def costs(graph: Graph, what: str) -> tuple[np.ndarray, float]:
     return per, total
 
 
+def kept_cost(graph: Graph, removed: list[ChannelGroup], what: str) -> float:
+    """The parameters (or FLOPs) of the prunable layers once `removed` are cut, counted exactly
+    (a weight where a removed row meets a removed column is counted once, unlike the per-group
+    costs, which are first-order)."""
+    drop: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for g in removed:
+        for m in g.members:
+            drop[(m.module, m.role)].update(m.indices)
+    total = 0.0
+    for name, module in graph.modules.items():
+        if name not in graph.shapes:
+            continue
+        if kind_of(module) in ("linear", "conv"):
+            w = module.weight
+            rows = w.shape[0] - len(drop[(name, "out")])
+            cols = w.shape[1] - len(drop[(name, "in")])
+            size = rows * cols * (w[0, 0].numel() if w.dim() > 2 else 1) + (rows if module.bias is not None else 0)
+            total += size * (math.prod(graph.shapes[name][2:]) if what == "flops" else 1)
+        elif isinstance(module, _BatchNorm) and what == "params":
+            total += 2 * (module.num_features - len(drop[(name, "norm")]))
+    return total
+
+
 def _amount(amount: Any, cluster: tuple[str, ...], graph: Graph, n: int) -> int:
     if isinstance(amount, Mapping):
         first = cluster[0]
@@ -145,7 +168,20 @@ def _knapsack(graph: Graph, value: np.ndarray, groups: dict, budget: Mapping[str
     rest = [g for g in graph.groups if g.id not in keep]
     unit = max(1.0, cost[[g.id for g in rest]].sum() / KNAPSACK_UNITS) if rest else 1.0
     units = [math.ceil(cost[g.id] / unit) for g in rest]
+    # Per-group costs are first-order: where a removed row of one layer meets a removed column
+    # of the next, the weight is counted twice. So solve, count exactly, and tighten until it fits.
     cap = int(capacity // unit)
+    for _ in range(60):
+        removed = _solve(rest, units, value, cap)
+        over = kept_cost(graph, removed, what) - fraction * total
+        if over <= 1e-9 * total:
+            return removed
+        cap = max(0, cap - max(1, math.ceil(over / unit / 2)))
+    raise ConfigError(f"a {what} budget of {fraction} could not be met exactly; lower it a little.")
+
+
+def _solve(rest: list[ChannelGroup], units: list[int], value: np.ndarray, cap: int) -> list[ChannelGroup]:
+    """The 0/1 knapsack over `rest` in integer units: the groups left out of the best set."""
     best = np.zeros(cap + 1)
     take = np.zeros((len(rest), cap + 1), dtype=bool)
     for i, (g, c) in enumerate(zip(rest, units)):

@@ -117,7 +117,8 @@ class TrainState:
         """Everything needed to continue from here: counters, optimizer, schedule, data order,
         random state, and the callbacks' own state."""
         return {
-            "step": self.step, "epoch": self.epoch, "losses": list(self.losses),
+            "step": self.step, "epoch": self.epoch, "losses": list(self.losses), "stop": self.stop,
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "batches": self.batches.state_dict() if hasattr(self.batches, "state_dict") else {},
             "rng": torch.get_rng_state(),
@@ -127,6 +128,9 @@ class TrainState:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.epoch, self.losses = int(state["step"]), int(state["epoch"]), list(state["losses"])
+        self.stop = bool(state.get("stop", False))
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if hasattr(self.batches, "load_state_dict"):
@@ -239,14 +243,14 @@ def _epoch(state: TrainState, loss_fn: LossFn, forward: nn.Module, device: torch
     for batch in _on(device, state.batches):
         state.optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(forward, batch)
+        state.loss = loss.item()
+        if not math.isfinite(state.loss):  # before the step: the weights stay as they were
+            raise TrainingError(f"{state.desc}: the loss became {state.loss} at step {state.step + 1} (epoch "
+                                f"{state.epoch + 1}); lower the learning rate (it is {lr:g}).")
         loss.backward()
         state.optimizer.step()
         state.scheduler.step()
         state.step += 1
-        state.loss = loss.item()
-        if not math.isfinite(state.loss):
-            raise TrainingError(f"{state.desc}: the loss became {state.loss} at step {state.step} (epoch "
-                                f"{state.epoch + 1}); lower the learning rate (it is {lr:g}).")
         running += state.loss * len(batch[1])
         seen += len(batch[1])
         _call(state.callbacks, "on_step", state)
