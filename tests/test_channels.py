@@ -183,6 +183,7 @@ def test_knapsack_keeps_the_most_importance_within_the_budget(budget):
     norm = value.copy()
     for ids in layers:
         norm[ids] = norm[ids] / norm[ids].mean()
+    norm = norm * costs(graph, "params")[0]  # the knapsack's value: the normalised score times the cost
     best = 0.0
     for mask in itertools.product([0, 1], repeat=len(graph.groups)):
         keep = [i for i, k in enumerate(mask) if k]
