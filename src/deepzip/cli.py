@@ -66,10 +66,11 @@ def compress(
 ) -> None:
     """Train (or load), prune, share weights, encode to OUT/model.dzip, reload it and evaluate.
 
-    Every epoch and stage leaves a checkpoint in OUT/checkpoints; after a crash or a kill, the
-    same command with --resume continues and ends with the same file. OUT/history.json has a row
-    per epoch (loss, test accuracy, learning rate, sparsity, seconds); to watch the curves live,
-    run `tensorboard --logdir OUT/tb` and open the address it prints.
+    After a crash or a kill, the same command with --resume continues from OUT/checkpoints.
+
+    OUT/report.html shows the run; OUT/history.json has a row per epoch.
+
+    Watch the curves live with `tensorboard --logdir OUT/tb`.
     """
     from .pipeline import compress as run, from_dict, load_recipe
 
