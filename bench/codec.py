@@ -84,16 +84,26 @@ def streams(n: int, seed: int) -> dict[str, tuple[np.ndarray, int]]:
 
 def dzip_streams(path: Path) -> None:
     """Every coded stream of a real .dzip, re-coded by each coder: bits/symbol with and without
-    its table, against the stream's empirical entropy."""
-    from deepzip.dzip.container import DzipReader, unpack_ints
+    its table, against the stream's empirical entropy; and each shared layer's codes, positions
+    included, by the context coder against the file's own streams for it."""
+    from deepzip.dzip.container import DzipReader, read_leb128, unpack_ints
+    from deepzip.dzip.decode import TensorDecoder
+    from deepzip.dzip.spec import LEAN_VERSION, grid_shape
+    from deepzip.encode import context
     from deepzip.encode.streams import decode_stream, encode_stream, table_bytes
 
     with DzipReader(path) as r:
         names = {e.get(k): f"{e['name']}:{k}" for e in r.header["tensors"] for k in ("values", "gaps") if k in e}
         for i, s in enumerate(r.streams):
-            if s["coder"] == "raw":
+            if s["coder"] not in ("huffman", "ans"):
                 continue
-            symbols = decode_stream(r.read(i), {**s, "table": unpack_ints(s["table"], 1 << 16, "table")})
+            data = r.read(i)
+            if r.version >= LEAN_VERSION:
+                table, used = read_leb128(data, s["alphabet"], "table")
+                data = data[used:]
+            else:
+                table = unpack_ints(s["table"], 1 << 16, "table")
+            symbols = decode_stream(data, {**s, "table": table})
             if not symbols.size:  # e.g. the gaps of a layer stored with dense positions: nothing to rate
                 continue
             h = entropy(symbols)
@@ -106,6 +116,22 @@ def dzip_streams(path: Path) -> None:
                 row[f"{coder}_bits_with_table"] = round(8 * (len(data) + table_bytes(meta["table"])) / symbols.size, 4)
                 row[f"{coder}_over_entropy_pct"] = round(100 * (bits / h - 1), 2) if h else None
             print(json.dumps(row), flush=True)
+        dec = TensorDecoder(r)
+        for i, e in enumerate(r.header["tensors"]):
+            if e.get("encoding") != "shared":
+                continue
+            d = dec.decode(e, i)
+            codes = np.zeros(d.info.numel, np.uint16)
+            positions, kept, codebook = d.nonzeros()
+            codes[positions] = kept
+            grid = codes.reshape(grid_shape(d.info.shape))
+            in_file = sum(r.streams[e[k]]["length"] for k in ("values", "gaps", "rows", "cols") if k in e)
+            t, data = best_time(lambda: context.encode(grid, codebook.size), 1)
+            t_dec, out = best_time(lambda: context.decode(data, *grid.shape, codebook.size), 3)
+            assert np.array_equal(out, grid)
+            print(json.dumps({"file": path.name, "layer": e["name"], "positions_in_file": e["positions"],
+                              "bytes_in_file": in_file, "context_bytes_whole_matrix": len(data),
+                              "context_decode_Mpos_s": round(grid.size / t_dec / 1e6, 1)}), flush=True)
 
 
 def main() -> None:

@@ -122,7 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--sparsity", type=float, default=0.925)
-    ap.add_argument("--coders", nargs="*", default=["huffman", "ans"])
+    ap.add_argument("--coders", nargs="*", default=["huffman", "ans", "context"])
     ap.add_argument("--keep", action="store_true", help="keep the files (bench/codec.py reads their streams)")
     ap.add_argument("--compress", action=argparse.BooleanOptionalAction, default=True,
                     help="also time prune_ + share_weights_ + save from dense weights")

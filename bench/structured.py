@@ -30,6 +30,8 @@ from deepzip.report.plots import widths_png
 from deepzip.runtime.timing import latencies_ms
 from deepzip.structured import costs, trace
 
+from _runs import finished
+
 CRITERIA = ("l1", "apoz", "taylor", "knapsack")
 
 
@@ -78,7 +80,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out/structured"))
     args = ap.parse_args()
     quiet = dict(limit=args.limit, progress=False, log=lambda *a: print(*a, file=sys.stderr))
-    report = compress(from_dict(base(args)), args.out / "dense", resume=True, **quiet)
+    report = finished(args.out / "dense") or compress(from_dict(base(args)), args.out / "dense", resume=True, **quiet)
     checkpoint = args.out / "dense" / "dense.safetensors"
     dense_acc = report["accuracy"]["dense"]
     dense = dz.load(args.out / "dense" / "model.dzip")
@@ -89,8 +91,8 @@ def main() -> None:
         for amount in args.amounts:
             recipe = from_dict({**base(args), "channels": channels(criterion, amount, 1, args.finetune)})
             try:
-                run = compress(recipe, args.out / f"{criterion}-{round(100 * amount)}", from_checkpoint=checkpoint,
-                               resume=True, **quiet)
+                run_dir = args.out / f"{criterion}-{round(100 * amount)}"
+                run = finished(run_dir) or compress(recipe, run_dir, from_checkpoint=checkpoint, resume=True, **quiet)
             except dz.TrainingError as e:  # the cut left the model at chance: that is the result
                 rows.append({"run": criterion, "amount": amount, "accuracy": None, "stopped": str(e)})
                 print(json.dumps(rows[-1]), flush=True)
@@ -111,7 +113,7 @@ def main() -> None:
                                   "half_biases": True, "half_codebooks": True},
                         "distill": {"weight": 0.7, "temperature": 2}})
     final_dir = args.out / "final"
-    final = compress(recipe, final_dir, from_checkpoint=checkpoint, resume=True, **quiet)
+    final = finished(final_dir) or compress(recipe, final_dir, from_checkpoint=checkpoint, resume=True, **quiet)
     history = json.loads((final_dir / "history.json").read_text())
     with atomic_path(args.out / "widths.png") as tmp:
         tmp.write_bytes(widths_png([h for h in history if "widths" in h]))

@@ -142,7 +142,7 @@ def test_prune_channels_reports_widths_and_saves_a_slim_registry_model(tmp_path)
     from deepzip.dzip import DzipReader
 
     with DzipReader(tmp_path / "m.dzip") as r:
-        assert r.version == 2 and r.header["widths"]["layer1.0.body.0.0"]["out_channels"] == 8
+        assert r.version == 3 and r.header["widths"]["layer1.0.body.0.0"]["out_channels"] == 8
 
 
 def test_apoz_scores_a_channel_that_is_always_zero_lowest():
@@ -258,7 +258,7 @@ def test_a_hostile_width_record_is_refused_in_one_sentence(tmp_path, widths, wor
     dz.save(model, tmp_path / "m.dzip")
     header, payload = split((tmp_path / "m.dzip").read_bytes())
     header["widths"] = widths
-    (tmp_path / "bad.dzip").write_bytes(join(header, payload, version=2))
+    (tmp_path / "bad.dzip").write_bytes(join(header, payload))
     with pytest.raises(dz.DzipFormatError, match=words):
         dz.load(tmp_path / "bad.dzip")
 

@@ -25,8 +25,10 @@ def valid(tmp_path_factory):
     dz.share_weights_(model, bits={"fc1": 4})
     dz.round_(model, names=("weight_centroids",))  # a float16 codebook
     path = tmp_path_factory.mktemp("v") / "m.dzip"
-    header = dz.save(model, path, coder="auto")
+    header = dz.save(model, path, coder="context")  # shared layers context coded, the rest ANS
     assert "rows" in _entry(header, "fc1.weight") and _entry(header, "fc1.weight")["stored"] == "float16"
+    coders = {s["coder"] for s in header["streams"]}  # every kind of stream is fuzzed below
+    assert coders == {"context", "ans", "raw"}, coders
     weights = {k: v.clone() for k, v in dz.load(path).state_dict().items()}
     return Valid(path.read_bytes(), weights)
 
@@ -82,9 +84,13 @@ CASES = {
     "truncated": (lambda b: b[:-100], "checksum|truncated"),
     "not_json": (lambda b: join({}, b"", header_bytes=__import__("zlib").compress(b"{nope")), "corrupt header"),
     "no_inflate": (lambda b: join({}, b"", header_bytes=b"\x00garbage"), "inflate"),
-    "stream_outside": (lambda b: _mutate(b, lambda h, p: h["streams"][1].update(offset=10**9)), "ends at byte"),
-    "stream_crc": (lambda b: _mutate(b, lambda h, p: h["streams"][1].update(crc32=h["streams"][1]["crc32"] ^ 1)), "fails its checksum"),
-    "coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(coder="lz4")), "unknown coder"),
+    "stream_outside": (lambda b: _mutate(b, lambda h, p: h["streams"][1].update(length=10**9)), "ends at byte"),
+    "stream_length": (lambda b: _mutate(b, lambda h, p: h["streams"][1].update(length=-1)), "valid length"),
+    "payload_cover": (lambda b: _mutate(b, lambda h, p: p + b"\0"), "cover"),
+    "table_varints": (lambda b: _mutate(b, lambda h, p: _fill_stream(h, p, _coded(h), b"\x80")), "table|too large|ends"),
+    "context_left_over": (lambda b: _mutate(b, lambda h, p: _grow_stream(h, p, _context(h), b"\x5a" * 9)), "left after"),
+    "context_coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_context(h)].update(coder="ans")), "coder 'ans' where"),
+    "coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(coder="lz4")), "coder 'lz4'"),
     "encoding": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(encoding="jpeg")), "unknown encoding"),
     "dtype": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(dtype="object")), "unknown dtype"),
     "negative_dim": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[-300])), "invalid shape"),
@@ -94,17 +100,37 @@ CASES = {
     "gaps_past_end": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.weight").update(shape=[3, 64])), "gaps|run past|past its|codes for"),
     "stream_twice": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc3.bias").update(data=_entry(h, "fc2.bias")["data"])), "exactly once"),
     "alias": (lambda b: _mutate(b, lambda h, p: h["tensors"].__setitem__(-1, {"name": "fc3.bias", "alias": "nope"})), "aliases|exactly once"),
-    "count": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(count=10**12)), "more elements|count|symbols"),
-    "table": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(table="!!")), "base64|table"),
-    "alphabet": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(alphabet=3)), "alphabet"),
+    "count": (lambda b: _mutate(b, lambda h, p: h["streams"][_coded(h)].update(count=10**12)), "more elements|count|symbols"),
+    "alphabet": (lambda b: _mutate(b, lambda h, p: h["streams"][_coded(h)].update(alphabet=3)), "alphabet"),
     "live_on_a_vector": (lambda b: _mutate(b, lambda h, p: _swap_live(h)), "dimensions|live"),
     "live_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(shape=[600, 32])), "bitmap|fit"),
     "live_padding": (lambda b: _set_padding_bit(b), "padding|past its end"),
     "codebook_stored": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(stored="float8")), "cannot be stored"),
-    "codebook_as_float32": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").pop("stored") and None), "codebook|alphabet"),
+    "codebook_as_float32": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").pop("stored") and None), "codebook|alphabet|left after"),
     "tensors_type": (lambda b: _mutate(b, lambda h, p: h.update(tensors={})), "not a list"),
     "arch": (lambda b: _mutate(b, lambda h, p: h.update(arch=[1])), "architecture"),
 }
+
+
+def _coded(h):
+    """Index of a Huffman or ANS stream (its code table leads its bytes)."""
+    return next(i for i, s in enumerate(h["streams"]) if s["coder"] in ("huffman", "ans"))
+
+
+def _context(h):
+    return next(i for i, s in enumerate(h["streams"]) if s["coder"] == "context")
+
+
+def _fill_stream(h, payload, index, byte):
+    s = h["streams"][index]
+    return payload[:s["offset"]] + byte * s["length"] + payload[s["offset"] + s["length"]:]
+
+
+def _grow_stream(h, payload, index, extra):
+    s = h["streams"][index]
+    end = s["offset"] + s["length"]
+    s["length"] += len(extra)
+    return payload[:end] + extra + payload[end:]
 
 
 def _swap_live(h):
@@ -116,14 +142,11 @@ def _swap_live(h):
 
 
 def _set_padding_bit(blob):
-    """Set a padding bit of fc1.weight's row bitmap (300 rows: 4 spare bits), stream crc fixed."""
-    import zlib
-
+    """Set a padding bit of fc1.weight's row bitmap (300 rows: 4 spare bits), file crc fixed."""
     header, payload = split(blob)
     s = header["streams"][_entry(header, "fc1.weight")["rows"]]
     last = s["offset"] + s["length"] - 1
     payload = payload[:last] + bytes([payload[last] | 1]) + payload[last + 1:]
-    s["crc32"] = zlib.crc32(payload[s["offset"]:s["offset"] + s["length"]])
     return join(header, payload)
 
 
@@ -254,3 +277,33 @@ def test_fuzzed_headers_under_the_sparse_runtime(tmp_path, valid, data):
         return
     x = torch.randn(4, 1, 8, 8)
     torch.testing.assert_close(model(x), dz.load(tmp_path / "bad.dzip")(x), rtol=1e-5, atol=1e-6)
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+@pytest.mark.parametrize("name", ["v1-lenet300", "v1-lenet300-ans"])
+def test_version_1_files_still_load_bit_identically(name):
+    """Files written by deepzip before the lean container (Huffman and ANS tables in the header,
+    a crc32 per stream) load to the very weights they held; sha256 of each tensor's bytes."""
+    import hashlib
+    import json
+
+    path = os.path.join(FIXTURES, f"{name}.dzip")
+    with open(path, "rb") as f:
+        assert f.read(6)[4:] == b"\x01\x00"  # still a version 1 file
+    expected = json.load(open(os.path.join(FIXTURES, f"{name}.sha256.json")))
+    state = dz.load(path).state_dict()
+    assert sorted(state) == sorted(expected)
+    for key, value in state.items():
+        digest = hashlib.sha256(value.contiguous().view(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+        assert digest == expected[key], key
+
+
+def test_version_1_stream_checksums_are_still_checked(tmp_path):
+    with open(os.path.join(FIXTURES, "v1-lenet300.dzip"), "rb") as f:
+        blob = f.read()
+    header, payload = split(blob)
+    header["streams"][1]["crc32"] ^= 1
+    with pytest.raises(dz.DzipFormatError, match="fails its checksum"):
+        _load(tmp_path, join(header, payload, version=1))

@@ -10,7 +10,7 @@
 """
 from ._version import __version__
 from .distill import AdversarialLoss, DistillLoss, HintLoss, SoftTargetLoss, soft_target_loss
-from .dzip import load, save
+from .dzip import load, recode, save
 from .export import export_onnx
 from .errors import (ConfigError, DataError, DeepzipError, DeepzipWarning, DzipFormatError, ModelMismatchError,
                      NumericsError, RunStateError, TrainingError)
@@ -27,6 +27,6 @@ __all__ = [
     "AdversarialLoss", "Checkpoint", "DistillLoss", "HintLoss", "ConfigError", "DataError", "DeepzipError", "DeepzipWarning", "DzipFormatError", "NumericsError", "Evaluate", "GradualPruning",
     "History", "KMeans", "MagnitudePruning", "ModelMismatchError", "RunStateError", "SoftTargetLoss", "TensorBoard",
     "TrainingError", "__version__", "create_model", "evaluate", "export_onnx", "inspect", "load", "load_checkpoint", "predict",
-    "prune_", "prune_channels_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",
+    "prune_", "recode", "prune_channels_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",
     "soft_target_loss", "sparsity_of", "strip_", "train",
 ]

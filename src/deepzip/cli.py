@@ -58,7 +58,7 @@ def compress(
     seed: Optional[int] = typer.Option(None, help="random seed [default: the recipe's]"),
     recipe: Optional[Path] = typer.Option(None, help="YAML recipe [default: deepzip's recipe for the model]"),
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
-    coder: Optional[str] = typer.Option(None, help="huffman, ans or auto [default: the recipe's]"),
+    coder: Optional[str] = typer.Option(None, help="huffman, ans, context or auto [default: the recipe's]"),
     limit: Optional[int] = typer.Option(None, help="use only the first N samples of each split (quick runs)"),
     device: str = typer.Option("auto", help="auto (a CUDA GPU if PyTorch sees one), cpu, cuda or cuda:N"),
     resume: bool = typer.Option(False, help="continue an interrupted run from OUT/checkpoints (same recipe and data)"),
@@ -177,7 +177,8 @@ def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="
             typer.echo("accuracy when saved: " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
         typer.echo(layers_markdown(info["layers"]))
         typer.echo("bytes: " + " + ".join(f"{v:,} {k}" for k, v in info["bytes"].items() if v or k != "unused")
-                   + f" = {info['file_bytes']:,}")
+                   + f" = {info['file_bytes']:,} (metadata — versions, accuracy, recipe — is {info['meta_bytes']:,} "
+                   f"of the header's bytes; save(metadata=…) chooses it)")
         if info["uncompressed"]:
             typer.echo(f"not compressed (stored as they were): {', '.join(info['uncompressed'])}")
         if info["widths"]:
@@ -407,6 +408,26 @@ def decompress(file: Path, out: Path = typer.Option(..., help="dense safetensors
             with atomic_path(out) as tmp:
                 save_file(tensors, tmp)
         typer.echo(f"wrote {out}")
+
+    _run(go)
+
+
+@app.command()
+def recode(
+    file: Path,
+    out: Path = typer.Option(..., help="the .dzip to write (may be FILE itself: the write is atomic)"),
+    coder: str = typer.Option("auto", help="huffman, ans, context or auto (per layer and stream, the smallest)"),
+    model_py: Optional[str] = typer.Option(None, help="for a file saved from your own module: module:Class or file.py:Class"),
+) -> None:
+    """Write a .dzip again with another coder, losslessly (an older file becomes the current, leaner version)."""
+    from .dzip.recode import recode as recode_file
+    from .models import from_spec
+
+    def go():
+        before = file.stat().st_size
+        header = recode_file(file, out, model=from_spec(model_py) if model_py else None, coder=coder)
+        size = header["file_bytes"]
+        typer.echo(f"wrote {out}: {size:,} bytes ({before:,} before, {100 * (size / before - 1):+.1f} %), same weights")
 
     _run(go)
 

@@ -2,8 +2,10 @@
 
     magic "DZIP" | u16 version | u16 flags | u64 header_len | header (deflated UTF-8 JSON) | payload | u32 crc32
 
-All integers little-endian. The header lists every stream (offset into the payload, length,
-crc32, coder and table) and every tensor (which streams rebuild it); docs/FORMAT.md is the spec.
+All integers little-endian. The header lists every stream (its length and coder; versions 1 and 2
+also an offset, a crc32 and a base64 code table) and every tensor (which streams rebuild it);
+docs/FORMAT.md is the spec. Version 3 streams lie back to back in the order listed, and the one
+crc32 at the end covers every byte, so they need no offsets or checksums of their own.
 This module knows streams, not tensors: write.py turns tensors into streams, decode.py streams
 back into positions, codes and values.
 
@@ -26,7 +28,7 @@ from typing import Any, BinaryIO
 from ..checks import is_uint
 from ..errors import DzipFormatError
 from ..files import atomic_path
-from .spec import FLAG_DEFLATE, MAGIC, MAX_HEADER_BYTES, PREAMBLE, TRAILER, VERSION
+from .spec import FLAG_DEFLATE, LEAN_VERSION, MAGIC, MAX_HEADER_BYTES, PREAMBLE, TRAILER, VERSION
 
 _CHUNK = 1 << 20
 
@@ -53,17 +55,18 @@ class DzipWriter:
         self._spool = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.",
                                                   suffix=".payload", delete=False)
         self.streams: list[dict[str, Any]] = []
-        self._offset = 0
 
     def add(self, data: bytes, meta: dict[str, Any]) -> int:
         """Append one stream; returns its index for the header's tensor entries."""
         self._spool.write(data)
-        self.streams.append({**meta, "offset": self._offset, "length": len(data), "crc32": zlib.crc32(data)})
-        self._offset += len(data)
+        self.streams.append({**meta, "length": len(data)})
         return len(self.streams) - 1
 
-    def finish(self, header: dict[str, Any], version: int = 1) -> int:
-        """Write the file (at format `version`); returns its size in bytes."""
+    def finish(self, header: dict[str, Any], version: int = VERSION) -> int:
+        """Write the file (at format `version`, 3 or later: streams back to back, one checksum);
+        returns its size in bytes."""
+        if version < LEAN_VERSION:
+            raise ValueError(f"this deepzip writes .dzip version {LEAN_VERSION} or later, not {version}.")
         header = {**header, "streams": self.streams}
         blob = zlib.compress(json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8"), 9)
         self._spool.flush()
@@ -158,12 +161,19 @@ class DzipReader:
         self.payload_len = self.size - TRAILER.size - self.payload_start
         streams = header.get("streams")
         _need(isinstance(streams, list), f"{name} has a corrupt header: 'streams' is not a list.")
+        lean = version >= LEAN_VERSION
+        fields = ("length",) if lean else ("offset", "length", "crc32")
+        end = 0
         for i, s in enumerate(streams):
-            _need(isinstance(s, dict) and all(is_uint(s.get(k)) for k in ("offset", "length", "crc32")),
-                  f"{name} has a corrupt header: stream {i} lacks a valid offset, length or crc32.")
-            _need(s["offset"] + s["length"] <= self.payload_len,
-                  f"{name} is truncated or corrupt: stream {i} ends at byte {s['offset'] + s['length']} "
-                  f"of a {self.payload_len}-byte payload.")
+            _need(isinstance(s, dict) and all(is_uint(s.get(k)) for k in fields),
+                  f"{name} has a corrupt header: stream {i} lacks a valid {'length' if lean else 'offset, length or crc32'}.")
+            if lean:  # back to back: the offset is where the previous stream ended
+                streams[i] = s = {**s, "offset": end}
+            end = s["offset"] + s["length"]
+            _need(end <= self.payload_len,
+                  f"{name} is truncated or corrupt: stream {i} ends at byte {end} of a {self.payload_len}-byte payload.")
+        _need(not lean or end == self.payload_len,
+              f"{name} is corrupt: its streams cover {end} bytes of a {self.payload_len}-byte payload.")
         self.streams: list[dict[str, Any]] = streams
 
     def _check_crc(self, name: str) -> None:
@@ -189,7 +199,8 @@ class DzipReader:
         s = self.stream(index)
         self._f.seek(self.payload_start + s["offset"])
         data = self._f.read(s["length"])
-        _need(len(data) == s["length"] and zlib.crc32(data) == s["crc32"],
+        # Version 3 streams have no checksum of their own: the whole file's was checked on open.
+        _need(len(data) == s["length"] and ("crc32" not in s or zlib.crc32(data) == s["crc32"]),
               f"{self.path.name} is corrupt: stream {index} fails its checksum.")
         return data
 
@@ -204,9 +215,9 @@ class DzipReader:
 
 
 
-def pack_ints(values) -> str:
-    """Non-negative ints as base64 of LEB128 varints: code tables cost bytes in the header, and a
-    5-bit codebook's table in JSON digits would be several times larger than this."""
+def leb128(values) -> bytes:
+    """Non-negative ints as LEB128 varints (7 bits a byte, low bits first): a 5-bit codebook's
+    Huffman lengths cost a byte each, ANS counts a byte per 7 bits they need."""
     out = bytearray()
     for v in values:
         v = int(v)
@@ -216,11 +227,31 @@ def pack_ints(values) -> str:
             out.append(byte | (0x80 if v else 0))
             if not v:
                 break
-    return base64.b64encode(bytes(out)).decode("ascii")
+    return bytes(out)
+
+
+def read_leb128(raw: bytes, count: int, what: str) -> tuple[list[int], int]:
+    """The first `count` LEB128 varints of `raw` and the bytes they took; refuses a value over
+    2^63 or a `raw` that ends before `count` values."""
+    values: list[int] = []
+    v = shift = 0
+    used = 0
+    for byte in raw:
+        if len(values) == count:
+            break
+        used += 1
+        v |= (byte & 0x7F) << shift
+        shift += 7
+        _need(shift <= 63, f"{what} holds a value too large to be a count.")
+        if not byte & 0x80:
+            values.append(v)
+            v = shift = 0
+    _need(len(values) == count, f"{what} ends before its {count} entries.")
+    return values, used
 
 
 def unpack_ints(text: Any, limit: int, what: str) -> list[int]:
-    """Inverse of pack_ints; refuses more than `limit` values or a value over 2^63."""
+    """A version 1 or 2 code table (base64 of LEB128 varints, in the header); refuses more than `limit` values or a value over 2^63."""
     _need(isinstance(text, str), f"{what} is not a packed integer table.")
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)

@@ -16,10 +16,12 @@ import numpy as np
 import torch
 
 from ..checks import is_uint
+from ..encode import context
 from ..encode.streams import MAX_ALPHABET, decode_stream
 from ..errors import DzipFormatError
-from .container import DzipReader, unpack_ints
-from .spec import DTYPES, ENCODINGS, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, MAX_INDEX_BITS, POSITIONS, STORED_FLOATS
+from .container import DzipReader, read_leb128, unpack_ints
+from .spec import (DTYPES, ENCODINGS, LEAN_VERSION, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, MAX_INDEX_BITS, POSITIONS,
+                   STORED_FLOATS, grid_shape)
 
 Live = tuple[np.ndarray, np.ndarray]  # indices of the live rows, of the live columns
 
@@ -127,8 +129,23 @@ class TensorDecoder:
         self.need(s.get("alphabet") == alphabet, f"{what} has alphabet {s.get('alphabet')!r}, expected {alphabet}")
         self.need(is_uint(s.get("count")), f"{what} has no valid symbol count")
         self.spend(s["count"], what)
-        table = unpack_ints(s.get("table"), MAX_ALPHABET, f"{self.r.path.name}: the code table of {what}")
-        return decode_stream(self.r.read(index), {**s, "table": table})
+        data = self.r.read(index)
+        where = f"{self.r.path.name}: the code table of {what}"
+        if self.r.version >= LEAN_VERSION:  # the table leads the stream
+            table, used = read_leb128(data, alphabet, where)
+            data = data[used:]
+        else:
+            table = unpack_ints(s.get("table"), MAX_ALPHABET, where)
+        return decode_stream(data, {**s, "table": table})
+
+    def context_coded(self, index: Any, grid: tuple[int, int], alphabet: int, what: str) -> np.ndarray:
+        """A context-coded matrix of codes (encode/context.py); its size was spent with its tensor's."""
+        s = self.r.stream(index)
+        self.need(s.get("coder") == "context", f"{what} has coder {s.get('coder')!r} where its positions say context")
+        try:
+            return context.decode(self.r.read(index), grid[0], grid[1], alphabet)
+        except DzipFormatError as e:
+            self.fail(f"{what}: {str(e).rstrip('.')}")
 
     def info(self, entry: Any, index: int) -> TensorInfo:
         """The validated description of entry `index` (no stream is read; no budget spent)."""
@@ -157,8 +174,14 @@ class TensorDecoder:
         size = info.numel if live is None else live[0].size * live[1].size
         if info.encoding == "shared":
             codebook = self.codebook(entry, info.name)
-            if self.positions_kind(entry, info.name) == "dense":
-                codes = self.coded(entry.get("values"), codebook.size, f"the codes of {info.name!r}")
+            kind = self.positions_kind(entry, info.name)
+            if kind in ("dense", "context"):
+                what = f"the codes of {info.name!r}"
+                if kind == "dense":
+                    codes = self.coded(entry.get("values"), codebook.size, what)
+                else:
+                    grid = (live[0].size, live[1].size) if live is not None else grid_shape(info.shape)
+                    codes = self.context_coded(entry.get("values"), grid, codebook.size, what).reshape(-1)
                 self.need(codes.size == size, f"tensor {info.name!r} has {codes.size} codes for {size} weights")
                 if live is None:
                     return Decoded(info, codebook=codebook, codes=codes)

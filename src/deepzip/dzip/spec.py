@@ -4,13 +4,14 @@
 """
 from __future__ import annotations
 
+import math
 import struct
 
 import torch
 
 MAGIC = b"DZIP"
-VERSION = 2  # the newest this deepzip reads and writes; a file is written at the lowest that describes it
-WIDTHS_VERSION = 2  # files of channel-pruned models (a "widths" record) need a version 2 reader
+VERSION = 3  # the newest this deepzip reads, and the one it writes
+LEAN_VERSION = 3  # streams back to back without offsets or checksums of their own; code tables in the payload
 PREAMBLE = struct.Struct("<4sHHQ")
 TRAILER = struct.Struct("<I")
 MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse
@@ -18,7 +19,7 @@ FLAG_DEFLATE = 1  # header is zlib-deflated: its JSON (tables, recipe) is a tent
 
 # Tensor entries.
 ENCODINGS = ("raw", "shared", "sparse")
-POSITIONS = ("dense", "sparse")
+POSITIONS = ("dense", "sparse", "context")  # "context": one context-coded stream holds positions and codes
 STORED_FLOATS = ("float32", "float16")  # how a float32 tensor's values, or a codebook, may be stored
 STREAM_KEYS = ("data", "codebook", "values", "gaps", "rows", "cols")  # fields of an entry that name a stream
 MAX_DIMS = 8
@@ -31,7 +32,21 @@ DTYPES = {str(t).removeprefix("torch."): t for t in (
 MAX_ELEMENTS_PER_BYTE = 256
 
 # Writer choices.
-CODERS = ("huffman", "ans", "auto")
+CODERS = ("huffman", "ans", "context", "auto")
 PAPER_INDEX_BITS = {"conv": 8, "linear": 5, "embedding": 8, "default": 8}
 AUTO_WIDTHS = range(2, 11)
 MAX_INDEX_BITS = 16
+
+
+def grid_shape(shape) -> tuple[int, int]:
+    """The matrix a tensor's codes are laid out as, for live bitmaps and the context coder: rows =
+    dim 0 (output units), columns = the rest (inputs × kernel); a vector is one row.
+
+    Example:
+        >>> grid_shape((50, 20, 5, 5)), grid_shape((300,))
+        ((50, 500), (1, 300))
+    """
+    shape = tuple(int(d) for d in shape)
+    if len(shape) < 2:
+        return 1, math.prod(shape)
+    return shape[0], math.prod(shape[1:])

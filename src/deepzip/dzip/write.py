@@ -3,11 +3,13 @@
 Each tensor is written in one of three encodings (docs/FORMAT.md):
   raw     the tensor's bytes (biases, batch-norm statistics, anything small or unpruned)
   shared  a float32 (float16 when exact) codebook + per-weight codes (0 = zero), positions
-          either dense (one code per weight) or sparse (the paper's relative gaps with filler
-          zeros); whichever is smaller, over the whole tensor or only its live rows × columns
+          either dense (one code per weight), sparse (the paper's relative gaps with filler
+          zeros) or context (positions and codes in one context-adaptive stream, encode/context.py);
+          whichever is smallest, over the whole tensor or only its live rows × columns
           (structured pruning)
   sparse  pruned but not shared: float32 values at kept positions + relative gaps
-Code and gap streams are entropy coded (Huffman, ANS, or per stream whichever is smaller).
+Code and gap streams are entropy coded (Huffman, ANS, or per stream whichever is smaller), each
+with its code table in front of it.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..encode import context
 from ..encode.sparse import to_gaps
 from ..encode.streams import encode_stream
 from ..errors import ConfigError, DeepzipWarning
@@ -31,8 +34,8 @@ from ..models.widths import widths_of
 from ..reparam import slots
 from ..checks import require_finite
 from ..selection import kind_of, lookup
-from .container import DzipWriter, pack_ints
-from .spec import AUTO_WIDTHS, CODERS, DTYPES, MAX_DIMS, MAX_INDEX_BITS, PAPER_INDEX_BITS, WIDTHS_VERSION
+from .container import DzipWriter, leb128
+from .spec import AUTO_WIDTHS, CODERS, DTYPES, MAX_DIMS, MAX_INDEX_BITS, PAPER_INDEX_BITS, VERSION, grid_shape
 
 
 @dataclass
@@ -65,9 +68,15 @@ def _logical_tensors(model: nn.Module) -> Iterator[_Tensor | tuple[str, str]]:
             yield _Tensor(slot.name, slot.role, kind, layer, value=slot.value.detach(), masked=slot.mask is not None)
 
 
+# What a stream's entry adds to the deflated header, measured on the demo's files: a coded
+# stream's count and alphabet are numbers deflate cannot share, a context stream has neither.
+_HEADER_BYTES = {"context": 5, "huffman": 14, "ans": 14}
+
+
 def _cost(parts: list[tuple[bytes, dict[str, Any]]]) -> int:
-    """Bytes a choice of streams adds to the file, counting their tables in the header."""
-    return sum(len(data) + len(meta["table"]) for data, meta in parts)
+    """Bytes a choice of streams adds to the file: the streams (their tables lead them) and an
+    estimate of their entries in the header, so that ties between layouts go the right way."""
+    return sum(len(data) + _HEADER_BYTES.get(meta["coder"], 0) for data, meta in parts)
 
 
 def _raw_bytes(t: torch.Tensor) -> bytes:
@@ -79,9 +88,9 @@ class _Encoder:
         self.w, self.coder, self.index_bits = writer, coder, index_bits
 
     def coded(self, symbols: np.ndarray, alphabet: int) -> tuple[bytes, dict[str, Any]]:
-        data, meta = encode_stream(symbols, alphabet, self.coder)
-        meta["table"] = pack_ints(meta["table"])
-        return data, meta
+        """A Huffman or ANS stream: its table as LEB128 varints, then the coded symbols."""
+        data, meta = encode_stream(symbols, alphabet, "ans" if self.coder == "context" else self.coder)
+        return leb128(meta.pop("table")) + data, meta
 
     def add(self, pair: tuple[bytes, dict[str, Any]]) -> int:
         return self.w.add(*pair)
@@ -126,8 +135,8 @@ class _Encoder:
             nonzero = int(np.count_nonzero(array))
             half = bool(np.array_equal(array.astype(np.float16).astype(np.float32), array))
             best = None
-            for live, flat in _live_choices(array):
-                bits, g, vals = self.positions(flat, t, None, 2 if half else 4)
+            for live, grid in _live_choices(array):
+                bits, g, vals = self.positions(grid.reshape(-1), t, None, 2 if half else 4)
                 stored = vals.astype("<f2" if half else "<f4").tobytes()
                 cost = _cost([g]) + len(stored) + sum(len(b) for b in live.values())
                 if best is None or cost < best[0]:
@@ -155,38 +164,43 @@ class _Encoder:
                  **({"stored": "float16"} if half else {}),
                  "codebook": self.raw(centroids.astype("<f2" if half else "<f4").tobytes())}
         best = None
-        for live, flat in _live_choices(codes):
-            dense = self.coded(flat, k + 1)
-            bits, *sparse = self.positions(flat, t, k + 1)
+        for live, grid in _live_choices(codes):
             extra = sum(len(b) for b in live.values())
-            if _cost([dense]) <= _cost(sparse):
-                choice = (_cost([dense]) + extra, live, {"positions": "dense", "values": dense})
-            else:
-                choice = (_cost(sparse) + extra, live, {"positions": "sparse", "index_bits": bits,
-                                                        "gaps": sparse[0], "values": sparse[1]})
-            if best is None or choice[0] < best[0]:
-                best = choice
+            choices = []
+            if self.coder in ("auto", "context"):
+                coded = (context.encode(grid, k + 1), {"coder": "context"})
+                choices.append((_cost([coded]) + extra, live, {"positions": "context", "values": coded}))
+            if self.coder != "context":
+                flat = grid.reshape(-1)
+                dense = self.coded(flat, k + 1)
+                bits, *sparse = self.positions(flat, t, k + 1)
+                choices.append((_cost([dense]) + extra, live, {"positions": "dense", "values": dense}))
+                choices.append((_cost(sparse) + extra, live, {"positions": "sparse", "index_bits": bits,
+                                                              "gaps": sparse[0], "values": sparse[1]}))
+            for choice in choices:  # the first of equals wins: context, then dense, then sparse
+                if best is None or choice[0] < best[0]:
+                    best = choice
         _, live, fields = best
         return {**entry, **{key: self.raw(bitmap) for key, bitmap in live.items()},
                 **{key: self.add(v) if isinstance(v, tuple) else v for key, v in fields.items()}}
 
 
 def _live_choices(array: np.ndarray) -> Iterator[tuple[dict[str, bytes], np.ndarray]]:
-    """The ways to lay out a tensor's codes for coding: all of it, flat; and, when whole rows
-    (dim 0: output units) or columns (the rest: inputs × kernel) are zero, only the live
-    submatrix, with a bitmap of the live rows and one of the live columns (docs/FORMAT.md).
+    """The ways to lay out a tensor's codes for coding, each as a 2-D grid: all of it; and, when
+    whole rows (dim 0: output units) or columns (the rest: inputs × kernel) are zero, only the
+    live submatrix, with a bitmap of the live rows and one of the live columns (docs/FORMAT.md).
     Structured pruning leaves such rows and columns; coding around them saves the filler
     entries and the long gaps that crossing them costs."""
-    yield {}, array.reshape(-1)
+    grid = array.reshape(grid_shape(array.shape))
+    yield {}, grid
     if array.ndim < 2 or array.size == 0:
         return
-    grid = array.reshape(array.shape[0], -1)
     nonzero = grid != 0
     rows, cols = nonzero.any(axis=1), nonzero.any(axis=0)
     if rows.all() and cols.all():
         return
     live = {"rows": np.packbits(rows).tobytes(), "cols": np.packbits(cols).tobytes()}
-    yield live, grid[np.ix_(rows, cols)].reshape(-1)
+    yield live, grid[np.ix_(rows, cols)]
 
 
 def save(
@@ -204,8 +218,9 @@ def save(
     Args:
         model: any nn.Module; masked and shared weights are stored compressed, the rest raw.
         path: the file to write (atomically: a kill leaves the old file or none).
-        coder: "huffman" (the paper), "ans" (constriction, at the entropy bound) or "auto" (per
-            stream, whichever is smaller).
+        coder: "huffman" (the paper), "ans" (constriction, at the entropy bound), "context"
+            (shared layers' positions and codes in one context-adaptive stream; other streams ANS)
+            or "auto" (per tensor and stream, whichever is smallest).
         index_bits: width of the relative index, an int, "auto" (the width from 2 to 10 that
             gives the smallest layer), or a dict of those by layer name / kind (default: the
             paper's 8 for conv, 5 for linear).
@@ -244,5 +259,5 @@ def save(
         widths = widths_of(model)
         if widths:  # the layers channel surgery made narrower, so a fresh module can be made to fit
             header["widths"] = widths
-        size = writer.finish(header, WIDTHS_VERSION if widths else 1)
+        size = writer.finish(header, VERSION)
     return {**header, "streams": writer.streams, "file_bytes": size}

@@ -171,7 +171,7 @@ class Recipe:
     prune: PruneStage | None = field(default_factory=PruneStage)
     share: ShareStage | None = field(default_factory=ShareStage)
     distill: DistillStage | None = None
-    coder: Literal["huffman", "ans", "auto"] = "huffman"
+    coder: Literal["huffman", "ans", "context", "auto"] = "huffman"
     index_bits: int | str | dict[str, int | str] | None = None
 
     def __post_init__(self) -> None:

@@ -6,12 +6,14 @@ percentage of its dense float32 size.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
+import zlib
 from typing import Any
 
 from ..dzip import DzipReader
-from ..dzip.spec import PREAMBLE, STREAM_KEYS, TRAILER
+from ..dzip.spec import LEAN_VERSION, PREAMBLE, STREAM_KEYS, TRAILER
 from ..errors import DzipFormatError
 from ..runtime import choose
 
@@ -28,8 +30,7 @@ def layer_rows(header: dict[str, Any]) -> list[dict[str, Any]]:
         if "alias" in e or e.get("role") != "param":
             continue
         numel = math.prod(e["shape"])
-        refs = [e.get(k) for k in ("data", "codebook", "values", "gaps")]
-        total = sum(_stream_bytes(streams, r) for r in refs)
+        total = sum(_stream_bytes(streams, e.get(k)) for k in STREAM_KEYS)  # live bitmaps included
         runtime, why = choose(layer=e.get("layer"), name=e["name"], numel=numel, nonzero=e.get("nonzero"),
                               encoding=e["encoding"], runtime="sparse")
         row = {"layer": e["name"], "weights": numel, "encoding": e["encoding"], "kept": 1.0,
@@ -48,7 +49,7 @@ def layer_rows(header: dict[str, Any]) -> list[dict[str, Any]]:
             else:
                 row["weight_bits"] = 32
                 row["weight_bits_coded"] = 8 * values["length"] / kept
-            if e.get("positions", "sparse") == "sparse":
+            if e.get("positions", "sparse") == "sparse":  # dense codes and context streams hold positions too
                 gaps = streams[e["gaps"]]
                 row["index_bits"] = e["index_bits"]
                 row["index_bits_coded"] = 8 * gaps["length"] / kept
@@ -69,6 +70,7 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
         header = r.header
         size = r.size
         header_bytes, payload_bytes = r.payload_start - PREAMBLE.size, r.payload_len
+        version = r.version
     try:
         rows = layer_rows(header)
         params = sum(math.prod(e["shape"]) for e in header["tensors"] if e.get("role") == "param")
@@ -100,7 +102,20 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     return {"file": os.fspath(path), "file_bytes": size, "dense_bytes": 4 * original, "parameters": params,
             "original_parameters": original, "widths": widths if isinstance(widths, dict) else {},
             "ratio": ratio, "arch": arch if isinstance(arch, dict) else None, "bytes": parts,
-            "meta": meta if isinstance(meta, dict) else {}, "layers": rows, "uncompressed": uncompressed}
+            "meta": meta if isinstance(meta, dict) else {}, "meta_bytes": _meta_bytes(header, version), "layers": rows,
+            "uncompressed": uncompressed}
+
+
+def _meta_bytes(header: dict[str, Any], version: int) -> int:
+    """What the free-form "meta" (versions, accuracy, recipe) adds to the deflated header: the
+    header deflated with and without it, as the writer deflates it."""
+    def deflated(h: dict[str, Any]) -> int:
+        return len(zlib.compress(json.dumps(h, separators=(",", ":"), allow_nan=False).encode("utf-8"), 9))
+
+    lean = {k: v for k, v in header.items() if k != "meta"}
+    if version >= LEAN_VERSION:  # the reader added offsets; the file has none
+        lean["streams"] = [{k: v for k, v in s.items() if k != "offset"} for s in header["streams"]]
+    return deflated({**lean, "meta": header.get("meta")}) - deflated(lean)
 
 
 def layers_markdown(rows: list[dict[str, Any]]) -> str:
@@ -114,6 +129,7 @@ def layers_markdown(rows: list[dict[str, Any]]) -> str:
                    f"{coded('weight_bits_coded')} | {r.get('index_bits', '—')} | {coded('index_bits_coded')} | "
                    f"{r['bytes']:,} | {r['percent_of_dense']:.2f}% | {r['runtime']} ({r['runtime_reason']}) |")
     out.append("")
-    out.append("Bits are per kept weight. A layer with index bits 0 stores a code for every weight, zero included "
-               "(smaller than gaps at its density), so its positions are inside its weight bits.")
+    out.append("Bits are per kept weight. A layer with index bits 0 codes its positions with its codes: a code for "
+               "every weight, zero included, or (coder context) one context-adaptive stream of both; whichever was "
+               "smaller than gaps at its density. Its weight bits coded include its positions.")
     return "\n".join(out)
