@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=6000)
     ap.add_argument("--dense-epochs", type=float, default=6)
     ap.add_argument("--finetune", type=float, default=2, help="epochs of retraining after the cut")
+    ap.add_argument("--final-prune", type=float, default=0.9, help="sparsity of the final run's pruning stage")
+    ap.add_argument("--final-epochs", type=float, default=6, help="retraining epochs of the final run's pruning stage")
     ap.add_argument("--amounts", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     ap.add_argument("--criteria", nargs="+", default=list(CRITERIA))
     ap.add_argument("--reps", type=int, default=100)
@@ -107,12 +109,12 @@ def main() -> None:
     # The fastest cut within a point of dense; where the budget left none, the most accurate one.
     best = min(fit, key=lambda r: r["b1_slim_ms"] / r["b1_dense_ms"]) if fit else min(done, key=lambda r: r["drop"])
     recipe = from_dict({**base(args), "channels": channels(best["run"], best["amount"], 3, args.finetune),
-                        "prune": {"sparsity": {"conv": 0.9, "linear": 0.9}, "schedule": "agp", "steps": 2,
-                                  "retrain": {"epochs": args.finetune, "lr": 1e-3}},
+                        "prune": {"sparsity": {"conv": args.final_prune, "linear": args.final_prune}, "schedule": "agp",
+                                  "steps": 3, "retrain": {"epochs": args.final_epochs, "lr": 1e-3}},
                         "share": {"bits": {"conv": 5, "linear": 5}, "finetune": {"epochs": 1, "lr": 1e-4},
                                   "half_biases": True, "half_codebooks": True},
                         "distill": {"weight": 0.7, "temperature": 2}})
-    final_dir = args.out / "final"
+    final_dir = args.out / f"final-{round(100 * args.final_prune)}-{args.final_epochs:g}"
     final = finished(final_dir) or compress(recipe, final_dir, from_checkpoint=checkpoint, resume=True, **quiet)
     history = json.loads((final_dir / "history.json").read_text())
     with atomic_path(args.out / "widths.png") as tmp:
