@@ -84,12 +84,49 @@ def _shift_low(low, cache, cache_size, written, started, out):
     return low, cache, cache_size, written, started
 
 
+@numba.njit(cache=True, inline="always")
+def _encode_bit(state, out, prob, seen, ctx, bit, recip):
+    """Code one bit under model ctx; state is (low, range, cache, cache_size, written, started),
+    returned updated (started < 0: `out` is full)."""
+    low, rng, cache, cache_size, written, started = state
+    bound = (rng >> PROB_BITS) * prob[ctx]
+    if bit:
+        rng = bound
+    else:
+        low += bound
+        rng -= bound
+    _update(prob, seen, ctx, bit, recip)
+    while rng < TOP and started >= 0:
+        rng <<= 8
+        low, cache, cache_size, written, started = _shift_low(low, cache, cache_size, written, started, out)
+    return low, rng, cache, cache_size, written, started
+
+
+@numba.njit(cache=True, inline="always")
+def _decode_bit(code_reg, rng, pos, data, prob, seen, ctx, recip):
+    """Decode one bit under model ctx: (bit, code register, range, read position)."""
+    bound = (rng >> PROB_BITS) * prob[ctx]
+    if code_reg < bound:
+        rng = bound
+        bit = 1
+    else:
+        code_reg -= bound
+        rng -= bound
+        bit = 0
+    _update(prob, seen, ctx, bit, recip)
+    while rng < TOP:
+        rng <<= 8
+        code_reg = ((code_reg << 8) | (data[pos] if pos < data.size else 0)) & 0xFFFFFFFF
+        pos += 1
+    return bit, code_reg, rng, pos
+
+
 @numba.njit(cache=True)
 def encode_matrix(codes, depth, out):
     """Code a (rows, cols) matrix of codes 0..K (0: a pruned weight) into `out`; returns the
     bytes written, or -1 when `out` is too small. `depth` bits code a kept weight's code − 1."""
     rows, cols = codes.shape
-    low, rng, cache, cache_size, written, started = 0, 0xFFFFFFFF, 0, 1, 0, 0
+    state = (0, 0xFFFFFFFF, 0, 1, 0, 0)
     recip = RECIPROCAL
     sig_prob = np.full(SIG_CONTEXTS, ONE // 2, np.int64)
     sig_seen = np.zeros(SIG_CONTEXTS, np.int64)
@@ -105,18 +142,9 @@ def encode_matrix(codes, depth, out):
             code = codes[r, c]
             bit = 1 if code != 0 else 0
             ctx = _sig_context(col_count[c], row_scale, row_count, col_scale[c], left)
-            bound = (rng >> PROB_BITS) * sig_prob[ctx]
-            if bit:
-                rng = bound
-            else:
-                low += bound
-                rng -= bound
-            _update(sig_prob, sig_seen, ctx, bit, recip)
-            while rng < TOP:
-                rng <<= 8
-                low, cache, cache_size, written, started = _shift_low(low, cache, cache_size, written, started, out)
-                if started < 0:
-                    return -1
+            state = _encode_bit(state, out, sig_prob, sig_seen, ctx, bit, recip)
+            if state[5] < 0:
+                return -1
             left = bit
             if not bit:
                 continue
@@ -126,20 +154,11 @@ def encode_matrix(codes, depth, out):
             node = 1
             for level in range(depth - 1, -1, -1):
                 b = (value >> level) & 1
-                bound = (rng >> PROB_BITS) * tree_prob[node]
-                if b:
-                    rng = bound
-                else:
-                    low += bound
-                    rng -= bound
-                _update(tree_prob, tree_seen, node, b, recip)
-                while rng < TOP:
-                    rng <<= 8
-                    low, cache, cache_size, written, started = _shift_low(low, cache, cache_size, written, started,
-                                                                          out)
-                    if started < 0:
-                        return -1
+                state = _encode_bit(state, out, tree_prob, tree_seen, node, b, recip)
+                if state[5] < 0:
+                    return -1
                 node = node * 2 + b
+    low, rng, cache, cache_size, written, started = state
     # Flush a value inside [low, low + range) that ends in as many zero bytes as it can: the
     # decoder reads zeros past the end, so the caller drops trailing zero bytes for free.
     for bits in (32, 24, 16, 8):
@@ -162,11 +181,10 @@ def decode_matrix(data, rows, cols, depth, kept_max, out):
     """Inverse of encode_matrix into `out` (rows × cols). Returns the bytes of `data` left unread
     (0 for a valid stream: reads past its end are the zeros the encoder dropped), or -1 - i when
     the code decoded at flat position i exceeds `kept_max` (a corrupt stream)."""
-    size = data.size
     pos = 0
     code_reg = 0
     for _ in range(4):
-        code_reg = (code_reg << 8) | (data[pos] if pos < size else 0)
+        code_reg = (code_reg << 8) | (data[pos] if pos < data.size else 0)
         pos += 1
     rng = 0xFFFFFFFF
     recip = RECIPROCAL
@@ -182,19 +200,7 @@ def decode_matrix(data, rows, cols, depth, kept_max, out):
         left = 0
         for c in range(cols):
             ctx = _sig_context(col_count[c], row_scale, row_count, col_scale[c], left)
-            bound = (rng >> PROB_BITS) * sig_prob[ctx]
-            if code_reg < bound:
-                rng = bound
-                bit = 1
-            else:
-                code_reg -= bound
-                rng -= bound
-                bit = 0
-            _update(sig_prob, sig_seen, ctx, bit, recip)
-            while rng < TOP:
-                rng <<= 8
-                code_reg = ((code_reg << 8) | (data[pos] if pos < size else 0)) & 0xFFFFFFFF
-                pos += 1
+            bit, code_reg, rng, pos = _decode_bit(code_reg, rng, pos, data, sig_prob, sig_seen, ctx, recip)
             left = bit
             if not bit:
                 out[r, c] = 0
@@ -203,22 +209,10 @@ def decode_matrix(data, rows, cols, depth, kept_max, out):
             row_count += 1
             node = 1
             for _ in range(depth):
-                bound = (rng >> PROB_BITS) * tree_prob[node]
-                if code_reg < bound:
-                    rng = bound
-                    b = 1
-                else:
-                    code_reg -= bound
-                    rng -= bound
-                    b = 0
-                _update(tree_prob, tree_seen, node, b, recip)
-                while rng < TOP:
-                    rng <<= 8
-                    code_reg = ((code_reg << 8) | (data[pos] if pos < size else 0)) & 0xFFFFFFFF
-                    pos += 1
+                b, code_reg, rng, pos = _decode_bit(code_reg, rng, pos, data, tree_prob, tree_seen, node, recip)
                 node = node * 2 + b
             value = node - (1 << depth) + 1
             if value > kept_max:
                 return -1 - (r * cols + c)
             out[r, c] = value
-    return max(size - pos, 0)
+    return max(data.size - pos, 0)
