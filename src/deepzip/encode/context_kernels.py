@@ -122,18 +122,22 @@ def _decode_bit(code_reg, rng, pos, data, prob, seen, ctx, recip):
 
 
 @numba.njit(cache=True)
+def _fresh_models(depth, cols):
+    """Both sides start from the same state: every model at p = 1/2 with no observations, no
+    kept weight counted in any column, and the per-column reciprocals of the row-density buckets."""
+    return (np.full(SIG_CONTEXTS, ONE // 2, np.int64), np.zeros(SIG_CONTEXTS, np.int64),
+            np.full(1 << depth, ONE // 2, np.int64), np.zeros(1 << depth, np.int64), np.zeros(cols, np.int64),
+            np.array([(16 << SCALE_BITS) // (c + 1) for c in range(cols)], np.int64))
+
+
+@numba.njit(cache=True)
 def encode_matrix(codes, depth, out):
     """Code a (rows, cols) matrix of codes 0..K (0: a pruned weight) into `out`; returns the
     bytes written, or -1 when `out` is too small. `depth` bits code a kept weight's code − 1."""
     rows, cols = codes.shape
     state = (0, 0xFFFFFFFF, 0, 1, 0, 0)
     recip = RECIPROCAL
-    sig_prob = np.full(SIG_CONTEXTS, ONE // 2, np.int64)
-    sig_seen = np.zeros(SIG_CONTEXTS, np.int64)
-    tree_prob = np.full(1 << depth, ONE // 2, np.int64)
-    tree_seen = np.zeros(1 << depth, np.int64)
-    col_count = np.zeros(cols, np.int64)
-    col_scale = np.array([(16 << SCALE_BITS) // (c + 1) for c in range(cols)], np.int64)
+    sig_prob, sig_seen, tree_prob, tree_seen, col_count, col_scale = _fresh_models(depth, cols)
     for r in range(rows):
         row_scale = (16 << SCALE_BITS) // r if r else 0
         row_count = 0
@@ -188,12 +192,7 @@ def decode_matrix(data, rows, cols, depth, kept_max, out):
         pos += 1
     rng = 0xFFFFFFFF
     recip = RECIPROCAL
-    sig_prob = np.full(SIG_CONTEXTS, ONE // 2, np.int64)
-    sig_seen = np.zeros(SIG_CONTEXTS, np.int64)
-    tree_prob = np.full(1 << depth, ONE // 2, np.int64)
-    tree_seen = np.zeros(1 << depth, np.int64)
-    col_count = np.zeros(cols, np.int64)
-    col_scale = np.array([(16 << SCALE_BITS) // (c + 1) for c in range(cols)], np.int64)
+    sig_prob, sig_seen, tree_prob, tree_seen, col_count, col_scale = _fresh_models(depth, cols)
     for r in range(rows):
         row_scale = (16 << SCALE_BITS) // r if r else 0
         row_count = 0
