@@ -29,6 +29,7 @@ def valid(tmp_path_factory):
     assert "rows" in _entry(header, "fc1.weight") and _entry(header, "fc1.weight")["stored"] == "float16"
     coders = {s["coder"] for s in header["streams"]}  # every kind of stream is fuzzed below
     assert coders == {"context", "ans", "raw"}, coders
+    assert _entry(header, "fc2.bias").get("split") == "float32"  # signs and exponents context coded
     weights = {k: v.clone() for k, v in dz.load(path).state_dict().items()}
     return Valid(path.read_bytes(), weights)
 
@@ -89,6 +90,8 @@ CASES = {
     "payload_cover": (lambda b: _mutate(b, lambda h, p: p + b"\0"), "cover"),
     "table_varints": (lambda b: _mutate(b, lambda h, p: _fill_stream(h, p, _coded(h), b"\x80")), "table|too large|ends"),
     "context_left_over": (lambda b: _mutate(b, lambda h, p: _grow_stream(h, p, _context(h), b"\x5a" * 9)), "left after"),
+    "split_kind": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.bias").update(split="float64")), "cannot be split"),
+    "split_mantissas": (lambda b: _mutate(b, lambda h, p: _grow_stream(h, p, _entry(h, "fc2.bias")["low"], b"\0")), "mantissa bytes"),
     "context_coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_context(h)].update(coder="ans")), "coder 'ans' where"),
     "coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(coder="lz4")), "coder 'lz4'"),
     "encoding": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(encoding="jpeg")), "unknown encoding"),
@@ -96,9 +99,10 @@ CASES = {
     "negative_dim": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[-300])), "invalid shape"),
     "too_many_dims": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[1] * 9)), "invalid shape"),
     "huge_shape": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(shape=[2**40, 2**40])), "more elements"),
-    "raw_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.bias").update(shape=[101])), "bytes for 101"),
+    "raw_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc3.bias").update(shape=[5])), "bytes for 5"),
+    "split_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.bias").update(shape=[101])), "fc2.bias"),
     "gaps_past_end": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.weight").update(shape=[3, 64])), "gaps|run past|past its|codes for"),
-    "stream_twice": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc3.bias").update(data=_entry(h, "fc2.bias")["data"])), "exactly once"),
+    "stream_twice": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc3.bias").update(data=_entry(h, "fc2.bias")["low"])), "exactly once"),
     "alias": (lambda b: _mutate(b, lambda h, p: h["tensors"].__setitem__(-1, {"name": "fc3.bias", "alias": "nope"})), "aliases|exactly once"),
     "count": (lambda b: _mutate(b, lambda h, p: h["streams"][_coded(h)].update(count=10**12)), "more elements|count|symbols"),
     "alphabet": (lambda b: _mutate(b, lambda h, p: h["streams"][_coded(h)].update(alphabet=3)), "alphabet"),
@@ -150,7 +154,7 @@ def _set_padding_bit(blob):
     return join(header, payload)
 
 
-DECODER_CASES = {"huge_shape", "raw_length", "gaps_past_end", "live_length"}
+DECODER_CASES = {"huge_shape", "raw_length", "split_length", "gaps_past_end", "live_length"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -124,11 +124,14 @@ def test_bad_save_arguments(tmp_path, tiny_mlp):
 
 
 def test_half_representable_tensors_are_stored_in_half_the_bytes(tmp_path, tiny_mlp):
-    plain = dz.save(tiny_mlp, tmp_path / "a.dzip")
+    plain = dz.save(tiny_mlp, tmp_path / "a.dzip", coder="ans")  # float32 stored as it is
+    split = dz.save(tiny_mlp, tmp_path / "s.dzip", coder="auto")  # signs and exponents context coded
     dz.round_(tiny_mlp)
-    rounded = dz.save(tiny_mlp, tmp_path / "b.dzip")
+    rounded = dz.save(tiny_mlp, tmp_path / "b.dzip", coder="ans")
     biases = 300 + 100 + 4
     assert plain["file_bytes"] - rounded["file_bytes"] >= 2 * biases - 64  # header noise aside
+    assert {e["name"] for e in split["tensors"] if e.get("split")} >= {"fc1.bias", "fc2.bias"}
+    assert split["file_bytes"] < plain["file_bytes"] - 0.08 * 4 * 400  # at least 8 % off the biases' bytes
     back = dz.load(tmp_path / "b.dzip")
     assert torch.equal(back.fc1.bias, tiny_mlp.fc1.bias) and back.fc1.bias.dtype == torch.float32
     assert not torch.equal(back.fc1.weight.half().float(), back.fc1.weight)  # weights were not rounded

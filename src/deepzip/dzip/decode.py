@@ -17,6 +17,7 @@ import torch
 
 from ..checks import is_uint
 from ..encode import context
+from ..encode.floats import HIGH_ALPHABET, join_float32
 from ..encode.streams import MAX_ALPHABET, decode_stream
 from ..errors import DzipFormatError
 from .container import DzipReader, read_leb128, unpack_ints
@@ -197,6 +198,8 @@ class TensorDecoder:
         return Decoded(info, values=values[keep], positions=self._full_positions(positions[keep], live, info.shape))
 
     def _raw(self, entry: dict, info: TensorInfo) -> torch.Tensor:
+        if "split" in entry:
+            return self._split(entry, info)
         data = self.raw_stream(entry.get("data"), f"tensor {info.name!r}")
         stored = entry.get("stored", entry["dtype"])
         self.need(stored == entry["dtype"] or (stored == "float16" and info.dtype == torch.float32),
@@ -206,6 +209,20 @@ class TensorDecoder:
         if info.numel == 0:
             return torch.empty(0, dtype=info.dtype)
         return torch.frombuffer(bytearray(data), dtype=DTYPES[stored]).to(info.dtype)
+
+    def _split(self, entry: dict, info: TensorInfo) -> torch.Tensor:
+        """A float32 tensor stored as context-coded signs and exponents plus packed mantissas."""
+        name = info.name
+        self.need(entry["split"] == "float32" and info.dtype == torch.float32 and "stored" not in entry,
+                  f"tensor {name!r} cannot be split as {entry['split']!r}")
+        high = self.context_coded(entry.get("high"), (info.numel, 1), HIGH_ALPHABET,
+                                  f"the signs and exponents of {name!r}")
+        low = self.raw_stream(entry.get("low"), f"the mantissas of {name!r}")
+        try:
+            values = join_float32(high, low, info.numel)
+        except DzipFormatError as e:
+            self.fail(f"tensor {name!r}: {str(e).rstrip('.')}")
+        return torch.from_numpy(values.copy())
 
     def index_bits(self, entry: dict, name: str) -> int:
         bits = entry.get("index_bits")

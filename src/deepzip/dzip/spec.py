@@ -21,7 +21,7 @@ FLAG_DEFLATE = 1  # header is zlib-deflated: its JSON (tables, recipe) is a tent
 ENCODINGS = ("raw", "shared", "sparse")
 POSITIONS = ("dense", "sparse", "context")  # "context": one context-coded stream holds positions and codes
 STORED_FLOATS = ("float32", "float16")  # how a float32 tensor's values, or a codebook, may be stored
-STREAM_KEYS = ("data", "codebook", "values", "gaps", "rows", "cols")  # fields of an entry that name a stream
+STREAM_KEYS = ("data", "codebook", "values", "gaps", "rows", "cols", "high", "low")  # fields of an entry that name a stream
 MAX_DIMS = 8
 DTYPES = {str(t).removeprefix("torch."): t for t in (
     torch.float32, torch.float64, torch.float16, torch.bfloat16,

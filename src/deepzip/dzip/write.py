@@ -1,7 +1,8 @@
 """deepzip.save: a model's tensors to .dzip streams (decode.py and assemble.py read them back).
 
 Each tensor is written in one of three encodings (docs/FORMAT.md):
-  raw     the tensor's bytes (biases, batch-norm statistics, anything small or unpruned)
+  raw     the tensor's bytes (biases, batch-norm statistics, anything small or unpruned); float32
+          ones with their signs and exponents context coded apart from the mantissas, where smaller
   shared  a float32 (float16 when exact) codebook + per-weight codes (0 = zero), positions
           either dense (one code per weight), sparse (the paper's relative gaps with filler
           zeros) or context (positions and codes in one context-adaptive stream, encode/context.py);
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..encode import context
+from ..encode.floats import HIGH_ALPHABET, split_float32
 from ..encode.sparse import to_gaps
 from ..encode.streams import encode_stream
 from ..errors import ConfigError, DeepzipWarning
@@ -151,6 +153,13 @@ class _Encoder:
             # Exactly representable in half precision (biases after deepzip.round_, say): half the
             # bytes, and still bit-exact on load.
             return {**base, "encoding": "raw", "stored": "float16", "data": self.raw(_raw_bytes(value.half()))}
+        if value.dtype == torch.float32 and value.numel() >= 8 and self.coder in ("auto", "context"):
+            # Sign and exponent coded apart from the mantissa (encode/floats.py), where that is smaller.
+            high, low = split_float32(value.detach().cpu().numpy())
+            coded = context.encode(high.reshape(-1, 1), HIGH_ALPHABET)
+            if len(coded) + len(low) + 12 < 4 * value.numel():  # 12: its two streams and keys in the header
+                return {**base, "encoding": "raw", "split": "float32", "high": self.add((coded, {"coder": "context"})),
+                        "low": self.raw(low)}
         return {**base, "encoding": "raw", "data": self.raw(_raw_bytes(value))}
 
     def shared(self, t: _Tensor) -> dict[str, Any]:
