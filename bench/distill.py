@@ -21,6 +21,8 @@ from pathlib import Path
 from deepzip.files import write_text
 from deepzip.pipeline import compress, from_dict
 
+from _runs import finished
+
 ROWS = {  # name: the recipe's distill stage (None: no teacher)
     "scratch": None,
     "soft": {"weights": [1, 0, 0], "alpha": 0.7},
@@ -45,6 +47,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=6000)
     ap.add_argument("--epochs", type=float, default=6)
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--final-epochs", type=float, default=6,
+                    help="retraining epochs of the final run's 90 %% pruning (2 left a quarter-width student at 37 %%)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/distill"))
     args = ap.parse_args()
     quiet = dict(limit=args.limit, progress=False, log=lambda *a: print(*a, file=sys.stderr))
@@ -55,18 +59,20 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     for name, distill in ROWS.items():
         for seed in range(args.seeds):
-            report = compress(recipe(args, student_width, seed, distill), args.out / f"{name}-{seed}", resume=True, **quiet)
+            run_dir = args.out / f"{name}-{seed}"
+            report = finished(run_dir) or compress(recipe(args, student_width, seed, distill), run_dir, resume=True,
+                                                   **quiet)
             rows.setdefault(name, []).append(report["accuracy"]["dense"])
             print(json.dumps({"run": name, "seed": seed, "accuracy": report["accuracy"]["dense"],
                               "student_bytes": report["dense_bytes"]}), flush=True)
     means = {name: statistics.mean(v) for name, v in rows.items()}
     best = max((n for n in ROWS if n != "scratch"), key=means.get)
     final = compress(recipe(args, student_width, 0, ROWS[best],
-                            prune={"sparsity": {"conv": 0.9, "linear": 0.9}, "schedule": "agp", "steps": 2,
-                                   "retrain": {"epochs": args.epochs / 2, "lr": 1e-3}},
+                            prune={"sparsity": {"conv": 0.9, "linear": 0.9}, "schedule": "agp", "steps": 3,
+                                   "retrain": {"epochs": args.final_epochs, "lr": 1e-3}},
                             share={"bits": {"conv": 5, "linear": 5}, "finetune": {"epochs": 1, "lr": 1e-4},
                                    "half_biases": True, "half_codebooks": True}),
-                     args.out / "final", resume=True, **quiet)
+                     args.out / f"final-{args.final_epochs:g}", resume=True, **quiet)
     ratio = teacher["dense_bytes"] / final["file_bytes"]
     result = {"teacher": teacher["accuracy"]["dense"], "rows": rows, "means": means, "best": best,
               "final": {"file_bytes": final["file_bytes"], "ratio_vs_teacher": round(ratio, 1),

@@ -98,6 +98,8 @@ CASES = {
     "dtype": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(dtype="object")), "unknown dtype"),
     "negative_dim": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[-300])), "invalid shape"),
     "too_many_dims": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[1] * 9)), "invalid shape"),
+    "huge_dim": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(shape=[0, 2**63])), "invalid shape"),
+    "nan_in_header": (lambda b: _mutate(b, lambda h, p: h["meta"].update(accuracy=float("nan"))), "corrupt header"),
     "huge_shape": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.weight").update(shape=[2**40, 2**40])), "more elements"),
     "raw_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc3.bias").update(shape=[5])), "bytes for 5"),
     "split_length": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.bias").update(shape=[101])), "fc2.bias"),
@@ -311,3 +313,13 @@ def test_version_1_stream_checksums_are_still_checked(tmp_path):
     header["streams"][1]["crc32"] ^= 1
     with pytest.raises(dz.DzipFormatError, match="fails its checksum"):
         _load(tmp_path, join(header, payload, version=1))
+
+
+def test_version_3_stream_kinds_in_an_older_file_are_refused(tmp_path, valid):
+    import zlib
+
+    header, payload = split(valid[0])
+    for s in header["streams"]:  # make it a well-formed version 1 stream table
+        s["crc32"] = zlib.crc32(payload[s["offset"]:s["offset"] + s["length"]])
+    with pytest.raises(dz.DzipFormatError, match="version 1 file cannot be"):
+        _decode_all(tmp_path, join(header, payload, version=1))

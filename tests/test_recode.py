@@ -84,3 +84,27 @@ def test_tied_compressed_weights_are_refused_before_anything_is_written(tmp_path
     with pytest.raises(dz.ConfigError, match="tied"):
         dz.recode(tmp_path / "t.dzip", tmp_path / "out.dzip", model=Tied())
     assert not (tmp_path / "out.dzip").exists()
+
+
+def test_buffers_and_frozen_weights_stored_sparse_recode_too(tmp_path):
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(32, 32)
+            self.register_buffer("table", torch.zeros(400))
+
+        def forward(self, x):
+            return self.fc(x)
+
+    torch.manual_seed(0)
+    model = Net()
+    model.table[:50] = torch.randn(50)
+    with torch.no_grad():
+        model.fc.weight[model.fc.weight.abs() < 0.15] = 0  # mostly zero: stored sparse
+    model.fc.weight.requires_grad_(False)
+    dz.save(model, tmp_path / "n.dzip")
+    mine = Net()
+    dz.recode(tmp_path / "n.dzip", tmp_path / "r.dzip", model=mine)
+    assert not torch.nn.utils.parametrize.is_parametrized(mine.fc)  # the caller's module is left plain
+    back = dz.load(tmp_path / "r.dzip", model=Net())
+    assert torch.equal(back.table, model.table) and torch.equal(back.fc.weight, model.fc.weight)

@@ -24,7 +24,7 @@ from ..models.widths import apply_widths_
 from ..reparam import slots, strip_
 from .container import DzipReader
 from .decode import TensorDecoder
-from .spec import MAX_DIMS, STREAM_KEYS
+from .spec import MAX_DIM, MAX_DIMS, STREAM_KEYS
 
 
 
@@ -89,7 +89,7 @@ def _check_entries(entries: list, count: int, path_name: str) -> None:
         if not (isinstance(e, dict) and all(isinstance(e.get(k), str) for k in keys)):
             raise DzipFormatError(f"{path_name} is corrupt: tensor entry {i} lacks a valid {' or '.join(keys)}.")
         shape = e.get("shape")
-        if "alias" not in e and not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d) for d in shape)):
+        if "alias" not in e and not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d, MAX_DIM) for d in shape)):
             raise DzipFormatError(f"{path_name} is corrupt: tensor {e['name']!r} has an invalid shape {shape!r}.")
     used = [e[k] for e in entries if "alias" not in e for k in STREAM_KEYS if k in e]
     if sorted(map(repr, used)) != sorted(map(repr, range(count))):

@@ -98,6 +98,11 @@ class DzipWriter:
             self._close_spool()
 
 
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON, and no writer of .dzip puts them in a header."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def _need(cond: bool, message: str) -> None:
     if not cond:
         raise DzipFormatError(message)
@@ -152,7 +157,7 @@ class DzipReader:
             _need(inflater.eof and not inflater.unconsumed_tail,
                   f"{name} has a corrupt header: it inflates past {limit} bytes or ends early.")
         try:
-            header = json.loads(blob.decode("utf-8"))
+            header = json.loads(blob.decode("utf-8"), parse_constant=_no_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, huge ints
             raise DzipFormatError(f"{name} has a corrupt header: {type(e).__name__}.") from None
         _need(isinstance(header, dict), f"{name} has a corrupt header: it is not a JSON object.")

@@ -21,7 +21,7 @@ from ..encode.floats import HIGH_ALPHABET, join_float32
 from ..encode.streams import MAX_ALPHABET, decode_stream
 from ..errors import DzipFormatError
 from .container import DzipReader, read_leb128, unpack_ints
-from .spec import (DTYPES, ENCODINGS, LEAN_VERSION, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, MAX_INDEX_BITS, POSITIONS,
+from .spec import (DTYPES, ENCODINGS, LEAN_VERSION, MAX_DIM, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, MAX_INDEX_BITS, POSITIONS,
                    STORED_FLOATS, grid_shape)
 
 Live = tuple[np.ndarray, np.ndarray]  # indices of the live rows, of the live columns
@@ -142,6 +142,7 @@ class TensorDecoder:
     def context_coded(self, index: Any, grid: tuple[int, int], alphabet: int, what: str) -> np.ndarray:
         """A context-coded matrix of codes (encode/context.py); its size was spent with its tensor's."""
         s = self.r.stream(index)
+        self.need(self.r.version >= LEAN_VERSION, f"{what} is context coded, which a version {self.r.version} file cannot be")
         self.need(s.get("coder") == "context", f"{what} has coder {s.get('coder')!r} where its positions say context")
         try:
             return context.decode(self.r.read(index), grid[0], grid[1], alphabet)
@@ -153,7 +154,7 @@ class TensorDecoder:
         self.need(isinstance(entry, dict) and isinstance(entry.get("name"), str), f"tensor entry {index} has no name")
         name = entry["name"]
         shape = entry.get("shape")
-        self.need(isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d) for d in shape),
+        self.need(isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d, MAX_DIM) for d in shape),
                   f"tensor {name!r} has an invalid shape {shape!r}")
         self.need(entry.get("dtype") in DTYPES, f"tensor {name!r} has unknown dtype {entry.get('dtype')!r}")
         encoding = entry.get("encoding")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DeepzipError
-from ..reparam import set_mask_, share_
+from ..reparam import set_mask_, share_, strip_
 from .assemble import load, targets
 from .container import DzipReader
 from .decode import TensorDecoder
@@ -67,11 +67,14 @@ def recode(src: str | os.PathLike, dst: str | os.PathLike, *, model: nn.Module |
             decoded = dec.decode(entry, i)
             if entry["encoding"] == "shared":
                 positions, codes, codebook = decoded.nonzeros()
+                if codebook.size > 1 << 15:  # a SharedWeight keeps its codes as int16
+                    raise ConfigError(f"cannot recode {reader.path.name}: {entry['name']!r} has {codebook.size - 1:,} "
+                                      f"centroids, more than deepzip's shared weights hold (32,767).")
                 assign = np.zeros(decoded.info.numel, np.uint8 if codebook.size <= 256 else np.int16)
                 assign[positions] = codes
                 share_(owner, attr, torch.from_numpy(codebook[1:].copy()),
                        torch.from_numpy(assign.reshape(decoded.info.shape)))
-            else:
+            elif getattr(owner, attr).requires_grad:  # a buffer or frozen weight needs no mask: save stores it sparse anyway
                 set_mask_(owner, attr, getattr(owner, attr) != 0)
     if metadata is None:
         metadata = {k: v for k, v in (old_meta if isinstance(old_meta, dict) else {}).items()
@@ -79,6 +82,7 @@ def recode(src: str | os.PathLike, dst: str | os.PathLike, *, model: nn.Module |
     template = copy.deepcopy(model) if not isinstance(arch, dict) else None  # a custom module, to read dst into
     header = save(model, dst, coder=coder, index_bits=index_bits, metadata=metadata,
                   arch=arch if isinstance(arch, dict) else None, progress=progress)
+    strip_(model)  # the caller's module, if one was given, goes back plain
     del model
     if _digests(load(dst, template)) != before:  # cannot happen; if it ever did, a user must not trust dst
         raise DeepzipError(f"recode wrote {os.fspath(dst)} but it does not load to the weights of {os.fspath(src)}; "

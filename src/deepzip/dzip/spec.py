@@ -23,6 +23,7 @@ POSITIONS = ("dense", "sparse", "context")  # "context": one context-coded strea
 STORED_FLOATS = ("float32", "float16")  # how a float32 tensor's values, or a codebook, may be stored
 STREAM_KEYS = ("data", "codebook", "values", "gaps", "rows", "cols", "high", "low")  # fields of an entry that name a stream
 MAX_DIMS = 8
+MAX_DIM = 1 << 48  # no tensor side comes near; bounds a shape whose product is 0 (the budget cannot)
 DTYPES = {str(t).removeprefix("torch."): t for t in (
     torch.float32, torch.float64, torch.float16, torch.bfloat16,
     torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)}
