@@ -16,7 +16,7 @@ from .errors import (ConfigError, DataError, DeepzipError, DeepzipWarning, DzipF
                      NumericsError, RunStateError, TrainingError)
 from .models import create as create_model
 from .prune import GradualPruning, MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of
-from .quantize import KMeans, round_, share_weights_
+from .quantize import KMeans, RateLoss, harden_, round_, share_weights_
 from .reparam import strip_
 from .structured import prune_channels_
 from .report import inspect
@@ -25,7 +25,7 @@ from .train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_c
 
 __all__ = [
     "AdversarialLoss", "Checkpoint", "DistillLoss", "HintLoss", "ConfigError", "DataError", "DeepzipError", "DeepzipWarning", "DzipFormatError", "NumericsError", "Evaluate", "GradualPruning",
-    "History", "KMeans", "MagnitudePruning", "ModelMismatchError", "RunStateError", "SoftTargetLoss", "TensorBoard",
+    "History", "KMeans", "RateLoss", "harden_", "MagnitudePruning", "ModelMismatchError", "RunStateError", "SoftTargetLoss", "TensorBoard",
     "TrainingError", "__version__", "create_model", "evaluate", "export_onnx", "inspect", "load", "load_checkpoint", "predict",
     "prune_", "recode", "prune_channels_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",
     "soft_target_loss", "sparsity_of", "strip_", "train",
