@@ -238,3 +238,19 @@ def test_live_rows_and_columns_round_trip_and_shrink_the_file(tmp_path, share):
         ctx = dz.load(tmp_path / "ctx.dzip", model=template())
         for i in (0, 2, 4):
             assert torch.equal(ctx[i].weight, model[i].weight)
+
+
+def test_an_unmasked_tensor_of_negative_zeros_keeps_their_sign(tmp_path):
+    layer = nn.Linear(32, 32)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[:8] = torch.randn(8, 32)
+        layer.weight[8:16] = -0.0
+    dz.save(layer, tmp_path / "z.dzip")
+    back = dz.load(tmp_path / "z.dzip", model=nn.Linear(32, 32))
+    assert torch.equal(torch.signbit(back.weight), torch.signbit(layer.weight))
+    # a tensor of +0.0 zeros is still stored sparse
+    with torch.no_grad():
+        layer.weight[8:16] = 0.0
+    header = dz.save(layer, tmp_path / "p.dzip")
+    assert next(e for e in header["tensors"] if e["name"] == "weight")["encoding"] == "sparse"

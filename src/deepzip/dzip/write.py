@@ -132,7 +132,11 @@ class _Encoder:
         base = {"name": t.name, "role": t.role, "shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
         if t.layer:
             base["layer"] = t.layer
-        if value.dtype == torch.float32 and value.numel() >= 256 and (t.masked or (value == 0).float().mean() > 0.5):
+        # Sparse storage writes zeros as +0.0: fine where a mask made them (pruned is pruned), but an
+        # unmasked tensor holding -0.0 keeps its exact bits elsewhere.
+        zeros = value == 0
+        if value.dtype == torch.float32 and value.numel() >= 256 and (
+                t.masked or (zeros.float().mean() > 0.5 and not torch.signbit(value[zeros]).any())):
             array = value.detach().cpu().float().numpy()
             nonzero = int(np.count_nonzero(array))
             half = bool(np.array_equal(array.astype(np.float16).astype(np.float32), array))
