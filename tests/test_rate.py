@@ -81,3 +81,18 @@ def test_bad_settings_are_refused():
     dz.share_weights_(layer, bits=2)
     with pytest.raises(dz.ConfigError, match="already shared"):
         dz.RateLoss(layer, weight=1)
+
+
+def test_a_training_checkpoint_keeps_the_loss_state(tmp_path):
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+    rate = dz.RateLoss(model, weight=1e-2, bits=2)
+    x, y = torch.randn(64, 6), torch.randint(0, 2, (64,))
+    dz.train(model, [(x, y)], epochs=3, loss_fn=rate)
+    state = rate.checkpoint_state()
+    fresh = dz.RateLoss(model, weight=1e-2, bits=2)
+    assert not torch.equal(fresh.logits[0], rate.logits[0])  # training moved the code probabilities
+    fresh.load_checkpoint_state(state)
+    for a, b in zip(fresh.parameters(), rate.parameters()):
+        assert torch.equal(a, b)
+    assert fresh.bits(model).item() == pytest.approx(rate.bits(model).item())

@@ -128,6 +128,14 @@ class RateLoss(nn.Module):
         """The estimate for all rated layers, in bits."""
         return sum(self.layer_bits(model).values())
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a training checkpoint keeps of the loss (dz.Checkpoint, resume): its codebooks,
+        code logits and widths, so a resumed run goes on from the same estimate."""
+        return dict(self.state_dict())
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state)
+
     def forward(self, model: nn.Module, batch) -> torch.Tensor:
         task = self.task(model, batch)
         if self.weight == 0:
