@@ -74,6 +74,7 @@ class RateLoss(nn.Module):
         self.task = task or _cross_entropy
         self.samples = int(samples)
         self.names: list[str] = []
+        self._rated: list[Weight] = []  # the model's weights, by the index of their codebook
         self.centroids = nn.ParameterList()
         self.logits = nn.ParameterList()
         self.log_sigma = nn.ParameterList()
@@ -97,12 +98,12 @@ class RateLoss(nn.Module):
             self.logits.append(nn.Parameter(logits.to(value.device)))
             self.log_sigma.append(nn.Parameter(torch.tensor(math.log(max((hi - lo) / (2 * k), 1e-6)), device=value.device)))
             self.names.append(w.name)
+            self._rated.append(w)
         if not self.names:
             raise ConfigError("RateLoss found no weight to rate: select layers with bits= or filter_fn=.")
-        self._weights = {w.name: w for w in select(model, bits, "the rate bits setting", filter_fn)}
 
     def _layer(self, i: int) -> Weight:
-        return self._weights[self.names[i]]
+        return self._rated[i]
 
     def responsibilities(self, i: int, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(r, log π) of layer i for a flat tensor of weights: r is (n, K + 1)."""
