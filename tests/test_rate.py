@@ -17,38 +17,74 @@ def _entropy_bits(codes: np.ndarray) -> float:
 
 
 def test_the_estimate_is_the_entropy_of_hard_codes_at_their_frequencies():
-    """Weights sitting on the centroids, σ tiny and π the codes' frequencies: the estimate is
-    n · H(codes), what an order-0 coder spends on the code stream, zeros included."""
+    """Weights sitting on their levels: the estimate is n · H(codes), what an order-0 coder
+    spends on the code stream, zeros included, and what harden_ reports."""
     torch.manual_seed(0)
     layer = nn.Linear(50, 40)
-    rate = dz.RateLoss(layer, weight=1.0, bits=2)  # 3 centroids beside zero
     rng = np.random.default_rng(0)
     codes = rng.choice(4, size=(40, 50), p=[0.7, 0.1, 0.15, 0.05])
     means = np.array([0.0, -0.3, 0.1, 0.4], np.float32)
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(means[codes]))
-        rate.centroids[0].copy_(torch.from_numpy(means[1:]))
-        freq = np.bincount(codes.reshape(-1), minlength=4) / codes.size
-        rate.logits[0].copy_(torch.from_numpy(np.log(freq).astype(np.float32)))
-        rate.log_sigma[0].fill_(math.log(1e-3))
-    assert rate.bits(layer).item() == pytest.approx(_entropy_bits(codes.reshape(-1)), rel=1e-4)
-    # and it is what harden_ reports for the hard codes
+    rate = dz.RateLoss(layer, weight=0.0, bits=2)  # k-means finds the three values beside zero
+    assert sorted(rate.centroids[0].tolist()) == pytest.approx([-0.3, 0.1, 0.4])
+    assert torch.equal(rate.levels(0)[rate.codes(0)], layer.weight)
+    assert rate.bits(layer) == pytest.approx(_entropy_bits(codes.reshape(-1)), rel=1e-9)
     summary = dz.harden_(layer, rate)
     assert summary["weight"]["bits"] == pytest.approx(_entropy_bits(codes.reshape(-1)), rel=1e-6)
     assert summary["weight"]["sparsity"] == pytest.approx((codes == 0).mean())
+    assert torch.equal(layer.weight, torch.from_numpy(means[codes]))
 
 
-def test_gradients_reach_the_weights_the_centroids_and_the_code_probabilities():
+def test_the_forward_pass_sees_the_quantized_weights_and_hardening_changes_nothing():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    dz.prune_(model, sparsity=0.5)
+    rate = dz.RateLoss(model, weight=1e-2, bits=2)
+    before = model[0].weight.detach().clone()
+    x = torch.randn(32, 8)
+    quantized = rate.quantized(model)(x)
+    assert not torch.allclose(quantized, model(x))  # 3 levels beside zero are not the float weights
+    assert torch.equal(model[0].weight, before)  # the float weights stay as they were
+    assert int((rate.codes(0) == 0).sum()) >= 64  # the pruned half is code 0
+    dz.harden_(model, rate)
+    assert torch.allclose(model(x), quantized, atol=1e-6)
+    assert torch.unique(model[0].weight).numel() <= 4
+
+
+def test_the_price_of_a_code_moves_weights_to_cheaper_codes():
+    """A weight a little nearer a rare centroid than zero (common) goes to zero once λ > 0 is
+    large enough; λ = 0 is the nearest level; a huge λ sends everything to the common code."""
+    layer = nn.Linear(10, 10, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(10))  # every row and column live; 90 zeros, ten ones
+        layer.weight[0, 1] = 0.55
+    nearest = dz.RateLoss(layer, weight=0.0, bits=1)
+    mu = nearest.centroids[0][0].item()  # the one centroid: the mean of the non-zero weights
+    assert 0.55 > mu / 2 and nearest.codes(0)[0, 1] == 1
+    s2 = layer.weight.detach()[layer.weight != 0].std().item() ** 2
+    for weight in (0.01, 1.0, 10.0):
+        priced = dz.RateLoss(layer, weight=weight, bits=1)
+        # costs of w = 0.55: to the centroid (11 of 100 codes), and to zero (89 of 100)
+        to_one = (0.55 - mu) ** 2 / s2 + weight * math.log2(100 / 11)
+        to_zero = 0.55**2 / s2 + weight * math.log2(100 / 89)
+        assert int(priced.codes(0)[0, 1]) == (0 if to_zero < to_one else 1)
+    assert int(dz.RateLoss(layer, weight=10.0, bits=1).codes(0)[0, 1]) == 0  # the case is not vacuous
+    assert int(dz.RateLoss(layer, weight=1e4, bits=1).codes(0).sum()) == 0
+
+
+def test_gradients_reach_the_weights_and_the_centroids():
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     rate = dz.RateLoss(model, weight=1e-2, bits=3)
     x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
     rate(model, (x, y)).backward()
-    for p in (model[0].weight, model[2].weight, *rate.centroids, *rate.logits, *rate.log_sigma):
+    for p in (model[0].weight, model[2].weight, *rate.centroids):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
-    # λ = 0 is the task loss alone
+    # λ = 0 is the task loss on the quantized model
     plain = dz.RateLoss(model, weight=0.0, bits=3)
-    assert plain(model, (x, y)).item() == pytest.approx(nn.functional.cross_entropy(model(x), y).item())
+    assert plain(model, (x, y)).item() == pytest.approx(
+        nn.functional.cross_entropy(plain.quantized(model)(x), y).item())
 
 
 def test_training_with_a_rate_weight_gives_a_smaller_file_that_still_learns(tmp_path):
@@ -57,19 +93,23 @@ def test_training_with_a_rate_weight_gives_a_smaller_file_that_still_learns(tmp_
     y = (x[:, :5].sum(1) > 0).long() + (x[:, 5] > 1).long()
     data = Dataset(x, y, classes=3, name="toy")
     sizes, accuracies = {}, {}
-    for weight in (0.0, 3e-3):
+    for weight in (0.0, 0.3):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3))
+        dz.train(model, data, epochs=3, lr=3e-3, seed=0, progress=False)
+        dz.prune_(model, sparsity=0.5)  # the rate makes zero cheap where zero is already common
         rate = dz.RateLoss(model, weight=weight, bits=4)
-        dz.train(model, data, epochs=6, lr=3e-3, loss_fn=rate, seed=0)
+        dz.train(model, data, epochs=6, lr=3e-3, loss_fn=rate, seed=0, progress=False)
+        trained = dz.evaluate(rate.quantized(model), data)
         summary = dz.harden_(model, rate)
-        dz.train(model, data, epochs=1, lr=1e-3, seed=1)  # centroid fine-tuning, as after share_weights_
+        assert dz.evaluate(model, data) == trained  # hardening keeps the codes evaluation measured
+        dz.train(model, data, epochs=1, lr=1e-3, seed=1, progress=False)  # centroid fine-tuning
         sizes[weight] = dz.save(model, tmp_path / f"{weight}.dzip")["file_bytes"]
         accuracies[weight] = dz.evaluate(dz.load(tmp_path / f"{weight}.dzip", model=nn.Sequential(
             nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3))), data)
         assert set(summary) == {"0.weight", "2.weight"}
-    assert sizes[3e-3] < 0.8 * sizes[0.0], sizes  # 1,030 against 1,411 B when written
-    assert accuracies[3e-3] > 70 and accuracies[3e-3] > accuracies[0.0] - 10, accuracies
+    assert sizes[0.3] < 0.8 * sizes[0.0], sizes  # 756 against 1,094 B when written
+    assert accuracies[0.3] > 70 and accuracies[0.3] > accuracies[0.0] - 5, accuracies
 
 
 def test_bad_settings_are_refused():
@@ -91,8 +131,8 @@ def test_a_training_checkpoint_keeps_the_loss_state(tmp_path):
     dz.train(model, [(x, y)], epochs=3, loss_fn=rate)
     state = rate.checkpoint_state()
     fresh = dz.RateLoss(model, weight=1e-2, bits=2)
-    assert not torch.equal(fresh.logits[0], rate.logits[0])  # training moved the code probabilities
+    assert not torch.equal(fresh.centroids[0], rate.centroids[0])  # training moved the codebook
     fresh.load_checkpoint_state(state)
-    for a, b in zip(fresh.parameters(), rate.parameters()):
-        assert torch.equal(a, b)
-    assert fresh.bits(model).item() == pytest.approx(rate.bits(model).item())
+    for a, b in zip([*fresh.parameters(), *fresh.buffers()], [*rate.parameters(), *rate.buffers()]):
+        assert torch.equal(a, b)  # codebooks, and the code frequencies the next decisions use
+    assert torch.equal(fresh.codes(0), rate.codes(0)) and fresh.bits(model) == rate.bits(model)

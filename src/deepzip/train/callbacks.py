@@ -33,7 +33,9 @@ class Evaluate:
         self.data, self.key = data, key
 
     def on_epoch_end(self, state: TrainState) -> None:
-        state.metrics[self.key] = evaluate(state.model, self.data, sharded=True)
+        # A loss that trains a quantized view of the model (RateLoss) is measured on that view.
+        view = getattr(state.loss_fn, "quantized", None)
+        state.metrics[self.key] = evaluate(state.model if view is None else view(state.model), self.data, sharded=True)
 
 
 class History:
