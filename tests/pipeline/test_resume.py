@@ -44,7 +44,7 @@ def _where(out):
     return info["meta"]["stage"], "step" in (info["train"] or {})
 
 
-def _kill_inside(recipe, out, stage, resume):
+def _kill_inside(recipe, out, stage, resume, stages=STAGES):
     """Start compress, SIGKILL it as soon as it has checkpointed an epoch of `stage` (so it dies
     in that stage's next epoch), and return where its last checkpoint stands."""
     child = subprocess.Popen(_command(recipe, out, resume), env=_env(), stdout=subprocess.DEVNULL,
@@ -56,7 +56,7 @@ def _kill_inside(recipe, out, stage, resume):
             stamp = path.stat().st_mtime_ns if path.exists() else None
             if stamp is not None and stamp != seen:
                 seen = stamp
-                if _where(out) == (STAGES[stage], True):
+                if _where(out) == (stages[stage], True):
                     child.send_signal(signal.SIGKILL)
                     break
             time.sleep(0.002)
@@ -98,6 +98,32 @@ def test_killed_three_times_and_resumed_it_ends_with_the_same_bytes(tmp_path):
     steps = [e.step for e in events.Scalars("train/loss")]
     assert steps == sorted(set(steps)) and len(steps) == len(ha)
     assert [round(e.value, 4) for e in events.Scalars("test/accuracy")] == [round(r["accuracy"], 4) for r in ha]
+
+
+RATE_RECIPE = """
+model: lenet300
+dataset: synthetic
+coder: auto
+dense: {epochs: 2, lr: 0.002}
+prune: {sparsity: {fc1: 0.5}, steps: 1, retrain: {epochs: 1, lr: 0.001}}
+rate: {weight: 0.1, bits: {fc1: 3, linear: 2}, train: {epochs: 3, lr: 0.001}}
+share: {finetune: {epochs: 1, lr: 0.0001}}
+"""
+
+
+def test_a_run_killed_inside_rate_training_resumes_to_the_same_bytes(tmp_path):
+    """The rate stage's own parameters (centroids, code logits, widths) come back from the
+    checkpoint with the model's, so the resumed run hardens to the same codes."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RATE_RECIPE)
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    compress(load_recipe(recipe), whole, progress=False, log=lambda *a: None)
+    stopped = _kill_inside(recipe, broken, "rate", resume=False, stages={"rate": 2})
+    assert stopped == (2, True)
+    subprocess.run(_command(recipe, broken, resume=True), env=_env(), check=True, stdout=subprocess.DEVNULL)
+    assert (broken / "model.dzip").read_bytes() == (whole / "model.dzip").read_bytes()
+    a, b = (json.loads((d / "report.json").read_text()) for d in (whole, broken))
+    assert a["accuracy"] == b["accuracy"] and a["rate"] == b["rate"]
 
 
 def _tiny(**changes):

@@ -129,6 +129,27 @@ class ShareStage:
 
 
 @dataclass(frozen=True)
+class RateStage:
+    """Training for the file (deepzip.RateLoss), after pruning and before sharing: `train.epochs`
+    of quantization-aware training (on the distillation loss, if the recipe distills) in which
+    each weight of the layers `bits` names (2^bits − 1 centroids beside zero each; an int, or a
+    dict by layer / kind / "default") takes the code that minimises its squared error plus
+    `weight` × the code's cost in bits; then `dz.harden_` fixes those codes. Sparsity and
+    codebook sizes are what training decided. The share stage that follows fine-tunes the
+    codebooks, shares the layers rate left alone, and rounds to float16 as it says. Sweep
+    `weight` with `deepzip compress --rate-weights`."""
+    weight: float = 0.03
+    bits: int | dict[str, int] = 4
+    train: TrainStage = field(default_factory=lambda: TrainStage(epochs=6, lr=1e-3))
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.weight, (int, float)) and 0 <= self.weight < math.inf, "weight",
+               "a finite number ≥ 0", self.weight)
+        _per_layer(self.bits, "bits", "a whole number from 1 to 8",
+                   lambda b: isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 8)
+
+
+@dataclass(frozen=True)
 class DistillStage:
     """Knowledge distillation.
 
@@ -169,6 +190,7 @@ class Recipe:
     dense: TrainStage = field(default_factory=lambda: TrainStage(epochs=10, lr=1e-3))
     channels: ChannelStage | None = None
     prune: PruneStage | None = field(default_factory=PruneStage)
+    rate: RateStage | None = None
     share: ShareStage | None = field(default_factory=ShareStage)
     distill: DistillStage | None = None
     coder: Literal["huffman", "ans", "context", "auto"] = "huffman"
@@ -189,7 +211,7 @@ class Recipe:
         """Only the settings that differ from `Recipe()`'s, nested like to_dict: what a file
         records of its recipe (the full one costs ~3 % of a 10 KB LeNet file)."""
         default, mine = Recipe().to_dict(), self.to_dict()
-        for name, cls in (("distill", DistillStage), ("channels", ChannelStage)):  # off by default: when on,
+        for name, cls in (("distill", DistillStage), ("channels", ChannelStage), ("rate", RateStage)):  # off by default: when on,
             if default[name] is None and mine[name] is not None:                   # compare with its defaults
                 default[name] = dataclasses.asdict(cls())
         return _diff(mine, default)
@@ -215,6 +237,14 @@ class _Invalid(Exception):
     def __init__(self, key: str, rule: str, value: Any) -> None:
         super().__init__(key)
         self.key, self.rule, self.value = key, rule, value
+
+
+def _yaml_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and text.strip().lower() not in ("nan", "inf", "infinity") else None
 
 
 def _check(cond: bool, key: str, rule: str, value: Any) -> None:
@@ -278,6 +308,8 @@ def _value(hint: Any, value: Any, where: str) -> Any:
         base = typing.get_origin(option) or option
         if base is float and isinstance(value, int) and not isinstance(value, bool):
             return value
+        if base is float and isinstance(value, str) and _yaml_float(value) is not None:
+            return _yaml_float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
         if isinstance(base, type) and base is not type(None) and isinstance(value, base) \
                 and not (base is int and isinstance(value, bool)):
             return value
@@ -287,7 +319,7 @@ def _value(hint: Any, value: Any, where: str) -> Any:
 
 
 # Fields holding a stage: a recipe's value for them is laid over the default's, key by key.
-_STAGES = ("dense", "channels", "prune", "share", "distill", "retrain", "finetune")
+_STAGES = ("dense", "channels", "prune", "rate", "share", "distill", "retrain", "finetune", "train")
 
 
 # Settings that replace each other: a recipe naming one drops the default's other.

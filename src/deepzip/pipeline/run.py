@@ -67,6 +67,7 @@ class Run:
         self.stage_index = 0
         self.purge_step: int | None = None
         self._teacher: torch.nn.Module | None = None
+        self.rate: dict[str, dict[str, float]] | None = None  # what the rate stage decided, per layer
 
     def fresh_model(self) -> torch.nn.Module:
         x = self.train_set.x
@@ -146,7 +147,7 @@ class Run:
 
     def meta(self, **where: Any) -> dict[str, Any]:
         return {"key": self.key, "acc": self.acc, "history": self.history, "seconds": self.seconds,
-                **{"steps": self.steps, "state": None, **where}}
+                "rate": self.rate, **{"steps": self.steps, "state": None, **where}}
 
     def checkpoint_stage(self, next_stage: int) -> None:
         """The checkpoint between stages: the model as the finished stage left it."""
@@ -160,6 +161,7 @@ class Run:
         info = load_checkpoint(self.model, self.out / CHECKPOINT)
         meta, saved = info["meta"], info["train"] or {}
         self.acc, self.history, self.seconds = meta["acc"], meta["history"], meta["seconds"]
+        self.rate = meta.get("rate")
         self.steps, self.stage_index = meta["steps"], meta["stage"]
         if self.main:
             write_text(self.out / "history.json", json.dumps(self.history, indent=1))
@@ -201,9 +203,9 @@ def _run_key(recipe: Recipe, limit, from_checkpoint, data_dir) -> str:
 def _check_recipe_fits(recipe: Recipe, model: torch.nn.Module) -> None:
     """Layer names in the recipe's per-layer settings must name layers of the model built: checked
     before the dense stage trains, not after."""
-    p, s = recipe.prune, recipe.share
+    p, s, r = recipe.prune, recipe.share, recipe.rate
     for what, setting in (("prune.sparsity", p and p.sparsity), ("prune.quality", p and p.quality),
-                          ("prune.units", p and p.units), ("share.bits", s and s.bits),
+                          ("prune.units", p and p.units), ("share.bits", s and s.bits), ("rate.bits", r and r.bits),
                           ("share.bias_bits", s and s.bias_bits)):
         check_keys(setting, model, f"the recipe's {what}")
 
@@ -332,7 +334,7 @@ def _digest(run: Run) -> None:
     write_text(Path(where) / f"rank{world()[0]}.txt", digest.hexdigest())
 
 
-MOMENTS = {"dense": "dense", "channels": "slim", "prune": "pruned", "share": "shared"}
+MOMENTS = {"dense": "dense", "channels": "slim", "prune": "pruned", "rate": "rated", "share": "shared"}
 
 
 def _record_weights(run: Run, moment: str) -> None:
@@ -367,6 +369,16 @@ def _resume_point(run: Run, resume: bool) -> dict[str, Any] | None:
     return where
 
 
+def _rate_against_file(rate: dict[str, dict[str, float]], layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rate estimate per layer beside what the file spends on that layer's codes and positions."""
+    spent = {e["layer"]: e for e in layers}
+    out = {}
+    for name, r in rate.items():
+        e = spent.get(name, {})
+        out[name] = {**r, "estimate_bytes": round(r["bits"] / 8), "file_bytes": e.get("bytes")}
+    return out
+
+
 def _finish(run: Run) -> dict[str, Any]:
     """Save the file, reload it, evaluate the reloaded model, write the reports."""
     recipe, out, acc = run.recipe, run.out, run.acc
@@ -390,6 +402,8 @@ def _finish(run: Run) -> dict[str, Any]:
         "coder": recipe.coder, "seconds": run.seconds, "layers": info["layers"], "recipe": recipe.to_dict(),
         "test_samples": len(run.test_set),
     }
+    if run.rate is not None:
+        report["rate"] = _rate_against_file(run.rate, info["layers"])
     write_text(out / "report.json", json.dumps(report, indent=2))
     write_text(out / "report.md", report_markdown(report))
     write_report([out], out / "report.html")

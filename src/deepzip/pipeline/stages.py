@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..prune import GradualPruning, prune_, prune_dead_inputs_, prune_units_, ramp, scaled, sparsity_of
-from ..quantize import round_, share_weights_
+from ..quantize import RateLoss, harden_, round_, share_weights_
 from ..structured import costs, prune_channels_, trace
 from ..train import evaluate, save_checkpoint
 from ..train.distributed import barrier
-from .recipe import ChannelStage, PruneStage, Recipe, ShareStage
+from .recipe import ChannelStage, PruneStage, RateStage, Recipe, ShareStage
 
 if TYPE_CHECKING:
     from .run import Run
@@ -33,7 +33,8 @@ def stage_seed(seed: int, stage: str, round_: int = 0) -> int:
     that every figure still reproduces bit for bit. Iterative round 1 and an AGP run share a
     seed, which is harmless: they never both run.
     """
-    return seed + {"dense": 0, "retrain": 1, "round": round_, "finetune": 100, "channels": 200 + round_}[stage]
+    return seed + {"dense": 0, "retrain": 1, "round": round_, "finetune": 100, "channels": 200 + round_,
+                   "rate": 300}[stage]
 
 
 class Dense:
@@ -140,6 +141,28 @@ class Prune:
         run.log(f"pruned   accuracy {run.acc['pruned']:.2f}%  sparsity {100 * sparsity_of(model)['total']:.1f}%")
 
 
+class Rate:
+    """Rate-aware training (deepzip.RateLoss), then the hard assignment (deepzip.harden_)."""
+
+    name = "rate"
+
+    def __init__(self, config: RateStage) -> None:
+        self.r = config
+
+    def run(self, run: Run, resume: Resume) -> None:
+        r, model = self.r, run.model
+        task = run.kd.get("loss_fn")  # rate on top of distillation, when the recipe distills
+        loss = RateLoss(model, r.weight, bits=r.bits, task=task)
+        run.fit(r.train, stage_seed(run.recipe.seed, "rate"), "rate training", loss_fn=loss, resume=resume)
+        run.acc["rated"] = evaluate(loss.quantized(model), run.test_set)
+        hard = harden_(model, loss)
+        run.rate = {name: {**layer, "bits": round(layer["bits"], 1)} for name, layer in hard.items()}
+        run.acc["hardened"] = evaluate(model, run.test_set)
+        run.log(f"rated    accuracy {run.acc['rated']:.2f}% → {run.acc['hardened']:.2f}% with hard codes; "
+                + ", ".join(f"{k} {100 * v['sparsity']:.1f}% pruned, {v['centroids']} centroids"
+                            for k, v in hard.items()))
+
+
 class Share:
     """Weight sharing (k-means per layer), centroid fine-tuning, then optional float16 rounding."""
 
@@ -151,7 +174,8 @@ class Share:
     def run(self, run: Run, resume: Resume) -> None:
         s, model = self.s, run.model
         if resume is None:
-            share_weights_(model, bits=s.bits, init=s.init)
+            # Layers the rate stage shared keep the codebooks training chose.
+            share_weights_(model, bits=s.bits, init=s.init, keep_shared=True)
             if s.bias_bits is not None:
                 share_weights_(model, bits=s.bias_bits, init=s.init, param="bias")
             run.acc["shared"] = evaluate(model, run.test_set)
@@ -172,6 +196,8 @@ def stages_of(recipe: Recipe) -> list[Any]:
     p = recipe.prune
     if p is not None and (p.sparsity is not None or p.quality is not None or p.units is not None):
         out.append(Prune(p))
+    if recipe.rate is not None:
+        out.append(Rate(recipe.rate))
     if recipe.share is not None:
         out.append(Share(recipe.share))
     return out

@@ -66,6 +66,7 @@ def share_weights_(
     init: Init = "linear",
     filter_fn: Filter | None = None,
     param: str = "weight",
+    keep_shared: bool = False,
 ) -> None:
     """Cluster each compressible layer's surviving weights and make the layer shared, in place.
 
@@ -80,6 +81,8 @@ def share_weights_(
         init: k-means initialisation.
         filter_fn: `filter_fn(module, name) -> bool` selects layers.
         param: which parameter of each layer to share, "weight" or "bias".
+        keep_shared: leave layers that are shared already as they are (their codebooks chosen
+            by rate training, say) instead of refusing them.
 
     Example:
         >>> dz.share_weights_(model, bits={"conv": 8, "linear": 5})
@@ -99,6 +102,8 @@ def share_weights_(
     first: dict[int, SharedWeight] = {}
     for w in chosen:
         if is_shared(w.module, w.param):
+            if keep_shared:
+                continue
             raise ConfigError(f"{w.name} is already shared; strip it first (deepzip.strip_).")
         original = w.module._parameters.get(w.param)
         if original is None:  # a layer without a bias

@@ -12,7 +12,8 @@ from ..reparam import sharing
 from ..selection import weights
 
 HIST_BINS = 80
-COLORS = {"dense": "#7f8c8d", "slim": "#8e44ad", "pruned": "#2e86c1", "shared": "#c0392b"}
+COLORS = {"dense": "#7f8c8d", "slim": "#8e44ad", "pruned": "#2e86c1", "rated": "#d68910",
+          "shared": "#c0392b"}
 
 
 def weight_histograms(model: nn.Module, ranges: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
