@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from .errors import DeepzipError
+from .errors import ConfigError, DeepzipError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compress trained PyTorch networks into small .dzip files (Deep Compression and beyond).")
@@ -63,20 +63,36 @@ def compress(
     device: str = typer.Option("auto", help="auto (a CUDA GPU if PyTorch sees one), cpu, cuda or cuda:N"),
     resume: bool = typer.Option(False, help="continue an interrupted run from OUT/checkpoints (same recipe and data)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
+    rate_weights: Optional[str] = typer.Option(None, help="with a recipe that has a rate stage: one run per rate "
+                                               "weight (comma-separated, like 1e-6,3e-6) into OUT/rate-<λ>"),
+    max_drop: Optional[float] = typer.Option(None, help="with --rate-weights: copy the smallest file at most this "
+                                             "many points below the dense accuracy to OUT/model.dzip"),
 ) -> None:
     """Train (or load), prune, share weights, encode to OUT/model.dzip, reload it and evaluate.
 
     After a crash or a kill, the same command with --resume continues from OUT/checkpoints.
 
+    With --rate-weights, one run per weight of the recipe's rate stage, all from one dense model;
+    OUT/report.html compares them (accuracy against ratio) and OUT/sweep.json lists them.
+
     OUT/report.html shows the run; OUT/history.json has a row per epoch.
 
     Watch the curves live with `tensorboard --logdir OUT/tb`.
     """
-    from .pipeline import compress as run, from_dict, load_recipe
+    from .pipeline import compress as run, from_dict, load_recipe, parse_weights, sweep
 
     def go():
         given = {"model": model, "dataset": data, "seed": seed, "coder": coder}
         r = load_recipe(recipe, **given) if recipe else from_dict({}, **given)
+        if max_drop is not None and rate_weights is None:
+            raise ConfigError("--max-drop picks among the runs of --rate-weights; give both.")
+        if rate_weights is not None:
+            result = sweep(r, parse_weights(rate_weights), out, max_drop=max_drop, data_dir=data_dir,
+                           from_checkpoint=from_, limit=limit, resume=resume, device=device, progress=not quiet,
+                           log=typer.echo)
+            if result.get("chosen"):
+                typer.echo(f"wrote {out / 'model.dzip'} (a copy of {result['chosen']}/model.dzip)")
+            return
         report = run(r, out, data_dir=data_dir, from_checkpoint=from_, limit=limit, resume=resume, device=device,
                      progress=not quiet, log=typer.echo)
         if not report:  # a rank other than 0 of a torchrun job: rank 0 reports

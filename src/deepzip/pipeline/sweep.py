@@ -1,0 +1,128 @@
+"""Rate-weight sweeps: one `compress` run per λ, the accuracy-against-bytes curve, and the pick.
+
+The runs share one dense model: the first trains it (or all start from --from), the others
+start from its checkpoint, so the curve shows what λ changes and nothing else. Each run is a
+normal run directory (resumable, with its report); the sweep adds OUT/sweep.json, a comparison
+report.html, and with `max_drop` OUT/model.dzip, a copy of the smallest file at iso-accuracy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, TrainingError
+from ..files import atomic_path, write_text
+from ..report import write_report
+from ..train.distributed import is_main
+from .recipe import Recipe
+from .run import compress
+
+
+def parse_weights(text: str) -> list[float]:
+    """Rate weights from the command line's comma-separated list, checked.
+
+    Example:
+        >>> parse_weights("1e-6,3e-6")
+        [1e-06, 3e-06]
+    """
+    try:
+        weights = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--rate-weights takes numbers separated by commas, like 1e-6,3e-6, not {text!r}.") from None
+    if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
+        raise ConfigError(f"--rate-weights takes finite numbers ≥ 0, like 1e-6,3e-6, not {text!r}.")
+    if len(set(weights)) != len(weights):
+        raise ConfigError(f"--rate-weights names a weight twice: {text!r}.")
+    return weights
+
+
+def sweep(
+    recipe: Recipe,
+    weights: Sequence[float],
+    out_dir: str | os.PathLike,
+    *,
+    max_drop: float | None = None,
+    from_checkpoint: str | os.PathLike | None = None,
+    log: Callable[[str], Any] = print,
+    **run_options: Any,
+) -> dict[str, Any]:
+    """Run `recipe` once per rate weight into out_dir/rate-<λ>/ and compare the files.
+
+    Args:
+        recipe: a recipe with a `rate:` stage; its weight is replaced by each of `weights`.
+        weights: the rate weights λ to try.
+        out_dir: the sweep's directory.
+        max_drop: if given, the smallest file whose accuracy (read from the file) is at most
+            this many points below the dense model's is copied to out_dir/model.dzip; if no
+            file qualifies, TrainingError says so after every run has been kept.
+        from_checkpoint: a dense checkpoint every run starts from; by default the first run
+            trains one and the others start from it.
+        log: where progress lines go.
+        **run_options: data_dir, limit, resume, device, progress, as for `compress`.
+
+    A run that fails (a λ so large the model collapses to one answer) is recorded as a failed
+    point, and the sweep goes on with the next weight.
+
+    Returns {"points": [{weight, dir, bytes, ratio, accuracy, dense} or {weight, dir, failed}],
+    "chosen": dir or None}.
+
+    Example:
+        >>> sweep(load_recipe("recipes/rate-lenet300.yaml"), [1e-6, 3e-6], "out/sweep", max_drop=0.3)
+    """
+    if recipe.rate is None:
+        raise ConfigError("--rate-weights needs a recipe with a rate stage (rate: {weight: …, bits: …}); "
+                          "recipes/rate-lenet300.yaml is one.")
+    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
+        raise ConfigError(f"--max-drop must be a finite number of points ≥ 0, not {max_drop!r}.")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory.")
+    dense, points = from_checkpoint, []
+    for i, weight in enumerate(weights):
+        where = out / f"rate-{weight:g}"
+        log(f"rate weight {weight:g} ({i + 1}/{len(weights)}) → {where}")
+        run = recipe.replace(rate=dataclasses.replace(recipe.rate, weight=float(weight)))
+        try:
+            report = compress(run, where, from_checkpoint=dense, log=log, **run_options)
+        except TrainingError as e:  # a λ so large the model collapsed: a point of the curve, not the end of it
+            log(f"λ {weight:g}: {e}")
+            points.append({"weight": weight, "dir": str(where), "failed": str(e)})
+            report = None
+        if dense is None and (where / "dense.safetensors").exists():
+            dense = where / "dense.safetensors"
+        if report:  # rank 0 (under torchrun the others return nothing)
+            points.append({"weight": weight, "dir": str(where), "bytes": report["file_bytes"],
+                           "ratio": report["ratio"], "accuracy": round(report["accuracy"]["from_file"], 2),
+                           "dense": round(report["accuracy"]["dense"], 2)})
+    if not is_main():
+        return {}
+    result = {"points": points, "max_drop": max_drop, "chosen": None}
+    done = [p for p in points if "failed" not in p]
+    if max_drop is not None:
+        fit = [p for p in done if p["accuracy"] >= p["dense"] - max_drop - 1e-9]
+        if fit:
+            best = min(fit, key=lambda p: p["bytes"])
+            result["chosen"] = best["dir"]
+            with atomic_path(out / "model.dzip") as tmp:
+                shutil.copyfile(Path(best["dir"]) / "model.dzip", tmp)
+    write_text(out / "sweep.json", json.dumps(result, indent=2))
+    if done:
+        write_report([p["dir"] for p in done], out / "report.html")
+    for p in done:
+        log(f"λ {p['weight']:<8g} {p['bytes']:>9,} B  {p['ratio']:>6.1f}×  {p['accuracy']:.2f}% "
+            f"({p['accuracy'] - p['dense']:+.2f} from dense){'  ← chosen' if p['dir'] == result['chosen'] else ''}")
+    if not done:
+        raise TrainingError(f"every rate weight's run failed (the first: {points[0]['failed']}); try smaller weights.")
+    if max_drop is not None and result["chosen"] is None:
+        closest = max(done, key=lambda p: p["accuracy"] - p["dense"])
+        raise TrainingError(
+            f"no rate weight kept the accuracy within {max_drop:g} points of the dense model's {closest['dense']:.2f} % "
+            f"(closest: λ {closest['weight']:g} at {closest['accuracy']:.2f} %); every run is kept in {out}: "
+            f"try smaller weights.")
+    return result
