@@ -7,6 +7,8 @@ Per model, one dense checkpoint is trained (or read from FROM_DIR/<model>/dense.
 every run starts from it, spending the same epochs after the dense part:
   paper  RECIPES/paper-<model>.yaml
   best   RECIPES/best-<model>.yaml
+  rate   RECIPES/rate-<model>.yaml where it exists: best's pruning, then training for the file
+         (the `rate:` stage; it trains rate.train.epochs more than best)
   stock  bench/baseline.py at the paper's overall sparsity and codebook bits, with best's prune
          steps and lr; it has no centroid fine-tuning, so best's whole budget goes to retraining
 Then a curve: at each overall sparsity in --points, best with its per-layer sparsities scaled to
@@ -60,17 +62,19 @@ def log(*parts: Any) -> None:
 def budget(recipe: Recipe) -> float:
     """Epochs a recipe trains after the dense part."""
     prune = recipe.prune.steps * recipe.prune.retrain.epochs if recipe.prune else 0
-    return prune + (recipe.share.finetune.epochs if recipe.share else 0)
+    rate = recipe.rate.train.epochs if recipe.rate else 0
+    return prune + rate + (recipe.share.finetune.epochs if recipe.share else 0)
 
 
 def scale_epochs(recipe: Recipe, factor: float) -> Recipe:
     def scaled(stage):
         return dataclasses.replace(stage, epochs=stage.epochs * factor)
 
-    p, s = recipe.prune, recipe.share
+    p, s, r = recipe.prune, recipe.share, recipe.rate
     return recipe.replace(
         dense=scaled(recipe.dense),
         prune=None if p is None else dataclasses.replace(p, retrain=scaled(p.retrain)),
+        rate=None if r is None else dataclasses.replace(r, train=scaled(r.train)),
         share=None if s is None else dataclasses.replace(s, finetune=scaled(s.finetune)))
 
 
@@ -191,8 +195,9 @@ def run_stock(name: str, checkpoint: Path, sparsity: float, best: Recipe, run_di
 
 def plot(rows: list[dict[str, Any]], name: str, dense_accuracy: float, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    labels = {"best": "deepzip best recipe", "stock": "stock parts", "paper": "deepzip paper recipe"}
-    for run, style in (("best", "o-"), ("stock", "s-"), ("paper", "D")):
+    labels = {"best": "deepzip best recipe", "stock": "stock parts", "paper": "deepzip paper recipe",
+              "rate": "deepzip rate-aware recipe"}
+    for run, style in (("best", "o-"), ("stock", "s-"), ("paper", "D"), ("rate", "^")):
         mine = [r for r in rows if r["run"] == run]
         if not mine:
             continue
@@ -228,6 +233,8 @@ def bench_model(name: str, args) -> None:
     out = Path(args.out)
     paper = read_recipe(Path(args.recipes) / f"paper-{name}.yaml", name, args.epochs_scale)
     best = read_recipe(Path(args.recipes) / f"best-{name}.yaml", name, args.epochs_scale)
+    rate_path = Path(args.recipes) / f"rate-{name}.yaml"
+    rate = read_recipe(rate_path, name, args.epochs_scale) if rate_path.is_file() else None
     if budget(paper) != budget(best):
         log(f"[{name}] warning: the paper recipe trains {budget(paper):g} epochs after the dense part, "
             f"best {budget(best):g}; the comparison is not at equal budget")
@@ -256,6 +263,8 @@ def bench_model(name: str, args) -> None:
         tag = "" if args.seeds == 1 else f"-seed{seed}"
         record("paper", None, run_deepzip(paper.replace(seed=seed), model_dir / f"paper{tag}", checkpoint, args), seed)
         record("best", None, run_deepzip(best.replace(seed=seed), model_dir / f"best{tag}", checkpoint, args), seed)
+        if rate is not None:
+            record("rate", None, run_deepzip(rate.replace(seed=seed), model_dir / f"rate{tag}", checkpoint, args), seed)
         record("stock", PAPER_SPARSITY[name], run_stock(name, checkpoint, PAPER_SPARSITY[name], best,
                                                         model_dir / f"stock{tag}", train_set, test_set, seed), seed)
     for target in args.points:
@@ -277,14 +286,21 @@ def check(rows: list[dict[str, Any]], dense_accuracy: float) -> dict[str, Any]:
     mains = [r for r in rows if r["run"] == "best" and r["target"] is None]
     main = {"ratio": round(sum(r["ratio"] for r in mains) / len(mains), 2),
             "accuracy": round(sum(r["accuracy"] for r in mains) / len(mains), 2)}
-    ours = [r for r in rows if r["run"] == "best"]
+    ours = [r for r in rows if r["run"] in ("best", "rate")]
     stock = [r for r in rows if r["run"] == "stock"]
     unbeaten = [r["target"] for r in stock
                 if not any(o["file_bytes"] < r["file_bytes"] and o["accuracy"] >= r["accuracy"] for o in ours)]
-    return {"run": "check", "iso_accuracy": iso, "best_seeds": len(mains), "best_ratio": main["ratio"],
-            "best_accuracy": main["accuracy"], "best_accuracy_min": min(r["accuracy"] for r in mains),
-            "best_at_iso_accuracy": main["accuracy"] >= iso, "stock_points": len(stock),
-            "stock_points_beaten": len(stock) - len(unbeaten), "unbeaten_stock_targets": unbeaten}
+    verdict = {"run": "check", "iso_accuracy": iso, "best_seeds": len(mains), "best_ratio": main["ratio"],
+               "best_accuracy": main["accuracy"], "best_accuracy_min": min(r["accuracy"] for r in mains),
+               "best_at_iso_accuracy": main["accuracy"] >= iso, "stock_points": len(stock),
+               "stock_points_beaten": len(stock) - len(unbeaten), "unbeaten_stock_targets": unbeaten}
+    rates = [r for r in rows if r["run"] == "rate"]
+    if rates:  # judged per seed, not on the mean
+        verdict.update({"rate_seeds": len(rates), "rate_ratio": round(sum(r["ratio"] for r in rates) / len(rates), 2),
+                        "rate_ratio_min": round(min(r["ratio"] for r in rates), 2),
+                        "rate_accuracy_min": min(r["accuracy"] for r in rates),
+                        "rate_at_iso_accuracy_every_seed": all(r["accuracy"] >= iso for r in rates)})
+    return verdict
 
 
 def main() -> None:

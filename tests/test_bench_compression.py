@@ -54,3 +54,14 @@ def test_the_verdict_needs_a_smaller_and_at_least_as_accurate_file_for_every_sto
     rows[-1]["accuracy"] = 89.3
     assert check(rows, dense_accuracy=89.5)["stock_points_beaten"] == 2
     assert not check(rows, dense_accuracy=89.6)["best_at_iso_accuracy"]
+
+
+def test_the_rate_rows_are_judged_on_every_seed_and_count_against_stock():
+    rows = [_row("best", None, 100, 89.3), _row("rate", None, 80, 89.4), _row("rate", None, 70, 89.1),
+            _row("stock", 0.9, 90, 89.3)]
+    verdict = check(rows, dense_accuracy=89.5)
+    assert verdict["rate_seeds"] == 2 and verdict["rate_accuracy_min"] == 89.1
+    assert not verdict["rate_at_iso_accuracy_every_seed"]  # the mean (89.25) would pass; one seed does not
+    assert verdict["unbeaten_stock_targets"] == []  # the rate run at 80 B and 89.4 beats stock's 90 B at 89.3
+    rows[2]["accuracy"] = 89.2
+    assert check(rows, dense_accuracy=89.5)["rate_at_iso_accuracy_every_seed"]
