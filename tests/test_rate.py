@@ -100,6 +100,12 @@ def test_training_with_a_rate_weight_gives_a_smaller_file_that_still_learns(tmp_
         dz.prune_(model, sparsity=0.5)  # the rate makes zero cheap where zero is already common
         rate = dz.RateLoss(model, weight=weight, bits=4)
         dz.train(model, data, epochs=6, lr=3e-3, loss_fn=rate, seed=0, progress=False)
+        history = dz.History()
+        dz.train(model, data, epochs=0.5, lr=1e-4, loss_fn=rate, seed=2, progress=False,
+                 callbacks=[dz.Evaluate(data), history])  # the run shows the estimate as it goes
+        row = history.rows[-1]
+        assert row["rate/estimated_bytes"] == pytest.approx(rate.bits(model) / 8, rel=1e-4)
+        assert row["accuracy"] == pytest.approx(dz.evaluate(rate.quantized(model), data), abs=1e-4)
         trained = dz.evaluate(rate.quantized(model), data)
         summary = dz.harden_(model, rate)
         assert dz.evaluate(model, data) == trained  # hardening keeps the codes evaluation measured

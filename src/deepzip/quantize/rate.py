@@ -178,6 +178,16 @@ class RateLoss(nn.Module):
         """The estimate for all rated layers, in bits."""
         return sum(self.layer_bits(model).values())
 
+    @torch.no_grad()
+    def epoch_metrics(self, model: nn.Module) -> dict[str, float]:
+        """What the history and TensorBoard show per epoch of rate training: the rated layers'
+        estimated bytes and the fraction of their weights coded zero."""
+        zeros = total = 0
+        for i in range(len(self.names)):
+            codes = self.codes(i)
+            zeros, total = zeros + int((codes == 0).sum()), total + codes.numel()
+        return {"rate/estimated_bytes": self.bits(model) / 8, "rate/sparsity": zeros / max(total, 1)}
+
     def quantized(self, model: nn.Module, *, update: bool = False) -> nn.Module:
         """`model` running on its rated weights rounded to their codes (straight-through to the
         float weights, and to the centroids through the codes): what the task loss trains, and

@@ -36,6 +36,10 @@ class Evaluate:
         # A loss that trains a quantized view of the model (RateLoss) is measured on that view.
         view = getattr(state.loss_fn, "quantized", None)
         state.metrics[self.key] = evaluate(state.model if view is None else view(state.model), self.data, sharded=True)
+        # and a loss's own measurements (RateLoss: the file's estimated bytes, the rated sparsity)
+        extra = getattr(state.loss_fn, "epoch_metrics", None)
+        if extra is not None:
+            state.metrics.update(extra(state.model))
 
 
 class History:
@@ -110,7 +114,7 @@ class TensorBoard:
         self.writer.add_scalar("model/sparsity", sparsity_of(state.model)["total"], step)
         for key, value in state.metrics.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(f"test/{key}", value, step)
+                self.writer.add_scalar(key if "/" in key else f"test/{key}", value, step)
         self.writer.flush()
 
     def on_train_end(self, state: TrainState) -> None:
