@@ -139,7 +139,8 @@ class Run:
         counts = torch.bincount(self.test_set.y, minlength=self.test_set.classes)
         chance = 100.0 * float(counts.max()) / max(1, len(self.test_set.y))
         if last["accuracy"] <= chance + 2.0:
-            hint = "prune less or retrain longer" if self.stage_index > 0 else "train longer"
+            hint = ("use a smaller rate weight" if desc == "rate training" else
+                    "prune less or retrain longer" if self.stage_index > 0 else "train longer")
             raise TrainingError(
                 f"{desc}: test accuracy fell to {last['accuracy']:.1f} % at epoch {last['epoch']}, no better than "
                 f"always answering the most frequent class ({chance:.1f} %), so the run stops here without "
