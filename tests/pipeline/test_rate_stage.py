@@ -40,6 +40,9 @@ def test_the_rate_stage_decides_sparsity_and_codebooks_and_the_file_keeps_them(t
         assert 0 < layer["estimate_bytes"] and 0 < layer["file_bytes"]
     assert report["accuracy"]["from_file"] == report["accuracy"]["quantized"]
     assert {"rated", "hardened"} <= set(report["accuracy"])
+    md = (tmp_path / "report.md").read_text()
+    assert "Rate training (estimate against the file)" in md and f"{rate['fc1.weight']['estimate_bytes']:,} B" in md
+    assert report["accuracy"]["rated"] == report["accuracy"]["hardened"]  # hardening changed no prediction
     assert dz.inspect(tmp_path / "model.dzip")["meta"]["recipe"]["rate"]["weight"] == 0.1
 
 

@@ -20,4 +20,18 @@ def report_markdown(r: dict[str, Any]) -> str:
              "| top-1 % | " + " | ".join(f"{v:.2f}" for v in acc.values()) + " |", "",
              "## Layers (the paper's Table 2, from the file)", "", layers_markdown(r["layers"]), "",
              "## Seconds per stage", "", " | ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()), ""]
+    if r.get("rate"):
+        lines[-4:-4] = _rate_lines(r["rate"])
     return "\n".join(lines)
+
+
+def _rate_lines(rate: dict[str, dict[str, Any]]) -> list[str]:
+    """What rate training decided per layer, and its estimate (n · H of the live block's codes)
+    beside the bytes the file spends on the layer."""
+    rows = ["## Rate training (estimate against the file)", "",
+            "| layer | pruned | centroids | estimate | file | file / estimate |", "|---|---:|---:|---:|---:|---:|"]
+    for name, v in rate.items():
+        ratio = f"{v['file_bytes'] / v['estimate_bytes']:.2f}" if v.get("file_bytes") and v["estimate_bytes"] else "—"
+        rows.append(f"| {name} | {100 * v['sparsity']:.1f}% | {v['centroids']} | {v['estimate_bytes']:,} B | "
+                    f"{v['file_bytes'] or 0:,} B | {ratio} |")
+    return [*rows, ""]
