@@ -62,7 +62,7 @@ def test_the_price_of_a_code_moves_weights_to_cheaper_codes():
     nearest = dz.RateLoss(layer, weight=0.0, bits=1)
     mu = nearest.centroids[0][0].item()  # the one centroid: the mean of the non-zero weights
     assert 0.55 > mu / 2 and nearest.codes(0)[0, 1] == 1
-    s2 = layer.weight.detach()[layer.weight != 0].std().item() ** 2
+    s2 = layer.weight.detach()[layer.weight != 0].std(unbiased=False).item() ** 2  # as the loss measures it
     for weight in (0.01, 1.0, 10.0):
         priced = dz.RateLoss(layer, weight=weight, bits=1)
         # costs of w = 0.55: to the centroid (11 of 100 codes), and to zero (89 of 100)
@@ -142,3 +142,58 @@ def test_a_training_checkpoint_keeps_the_loss_state(tmp_path):
     for a, b in zip([*fresh.parameters(), *fresh.buffers()], [*rate.parameters(), *rate.buffers()]):
         assert torch.equal(a, b)  # codebooks, and the code frequencies the next decisions use
     assert torch.equal(fresh.codes(0), rate.codes(0)) and fresh.bits(model) == rate.bits(model)
+
+
+def test_a_resumed_loss_takes_the_saved_codebook_sizes_whatever_k_means_finds_now():
+    """A resumed run rebuilds the loss from its checkpoint's weights, where k-means may find
+    another number of centroids; the saved state decides."""
+    torch.manual_seed(3)
+    layer = nn.Linear(40, 30)
+    dz.prune_(layer, sparsity=0.5)
+    rate = dz.RateLoss(layer, weight=0.05, bits=3)
+    assert rate.centroids[0].numel() > 3  # (k-means drops the empty cluster between the two signs)
+    state = rate.checkpoint_state()
+    codes = rate.codes(0).clone()
+    with torch.no_grad():  # three values left: k-means now finds three centroids
+        kept = layer.weight != 0
+        layer.weight[kept] = torch.tensor([-0.1, 0.05, 0.2])[torch.arange(int(kept.sum())) % 3]
+    again = dz.RateLoss(layer, weight=0.05, bits=3)
+    assert again.centroids[0].numel() == 3
+    again.load_checkpoint_state(state)
+    assert torch.equal(again.centroids[0], rate.centroids[0]) and torch.equal(again.counts0, rate.counts0)
+    assert again.codes(0).shape == codes.shape
+
+
+def test_the_codebook_gradient_is_the_same_on_two_threads_every_time():
+    """Plain indexing's backward adds in an order that changes from run to run on two threads:
+    a resumed run would not end with the same bytes."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
+    dz.prune_(model, sparsity=0.8)
+    x, y = torch.randn(64, 256), torch.randint(0, 10, (64,))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(4):
+            rate = dz.RateLoss(model, weight=0.05, bits=4)
+            rate(model, (x, y)).backward()
+            grads.append(rate.centroids[0].grad.clone())
+            model.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(g, grads[0]) for g in grads)
+
+
+def test_a_distillation_task_keeps_its_teacher_out_of_the_loss_state():
+    torch.manual_seed(5)
+    teacher = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    student = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    dz.prune_(student, sparsity=0.5)
+    rate = dz.RateLoss(student, weight=0.05, bits=2, task=dz.SoftTargetLoss(teacher, weight=0.5, temperature=2))
+    state = rate.checkpoint_state()
+    assert not any("teacher" in k for k in state["rate"]) and set(state) == {"rate", "task"}
+    assert {id(p) for p in rate.trainable_parameters() if p.requires_grad} == {id(p) for p in rate.centroids}
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    rate(student, (x, y)).backward()
+    assert all(p.grad is None for p in teacher.parameters())

@@ -64,7 +64,7 @@ def compress(
     resume: bool = typer.Option(False, help="continue an interrupted run from OUT/checkpoints (same recipe and data)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
     rate_weights: Optional[str] = typer.Option(None, help="with a recipe that has a rate stage: one run per rate "
-                                               "weight (comma-separated, like 1e-6,3e-6) into OUT/rate-<λ>"),
+                                               "weight (comma-separated, like 0.03,0.1) into OUT/rate-<λ>"),
     max_drop: Optional[float] = typer.Option(None, help="with --rate-weights: copy the smallest file at most this "
                                              "many points below the dense accuracy to OUT/model.dzip"),
 ) -> None:

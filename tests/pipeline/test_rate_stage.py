@@ -1,5 +1,6 @@
 """The recipe's rate stage and the λ sweep: sparsity and codebooks decided by training, into a file."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,13 +56,16 @@ def test_a_sweep_runs_every_weight_from_one_dense_model_and_picks_the_smallest_f
     result = sweep(_recipe(0.0), [0.0, 0.3], tmp_path, max_drop=100.0, limit=1024, **QUIET)
     points = result["points"]
     assert [p["weight"] for p in points] == [0.0, 0.3]
-    assert points[0]["dense"] == points[1]["dense"]  # the second run started from the first's dense model
+    # the second run started from the first's dense model: it trained none and wrote none
+    assert not (tmp_path / "rate-0.3" / "dense.safetensors").exists()
+    history = json.loads((tmp_path / "rate-0.3" / "history.json").read_text())
+    assert history and not any(row["stage"] == "dense" for row in history)
+    assert points[0]["dense"] == points[1]["dense"]
     report = json.loads((tmp_path / "rate-0.3" / "report.json").read_text())
     assert report["recipe"]["rate"]["weight"] == 0.3
     smallest = min(points, key=lambda p: p["bytes"])
     assert result["chosen"] == smallest["dir"]
-    assert (tmp_path / "model.dzip").read_bytes() == (tmp_path / "rate-0.3" / "model.dzip").read_bytes() \
-        or smallest["weight"] == 0.0
+    assert (tmp_path / "model.dzip").read_bytes() == (Path(result["chosen"]) / "model.dzip").read_bytes()
     assert json.loads((tmp_path / "sweep.json").read_text())["chosen"] == smallest["dir"]
     assert (tmp_path / "report.html").stat().st_size > 10_000
 
@@ -92,6 +96,8 @@ def test_bad_sweeps_and_rate_settings_are_refused(tmp_path):
         with pytest.raises(ConfigError, match="--rate-weights"):
             parse_weights(text)
     assert parse_weights("1e-6, 3e-6") == [1e-6, 3e-6]
+    with pytest.raises(ConfigError, match="twice"):  # both would be rate-0.123456
+        parse_weights("0.1234561,0.1234562")
     with pytest.raises(ConfigError, match="rate.bits.fc1 must be a whole number from 1 to 8"):
         _recipe(1e-4, rate={"bits": {"fc1": 9}})
     with pytest.raises(ConfigError, match="rate.weight must be"):

@@ -112,7 +112,7 @@ share: {finetune: {epochs: 1, lr: 0.0001}}
 
 
 def test_a_run_killed_inside_rate_training_resumes_to_the_same_bytes(tmp_path):
-    """The rate stage's own parameters (centroids, code logits, widths) come back from the
+    """The rate stage's own state (centroids, spreads, code frequencies) comes back from the
     checkpoint with the model's, so the resumed run hardens to the same codes."""
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(RATE_RECIPE)

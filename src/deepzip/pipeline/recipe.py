@@ -278,7 +278,13 @@ def _build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"Invalid recipe: unknown key {where + '.' if where else ''}{unknown[0]} "
                           f"(known: {', '.join(sorted(known))}).")
     kwargs = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():
+        factory = fields[key].default_factory
+        if isinstance(value, dict) and factory is not dataclasses.MISSING:
+            default = factory()
+            if dataclasses.is_dataclass(default):  # `rate: {train: {lr: …}}` keeps train's default epochs
+                value = {**dataclasses.asdict(default), **value}
         kwargs[key] = _value(hints[key], value, f"{where}.{key}" if where else key)
     try:
         return cls(**kwargs)

@@ -371,7 +371,8 @@ def _resume_point(run: Run, resume: bool) -> dict[str, Any] | None:
 
 
 def _rate_against_file(rate: dict[str, dict[str, float]], layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """The rate estimate per layer beside what the file spends on that layer's codes and positions."""
+    """The rate estimate per layer beside what the file spends on that layer (its codes and
+    positions, codebook and live layout)."""
     spent = {e["layer"]: e for e in layers}
     out = {}
     for name, r in rate.items():

@@ -1,7 +1,8 @@
 """Rate-weight sweeps: one `compress` run per λ, the accuracy-against-bytes curve, and the pick.
 
 The runs share one dense model: the first trains it (or all start from --from), the others
-start from its checkpoint, so the curve shows what λ changes and nothing else. Each run is a
+start from its checkpoint, so the curve shows what λ changes and nothing else. (A recipe whose
+model is a student of a named teacher writes no dense checkpoint: each of its runs trains it.) Each run is a
 normal run directory (resumable, with its report); the sweep adds OUT/sweep.json, a comparison
 report.html, and with `max_drop` OUT/model.dzip, a copy of the smallest file at iso-accuracy.
 """
@@ -28,18 +29,22 @@ def parse_weights(text: str) -> list[float]:
     """Rate weights from the command line's comma-separated list, checked.
 
     Example:
-        >>> parse_weights("1e-6,3e-6")
-        [1e-06, 3e-06]
+        >>> parse_weights("0.03,0.1")
+        [0.03, 0.1]
     """
     try:
         weights = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"--rate-weights takes numbers separated by commas, like 1e-6,3e-6, not {text!r}.") from None
+        raise ConfigError(f"--rate-weights takes numbers separated by commas, like 0.03,0.1, not {text!r}.") from None
     if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
-        raise ConfigError(f"--rate-weights takes finite numbers ≥ 0, like 1e-6,3e-6, not {text!r}.")
-    if len(set(weights)) != len(weights):
-        raise ConfigError(f"--rate-weights names a weight twice: {text!r}.")
+        raise ConfigError(f"--rate-weights takes finite numbers ≥ 0, like 0.03,0.1, not {text!r}.")
+    if len({_name(w) for w in weights}) != len(weights):  # each run needs a directory of its own
+        raise ConfigError(f"--rate-weights names a weight twice (to 6 significant digits): {text!r}.")
     return weights
+
+
+def _name(weight: float) -> str:
+    return f"rate-{weight:g}"
 
 
 def sweep(
@@ -73,11 +78,13 @@ def sweep(
     "chosen": dir or None}.
 
     Example:
-        >>> sweep(load_recipe("recipes/rate-lenet300.yaml"), [1e-6, 3e-6], "out/sweep", max_drop=0.3)
+        >>> sweep(load_recipe("recipes/rate-lenet300.yaml"), [0.03, 0.1], "out/sweep", max_drop=0.3)
     """
     if recipe.rate is None:
         raise ConfigError("--rate-weights needs a recipe with a rate stage (rate: {weight: …, bits: …}); "
                           "recipes/rate-lenet300.yaml is one.")
+    if not weights or len({_name(w) for w in weights}) != len(weights):
+        raise ConfigError(f"a sweep needs rate weights, each once (to 6 significant digits), not {list(weights)}.")
     if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
         raise ConfigError(f"--max-drop must be a finite number of points ≥ 0, not {max_drop!r}.")
     out = Path(out_dir)
@@ -85,7 +92,7 @@ def sweep(
         raise ConfigError(f"--out {out} is a file, not a directory.")
     dense, points = from_checkpoint, []
     for i, weight in enumerate(weights):
-        where = out / f"rate-{weight:g}"
+        where = out / _name(weight)
         log(f"rate weight {weight:g} ({i + 1}/{len(weights)}) → {where}")
         run = recipe.replace(rate=dataclasses.replace(recipe.rate, weight=float(weight)))
         try:
@@ -103,6 +110,7 @@ def sweep(
     if not is_main():
         return {}
     result = {"points": points, "max_drop": max_drop, "chosen": None}
+    (out / "model.dzip").unlink(missing_ok=True)  # an earlier sweep's pick is not this one's
     done = [p for p in points if "failed" not in p]
     if max_drop is not None:
         fit = [p for p in done if p["accuracy"] >= p["dense"] - max_drop - 1e-9]

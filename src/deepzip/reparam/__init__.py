@@ -5,9 +5,9 @@ one walk over a model's logical tensors; `capture` / `restore_` are the structur
 checkpoint keeps; `strip_` makes everything plain again.
 """
 from .masks import apply_masks_, get_mask, mask_name, masked_names, reattach_masks_, remove_mask_, set_mask_
-from .shared import SharedWeight, is_shared, share_, shared_names, shared_weight, sharing, unshare_
+from .shared import SharedWeight, is_shared, lookup, share_, shared_names, shared_weight, sharing, unshare_
 from .structure import Slot, capture, restore_, slots, strip_
 
-__all__ = ["SharedWeight", "Slot", "apply_masks_", "capture", "get_mask", "is_shared", "mask_name", "masked_names",
+__all__ = ["SharedWeight", "Slot", "apply_masks_", "capture", "get_mask", "is_shared", "lookup", "mask_name", "masked_names",
            "reattach_masks_", "remove_mask_", "restore_", "set_mask_", "share_", "shared_names", "shared_weight",
            "sharing", "slots", "strip_", "unshare_"]

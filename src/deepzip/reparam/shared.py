@@ -49,6 +49,16 @@ class _Lookup(torch.autograd.Function):
         return sums.to(grad.dtype), None
 
 
+def lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """table[codes], differentiable in `table`, with a gradient that is the same bit for bit
+    whatever the thread count (see _Lookup).
+
+    Example:
+        >>> lookup(torch.tensor([0.0, -0.1, 0.2], requires_grad=True), codes)
+    """
+    return _Lookup.apply(table, codes)
+
+
 class SharedWeight(nn.Module):
     """The parametrization `weight = [0, centroids…][assign]`.
 
