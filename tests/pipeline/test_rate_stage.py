@@ -68,6 +68,7 @@ def test_a_sweep_runs_every_weight_from_one_dense_model_and_picks_the_smallest_f
     assert (tmp_path / "model.dzip").read_bytes() == (Path(result["chosen"]) / "model.dzip").read_bytes()
     assert json.loads((tmp_path / "sweep.json").read_text())["chosen"] == smallest["dir"]
     assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_sweep_that_cannot_hold_the_accuracy_says_so_and_keeps_its_runs(tmp_path, monkeypatch):

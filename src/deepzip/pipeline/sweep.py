@@ -4,7 +4,7 @@ The runs share one dense model: the first trains it (or all start from --from), 
 start from its checkpoint, so the curve shows what λ changes and nothing else. (A recipe whose
 model is a student of a named teacher writes no dense checkpoint: each of its runs trains it.) Each run is a
 normal run directory (resumable, with its report); the sweep adds OUT/sweep.json, a comparison
-report.html, and with `max_drop` OUT/model.dzip, a copy of the smallest file at iso-accuracy.
+report.html, OUT/sweep.png (accuracy against ratio, one point per λ), and with `max_drop` OUT/model.dzip, a copy of the smallest file at iso-accuracy.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError, TrainingError
 from ..files import atomic_path, write_text
-from ..report import write_report
+from ..report import sweep_png, write_report
 from ..train.distributed import is_main
 from .recipe import Recipe
 from .run import compress
@@ -120,6 +120,8 @@ def sweep(
             with atomic_path(out / "model.dzip") as tmp:
                 shutil.copyfile(Path(best["dir"]) / "model.dzip", tmp)
     write_text(out / "sweep.json", json.dumps(result, indent=2))
+    with atomic_path(out / "sweep.png") as tmp:
+        tmp.write_bytes(sweep_png(points, max_drop))
     if done:
         write_report([p["dir"] for p in done], out / "report.html")
     for p in done:

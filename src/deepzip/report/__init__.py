@@ -2,8 +2,8 @@
 self-contained HTML page with its plots."""
 from .html import build_html, read_run, write_report
 from .markdown import report_markdown
-from .plots import weight_histograms
+from .plots import sweep_png, weight_histograms
 from .tables import inspect, layer_rows, layers_markdown
 
-__all__ = ["build_html", "inspect", "layer_rows", "layers_markdown", "read_run", "report_markdown", "weight_histograms",
+__all__ = ["build_html", "inspect", "layer_rows", "layers_markdown", "read_run", "report_markdown", "sweep_png", "weight_histograms",
            "write_report"]

@@ -155,4 +155,42 @@ def runs_png(points: list[tuple[str, float, float]]) -> bytes:
     return _png(plt, fig)
 
 
-__all__ = ["distributions_png", "history_png", "layers_png", "runs_png", "weight_histograms", "widths_png"]
+def sweep_png(points: list[dict[str, Any]], max_drop: float | None = None,
+              references: list[tuple[str, float, float]] = ()) -> bytes:
+    """A rate sweep: accuracy from the file against the ratio, one point per λ joined in order,
+    the dense accuracy and (with max_drop) the iso-accuracy line; `references` are other runs
+    (label, ratio, accuracy) drawn beside it.
+
+    Example:
+        >>> Path("sweep.png").write_bytes(sweep_png(json.load(open("out/sweep/sweep.json"))["points"], 0.3))
+    """
+    done = [p for p in points if "failed" not in p]
+    plt, fig = _figure(6.5, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    if done:
+        ax.plot([p["ratio"] for p in done], [p["accuracy"] for p in done], "^-", color=COLORS["rated"],
+                label="rate training, one point per λ")
+        for p in done:
+            ax.annotate(f"λ {p['weight']:g}", (p["ratio"], p["accuracy"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        dense = done[0]["dense"]
+        ax.axhline(dense, color="gray", linestyle="--", label=f"dense {dense:.2f} %")
+        if max_drop is not None:
+            ax.axhline(dense - max_drop, color="gray", linestyle=":", label=f"dense − {max_drop:g}")
+    for label, ratio, accuracy in references:
+        ax.scatter([ratio], [accuracy], marker="o", s=30, zorder=3, label=label)
+    ax.set_xscale("log")
+    from matplotlib import ticker  # plain 100×, 200× labels, not 10^2 at whatever decades the ratios span
+
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 1.5, 2, 3, 5, 7)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel("compression ratio (dense bytes / file bytes)")
+    ax.set_ylabel("accuracy from the file (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower left")
+    return _png(plt, fig)
+
+
+__all__ = ["distributions_png", "history_png", "layers_png", "runs_png", "sweep_png", "weight_histograms",
+           "widths_png"]
