@@ -109,6 +109,12 @@ def sweep(
                            "dense": round(report["accuracy"]["dense"], 2)})
     if not is_main():
         return {}
+    return _conclude(points, out, max_drop, log)
+
+
+def _conclude(points: list[dict[str, Any]], out: Path, max_drop: float | None,
+              log: Callable[[str], Any]) -> dict[str, Any]:
+    """The pick, sweep.json, sweep.png, the comparison report, and the one sentence if the sweep failed."""
     result = {"points": points, "max_drop": max_drop, "chosen": None}
     (out / "model.dzip").unlink(missing_ok=True)  # an earlier sweep's pick is not this one's
     done = [p for p in points if "failed" not in p]
