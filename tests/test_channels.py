@@ -293,3 +293,42 @@ def test_taylor_and_apoz_work_on_linear_producers_and_with_ignore():
     assert changed == {"fc1": (300, 150), "fc2": (100, 50)}
     changed = dz.prune_channels_(model, 0.5, example_inputs=x[:2], importance="apoz", data=data, ignore=["fc1"])
     assert changed == {"fc2": (50, 25)}
+
+
+@pytest.mark.parametrize("select", ["rank", "global"])
+def test_round_to_keeps_multiples_of_it_and_the_least_important_go(select):
+    torch.manual_seed(0)
+    model = dz.create_model("resnet18", in_channels=1, image_size=32, classes=10, width=0.375)  # 24, 48, 96, 192
+    x = torch.randn(2, 1, 32, 32)
+    plain = copy.deepcopy(model)
+    graph = trace(model, x)
+    values = scores(graph, "l1")
+    removed = choose(graph, values, 0.3, select, round_to=8)
+    for members in (g for g in itertools.groupby(sorted(graph.groups, key=lambda g: g.producers),
+                                                   key=lambda g: tuple(g.producers))):
+        cluster = list(members[1])
+        gone = [g for g in cluster if g in removed]
+        assert (len(cluster) - len(gone)) % 8 == 0 and len(gone) < len(cluster)
+        if gone:  # the ones removed are the cluster's least important (by its own ranking)
+            assert max(values[g.id] for g in gone) <= min(values[g.id] for g in cluster if g not in removed)
+    changed = dz.prune_channels_(model, 0.3, example_inputs=x, select=select, round_to=8)
+    assert changed and all(after % 8 == 0 and after < before for before, after in changed.values())
+    # 30 % of 24 is 7.2: 16.8 kept rounds to 16; of 192, 134.4 rounds to 136
+    if select == "rank":
+        assert changed["layer1.0.body.0.0"] == (24, 16) and changed["layer4.0.body.0.0"] == (192, 136)
+    model.eval(), plain.eval()
+    assert model(x).shape == plain(x).shape
+
+
+def test_round_to_leaves_narrow_layers_whole_and_bad_values_are_refused():
+    from deepzip.structured.select import rounded_keep
+
+    assert rounded_keep(8, 3, 8) == 8 and rounded_keep(64, 45, 8) == 48 and rounded_keep(64, 3, 8) == 8
+    assert rounded_keep(64, 45, 1) == 45 and rounded_keep(100, 99, 16) == 96
+    model = dz.create_model("lenet300", in_channels=1, image_size=8, classes=4)
+    x = torch.randn(2, 1, 8, 8)
+    with pytest.raises(dz.ConfigError, match="round_to must be a whole number"):
+        dz.prune_channels_(model, 0.5, example_inputs=x, round_to=0)
+    with pytest.raises(dz.ConfigError, match="round_to works with"):
+        dz.prune_channels_(model, example_inputs=x, select="knapsack", budget={"params": 0.5}, round_to=8)
+    assert dz.prune_channels_(model, 0.5, example_inputs=x, round_to=16) == {"fc1": (300, 144), "fc2": (100, 48)}

@@ -129,6 +129,10 @@ def test_the_distill_command_teaches_a_student_from_a_dzip_and_a_recipe_continue
     assert report["accuracy"]["from_file"] > 50 and report["ratio"] > 10
     history = json.loads((tmp_path / "student" / "history.json").read_text())
     assert history[0]["stage"] == "student"
+    # The student's own checkpoint, for later runs to start from: the student's tensors, no regressor.
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "student" / "dense.safetensors"), "pt") as f:
+        assert set(f.keys()) == set(dz.create_model("lenet300", classes=10).state_dict())
     bad = runner.invoke(app, ["distill", "--teacher", str(tmp_path / "teacher" / "model.dzip"), "--student", "lenet300",
                               "--hint", "fc9:fc2", "--weights", "1,1,0", "--data", "synthetic", "--limit", "64",
                               "--out", str(tmp_path / "bad"), "--quiet"])

@@ -26,6 +26,8 @@ def test_round_trip_through_yaml(tmp_path):
     ({"distill": {"weight": 1.5}}, "distill.weight"),
     ({"distill": {"temperature": 0}}, "distill.temperature"),
     ({"distill": {"beta": 0.5}}, "unknown key distill.beta"),
+    ({"channels": {"round_to": 0}}, "channels.round_to"),
+    ({"channels": {"select": "knapsack", "budget": {"params": 0.5}, "round_to": 8}}, "channels.round_to"),
     ({"distill": {"weights": [1, 2]}}, "distill.weights must be three numbers"),
     ({"prune": {"units": {"fc1": 1.0}}}, "prune.units"),
     ({"share": {"bias_bits": 0}}, "share.bias_bits"),

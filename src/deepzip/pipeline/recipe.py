@@ -88,7 +88,8 @@ class ChannelStage:
     removed following the cubic ramp to `amount` (a fraction of each layer's channels; with
     select "global" of all channels), or for select "knapsack" to the `budget` ({"params": f} or
     {"flops": f}: the fraction of the model kept). `importance`: l1, l2, apoz or taylor (the
-    last two measured on the training data); `ignore`: layers whose channels stay."""
+    last two measured on the training data); `ignore`: layers whose channels stay; `round_to`:
+    every layer keeps a multiple of this many channels (rank and global; 8 suits CPU kernels)."""
     amount: float | dict[str, float] | None = 0.5
     importance: Literal["l1", "l2", "apoz", "taylor"] = "l1"
     select: Literal["rank", "global", "knapsack"] = "rank"
@@ -96,9 +97,14 @@ class ChannelStage:
     iterations: int = 1
     retrain: TrainStage = field(default_factory=lambda: TrainStage(epochs=2, lr=1e-3))
     ignore: list[str] = field(default_factory=list)
+    round_to: int = 1
 
     def __post_init__(self) -> None:
         _check(self.iterations >= 1, "iterations", "≥ 1", self.iterations)
+        _check(isinstance(self.round_to, int) and not isinstance(self.round_to, bool) and self.round_to >= 1,
+               "round_to", "a whole number ≥ 1", self.round_to)
+        _check(self.round_to == 1 or self.select != "knapsack", "round_to", "1 with select knapsack (its budget is "
+               "exact)", self.round_to)
         _per_layer(self.amount, "amount", "a fraction in [0, 1)", lambda v: not isinstance(v, bool) and 0 <= v < 1)
         _check(self.select != "knapsack" or (isinstance(self.budget, dict) and len(self.budget) == 1
                                              and set(self.budget) <= {"params", "flops"}),

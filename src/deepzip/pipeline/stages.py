@@ -46,14 +46,16 @@ class Dense:
         recipe, d = run.recipe, run.recipe.distill
         if run.from_checkpoint is not None:
             run.load_dense(run.model)
-        elif d is not None and d.teacher:  # a student, taught by the teacher the recipe names
-            loss = run.student_loss()
-            try:
-                run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "student", resume=resume, loss_fn=loss)
-            finally:
-                loss.remove()
         else:
-            run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "dense", resume=resume)
+            if d is not None and d.teacher:  # a student, taught by the teacher the recipe names
+                loss = run.student_loss()
+                try:
+                    run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "student", resume=resume, loss_fn=loss)
+                finally:
+                    loss.remove()
+            else:
+                run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "dense", resume=resume)
+            # A student's checkpoint too: later runs (--from, sweeps, benches) start from it.
             if run.main:
                 save_checkpoint(run.model, run.out / "dense.safetensors")
             barrier()  # the teacher of later stages is read back from it, on every rank
@@ -100,7 +102,7 @@ class Channels:
             return 1 - (1 - a * now) / (1 - a * before)
 
         amount = ({k: fraction(v) for k, v in c.amount.items()} if isinstance(c.amount, dict) else fraction(c.amount))
-        return prune_channels_(run.model, amount, select=c.select, **common)
+        return prune_channels_(run.model, amount, select=c.select, round_to=c.round_to, **common)
 
 
 class Prune:

@@ -33,6 +33,7 @@ def prune_channels_(
     select: str = "rank",
     budget: Mapping[str, float] | None = None,
     ignore: Iterable[str] = (),
+    round_to: int = 1,
 ) -> dict[str, tuple[int, int]]:
     """Remove output channels of convolutions and units of Linear layers for real, in place.
 
@@ -52,6 +53,9 @@ def prune_channels_(
         select: "rank" (per layer), "global" (one ranking) or "knapsack" (under `budget`).
         budget: {"params": f} or {"flops": f} for select="knapsack".
         ignore: layer names whose output channels are kept.
+        round_to: with select "rank" or "global", every layer keeps a multiple of this many
+            channels, the nearest to what `amount` asks (8 or 16 suit CPU kernels; a layer no
+            wider than it keeps all its channels).
 
     Returns {layer: (output channels before, after)} for every layer it changed.
 
@@ -77,7 +81,7 @@ def prune_channels_(
             g.id = renumber[g.id]
         graph.sites = {node: [renumber.get(i, -1) for i in ids] for node, ids in graph.sites.items()}
     values = scores(graph, importance, data)
-    removed = choose(graph, values, amount, select, budget)
+    removed = choose(graph, values, amount, select, budget, round_to)
     before = {name: _width(graph.modules[name]) for name in {p for g in graph.groups for p in g.producers}}
     remove_(model, graph, removed)
     modules = dict(model.named_modules())

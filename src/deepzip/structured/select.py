@@ -109,8 +109,16 @@ def _amount(amount: Any, cluster: tuple[str, ...], graph: Graph, n: int) -> int:
     return min(count, n - 1)
 
 
+def rounded_keep(n: int, keep: int, round_to: int) -> int:
+    """`keep` of `n` channels moved to the nearest multiple of `round_to` (at least one multiple,
+    at most n: a layer no wider than `round_to` keeps all its channels)."""
+    if round_to <= 1 or n <= round_to:
+        return n if round_to > 1 else keep
+    return min(n, max(round_to, round_to * math.floor(keep / round_to + 0.5)))
+
+
 def choose(graph: Graph, importance: np.ndarray, amount: Any = None, select: str = "rank",
-           budget: Mapping[str, float] | None = None) -> list[ChannelGroup]:
+           budget: Mapping[str, float] | None = None, round_to: int = 1) -> list[ChannelGroup]:
     """The groups to remove.
 
     Args:
@@ -120,6 +128,9 @@ def choose(graph: Graph, importance: np.ndarray, amount: Any = None, select: str
             rank also a dict by layer name / kind / "default".
         select: "rank", "global" or "knapsack".
         budget: for knapsack, {"params": f} or {"flops": f}: keep at most f of the model's total.
+        round_to: with rank and global, each cluster keeps a multiple of this many channels (the
+            nearest to what the amount asks): CPU kernels vectorise over 8 or 16 channels, and a
+            layer of 45 runs no faster than one of 48, sometimes slower than the 64 it came from.
 
     Example:
         >>> [g.producers for g in choose(graph, scores(graph, "l1"), 0.5)][:1]
@@ -127,13 +138,14 @@ def choose(graph: Graph, importance: np.ndarray, amount: Any = None, select: str
     """
     if select not in SELECTS:
         raise ConfigError(f"select must be one of {', '.join(SELECTS)}, not {select!r}.")
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ConfigError(f"round_to must be a whole number ≥ 1, not {round_to!r}.")
+    if round_to > 1 and select == "knapsack":
+        raise ConfigError("round_to works with select='rank' or 'global'; a knapsack's budget is exact.")
     groups = clusters(graph)
     if select == "rank":
-        out = []
-        for key, members in groups.items():
-            k = _amount(amount, key, graph, len(members))
-            out += sorted(members, key=lambda g: (importance[g.id], g.id))[:k]
-        return out
+        counts = {key: _amount(amount, key, graph, len(members)) for key, members in groups.items()}
+        return _least(groups, importance, counts, round_to)
     normalised = np.array(importance, dtype=np.float64)
     for members in groups.values():
         ids = [g.id for g in members]
@@ -152,8 +164,21 @@ def choose(graph: Graph, importance: np.ndarray, amount: Any = None, select: str
             if left[cluster_of[g.id]] > 1:
                 left[cluster_of[g.id]] -= 1
                 out.append(g)
-        return out
+        if round_to == 1:
+            return out
+        return _least(groups, normalised, {key: len(m) - left[key] for key, m in groups.items()}, round_to)
     return _knapsack(graph, normalised, groups, budget)
+
+
+def _least(groups: dict, importance: np.ndarray, counts: dict, round_to: int) -> list[ChannelGroup]:
+    """In every cluster, its `counts[key]` least important groups (rounded so that what stays is
+    a multiple of `round_to`)."""
+    out = []
+    for key, members in groups.items():
+        n = len(members)
+        k = n - rounded_keep(n, n - counts[key], round_to)
+        out += sorted(members, key=lambda g: (importance[g.id], g.id))[:k]
+    return out
 
 
 def _knapsack(graph: Graph, value: np.ndarray, groups: dict, budget: Mapping[str, float] | None) -> list[ChannelGroup]:
