@@ -237,6 +237,10 @@ def test_onnx_export_of_a_slim_compressed_model_runs_in_onnxruntime(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(got), model(x), rtol=1e-4, atol=1e-4)
     assert dz.reparam.is_shared(dict(model.named_modules())["layer1.0.body.0.0"])  # the caller's model untouched
+    from deepzip.export import onnx_latencies_ms
+
+    times = onnx_latencies_ms(tmp_path / "m.dzip", x, reps=4, threads=1)  # the file, timed in onnxruntime
+    assert len(times) == 4 and all(0 < t < 5000 for t in times)
 
 
 @pytest.mark.parametrize("widths, words", [
