@@ -1,7 +1,7 @@
 """Distilling a ResNet-18 teacher into a student of a quarter of its parameters, then into a file.
 
     python bench/distill.py [--teacher-width 0.25] [--limit 12000] [--epochs 5] [--teacher-epochs 12]
-                            [--seeds 2] [--jobs 2]
+                            [--teacher-limit 0] [--seeds 2] [--jobs 2]
 
 Fashion-MNIST at 32×32. The teacher is ResNet-18 (at `--teacher-width`: a quarter of full width
 on a CPU, full width where a GPU is available), trained `--teacher-epochs` (a teacher is a model
@@ -13,7 +13,10 @@ seed-0 student (the very checkpoint measured) goes on through pruning (sparsity 
 stem and classifier kept whole, the wide last stage cut hardest), weight sharing and coding,
 its retraining still learning from the teacher: its file's bytes, its ratio against the dense
 teacher, and its accuracy read from the file. Prints one JSON line a run and a verdict line.
-`--jobs 2` runs two student rows at once, one thread each.
+`--jobs 2` runs two student rows at once, one thread each. `--teacher-limit 0` trains the teacher
+on all 60,000 images while the students get `--limit` (a small labelled set beside a model
+someone trained on more: the case distillation is for); the final run's retraining then uses
+the teacher's images too (`--final-limit`).
 """
 from __future__ import annotations
 
@@ -80,6 +83,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=12000)
     ap.add_argument("--epochs", type=float, default=5, help="every student row's training")
     ap.add_argument("--teacher-epochs", type=float, default=12)
+    ap.add_argument("--teacher-limit", type=int, default=None,
+                    help="the teacher's images (default --limit; 0: all): a teacher is often trained on more than "
+                         "the students get")
+    ap.add_argument("--final-limit", type=int, default=None,
+                    help="the final run's images, for pruning's retraining (default --teacher-limit)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=1, help="student rows run at once (one thread each when > 1)")
     ap.add_argument("--final-epochs", type=float, default=6,
@@ -87,8 +95,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out/distill"))
     args = ap.parse_args()
     quiet = dict(limit=args.limit, progress=False, log=lambda *a: print(*a, file=sys.stderr))
+    teacher_limit = args.limit if args.teacher_limit is None else (args.teacher_limit or None)
+    final_limit = teacher_limit if args.final_limit is None else (args.final_limit or None)
     teacher = finished(args.out / "teacher") or compress(
-        recipe(args, args.teacher_width, 0, epochs=args.teacher_epochs), args.out / "teacher", resume=True, **quiet)
+        recipe(args, args.teacher_width, 0, epochs=args.teacher_epochs), args.out / "teacher", resume=True,
+        **{**quiet, "limit": teacher_limit})
     print(json.dumps({"run": "teacher", "accuracy": teacher["accuracy"]["dense"], "dense_bytes": teacher["dense_bytes"]}),
           flush=True)
     todo = [(name, seed) for name in ROWS for seed in range(args.seeds)]
@@ -111,7 +122,7 @@ def main() -> None:
                             share={"bits": {"conv": 5, "linear": 5}, "finetune": {"epochs": 1, "lr": 1e-4},
                                    "half_biases": True, "half_codebooks": True}),
                      args.out / f"final-{best}-{args.final_epochs:g}", resume=True,
-                     from_checkpoint=args.out / f"{best}-0" / "dense.safetensors", **quiet)
+                     from_checkpoint=args.out / f"{best}-0" / "dense.safetensors", **{**quiet, "limit": final_limit})
     ratio = teacher["dense_bytes"] / final["file_bytes"]
     result = {"teacher": teacher["accuracy"]["dense"], "rows": rows, "means": means, "best": best,
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
