@@ -101,6 +101,7 @@ def main() -> None:
                     help="the final run's channel cut (default: the fastest single cut within a point)")
     ap.add_argument("--final-criterion", default=None, help="the final run's criterion (default: that cut's)")
     ap.add_argument("--final-rounds", type=int, default=3)
+    ap.add_argument("--no-final", action="store_true", help="only the single cuts (e.g. to compare --round-to)")
     ap.add_argument("--final-finetune", type=float, default=None, help="retraining epochs per round (default --finetune)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/structured"))
     args = ap.parse_args()
@@ -116,17 +117,21 @@ def main() -> None:
         for amount in args.amounts:
             recipe = from_dict({**base(args), "channels": channels(criterion, amount, 1, args.finetune, args.round_to)})
             try:
-                run_dir = args.out / f"{criterion}-{round(100 * amount)}"
+                run_dir = args.out / (f"{criterion}-{round(100 * amount)}"
+                                      + (f"-r{args.round_to}" if args.round_to > 1 and criterion != "knapsack" else ""))
                 run = finished(run_dir) or compress(recipe, run_dir, from_checkpoint=checkpoint, resume=True, **quiet)
             except dz.TrainingError as e:  # the cut left the model at chance: that is the result
                 rows.append({"run": criterion, "amount": amount, "accuracy": None, "stopped": str(e)})
                 print(json.dumps(rows[-1]), flush=True)
                 continue
-            slim = dz.load(args.out / f"{criterion}-{round(100 * amount)}" / "model.dzip")
-            row = {"run": criterion, "amount": amount, "accuracy": run["accuracy"]["from_file"],
+            slim = dz.load(run_dir / "model.dzip")
+            row = {"run": criterion, "amount": amount, "round_to": 1 if criterion == "knapsack" else args.round_to,
+                   "accuracy": run["accuracy"]["from_file"],
                    "drop": round(dense_acc - run["accuracy"]["from_file"], 2), **measure(slim, dense, args.reps)}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    if args.no_final:
+        return
     done = [r for r in rows if r["accuracy"] is not None]
     fit = [r for r in done if r["drop"] <= 1.0]
     # The fastest cut within a point of dense; where the budget left none, the most accurate one.
