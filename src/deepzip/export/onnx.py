@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,41 +66,60 @@ def export_onnx(model: nn.Module | str | os.PathLike, path: str | os.PathLike, e
     return Path(path)
 
 
+
+def onnx_runner(model: nn.Module | str | os.PathLike, example_inputs: torch.Tensor, threads: int | None = None
+                ) -> Callable[[torch.Tensor], Any]:
+    """`run(x) -> outputs`: the model exported to a temporary ONNX file and opened in an
+    onnxruntime CPU session. A serving engine spends less per layer than PyTorch's eager dispatch
+    (about 5× less on a quarter-width ResNet-18 at batch 1), so the time a slim model saves in
+    arithmetic shows there where eager mode hides it in overhead.
+
+    Args:
+        model: an nn.Module or the path of a .dzip.
+        example_inputs: a batch to export with (any batch size runs afterwards).
+        threads: intra-op threads (default: torch's, so the two runtimes are timed alike).
+
+    Example:
+        >>> run = onnx_runner("model.dzip", torch.randn(1, 1, 32, 32)); run(torch.randn(8, 1, 32, 32))[0].shape
+        (8, 10)
+    """
+    import tempfile
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("running in onnxruntime needs it installed: pip install onnxruntime.") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", example_inputs[:1])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x.detach().cpu().numpy()})
+
+
 def onnx_latencies_ms(model: nn.Module | str | os.PathLike, x: torch.Tensor, reps: int,
                       threads: int | None = None) -> list[float]:
-    """Wall times of `reps` onnxruntime calls on `x` in milliseconds, after warm-up: the model
-    exported to a temporary ONNX file and run on the CPU. A serving engine spends less per layer
-    than PyTorch's eager dispatch (about 5× less on a quarter-width ResNet-18 at batch 1), so the
-    time a slim model saves in arithmetic shows here where eager mode hides it in overhead.
+    """Wall times of `reps` onnxruntime calls on `x` in milliseconds, after warm-up (onnx_runner).
 
     Args:
         model: an nn.Module or the path of a .dzip.
         x: one batch of inputs.
         reps: timed calls.
-        threads: intra-op threads (default: torch's, so the two runtimes are timed alike).
+        threads: intra-op threads (default: torch's).
 
     Example:
         >>> min(onnx_latencies_ms("model.dzip", torch.randn(1, 1, 32, 32), reps=200))
     """
-    import tempfile
     import time
 
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ConfigError("timing in onnxruntime needs it installed: pip install onnxruntime.") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(model, Path(tmp) / "model.onnx", x[:1])
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x.detach().cpu().numpy()}
+    run = onnx_runner(model, x, threads)
     for _ in range(3):
-        session.run(None, feed)
+        run(x)
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        session.run(None, feed)
+        run(x)
         times.append(1e3 * (time.perf_counter() - t))
     return times
