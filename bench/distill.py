@@ -1,11 +1,12 @@
 """Distilling a ResNet-18 teacher into a student of a quarter of its parameters, then into a file.
 
-    python bench/distill.py [--teacher-width 0.25] [--limit 12000] [--epochs 5] [--teacher-epochs 12]
-                            [--teacher-limit 0] [--seeds 2] [--jobs 2]
+    python bench/distill.py [--teacher-width 0.25] [--limit 12000] [--epochs 5] [--teacher-limit 30000]
+                            [--teacher-epochs 4] [--seeds 2] [--jobs 2]
 
 Fashion-MNIST at 32×32. The teacher is ResNet-18 (at `--teacher-width`: a quarter of full width
-on a CPU, full width where a GPU is available), trained `--teacher-epochs` (a teacher is a model
-someone trained well; the students' budget is what the rows compare); the student is the same
+on a CPU, full width where a GPU is available), trained `--teacher-epochs` on `--teacher-limit`
+images (a teacher is a model someone trained well, often on more than the students get; the
+students' budget is what the rows compare); the student is the same
 network at half that width (a quarter of the parameters). Student rows, each with the same
 `--epochs` on the same data and every seed: from scratch; + soft targets; + a hint (layer3 →
 layer3 through a 1×1 regressor); + the adversarial term (all three parts). Then the best row's
@@ -13,10 +14,9 @@ seed-0 student (the very checkpoint measured) goes on through pruning (sparsity 
 stem and classifier kept whole, the wide last stage cut hardest), weight sharing and coding,
 its retraining still learning from the teacher: its file's bytes, its ratio against the dense
 teacher, and its accuracy read from the file. Prints one JSON line a run and a verdict line.
-`--jobs 2` runs two student rows at once, one thread each. `--teacher-limit 0` trains the teacher
-on all 60,000 images while the students get `--limit` (a small labelled set beside a model
-someone trained on more: the case distillation is for); the final run's retraining then uses
-the teacher's images too (`--final-limit`).
+`--jobs 2` runs two student rows at once, one thread each. The final run's retraining uses the
+teacher's images (`--final-limit`); `--teacher-limit 12000 --teacher-epochs 12` gives the teacher
+exactly the students' images (0: all 60,000).
 """
 from __future__ import annotations
 
@@ -82,10 +82,9 @@ def main() -> None:
     ap.add_argument("--teacher-width", type=float, default=0.25)
     ap.add_argument("--limit", type=int, default=12000)
     ap.add_argument("--epochs", type=float, default=5, help="every student row's training")
-    ap.add_argument("--teacher-epochs", type=float, default=12)
-    ap.add_argument("--teacher-limit", type=int, default=None,
-                    help="the teacher's images (default --limit; 0: all): a teacher is often trained on more than "
-                         "the students get")
+    ap.add_argument("--teacher-epochs", type=float, default=4)
+    ap.add_argument("--teacher-limit", type=int, default=30000,
+                    help="the teacher's images (0: all): a teacher is often trained on more than the students get")
     ap.add_argument("--final-limit", type=int, default=None,
                     help="the final run's images, for pruning's retraining (default --teacher-limit)")
     ap.add_argument("--seeds", type=int, default=2)
@@ -95,7 +94,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out/distill"))
     args = ap.parse_args()
     quiet = dict(limit=args.limit, progress=False, log=lambda *a: print(*a, file=sys.stderr))
-    teacher_limit = args.limit if args.teacher_limit is None else (args.teacher_limit or None)
+    teacher_limit = args.teacher_limit or None
     final_limit = teacher_limit if args.final_limit is None else (args.final_limit or None)
     teacher = finished(args.out / "teacher") or compress(
         recipe(args, args.teacher_width, 0, epochs=args.teacher_epochs), args.out / "teacher", resume=True,
