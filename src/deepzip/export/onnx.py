@@ -66,7 +66,6 @@ def export_onnx(model: nn.Module | str | os.PathLike, path: str | os.PathLike, e
     return Path(path)
 
 
-
 def onnx_runner(model: nn.Module | str | os.PathLike, example_inputs: torch.Tensor, threads: int | None = None
                 ) -> Callable[[torch.Tensor], Any]:
     """`run(x) -> outputs`: the model exported to a temporary ONNX file and opened in an

@@ -112,8 +112,10 @@ def _amount(amount: Any, cluster: tuple[str, ...], graph: Graph, n: int) -> int:
 def rounded_keep(n: int, keep: int, round_to: int) -> int:
     """`keep` of `n` channels moved to the nearest multiple of `round_to` (at least one multiple,
     at most n: a layer no wider than `round_to` keeps all its channels)."""
-    if round_to <= 1 or n <= round_to:
-        return n if round_to > 1 else keep
+    if round_to <= 1:
+        return keep
+    if n <= round_to:
+        return n
     return min(n, max(round_to, round_to * math.floor(keep / round_to + 0.5)))
 
 
