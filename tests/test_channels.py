@@ -328,7 +328,7 @@ def test_round_to_leaves_narrow_layers_whole_and_bad_values_are_refused():
     from deepzip.structured.select import rounded_keep
 
     assert rounded_keep(8, 3, 8) == 8 and rounded_keep(64, 45, 8) == 48 and rounded_keep(64, 3, 8) == 8
-    assert rounded_keep(64, 45, 1) == 45 and rounded_keep(100, 99, 16) == 96
+    assert rounded_keep(64, 45, 1) == 45 and rounded_keep(100, 99, 16) == 96 and rounded_keep(53, 52, 8) == 48
     model = dz.create_model("lenet300", in_channels=1, image_size=8, classes=4)
     x = torch.randn(2, 1, 8, 8)
     with pytest.raises(dz.ConfigError, match="round_to must be a whole number"):

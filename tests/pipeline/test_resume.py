@@ -188,12 +188,13 @@ def test_a_channel_pruned_run_resumes_from_a_slim_checkpoint(tmp_path, monkeypat
     assert resumed["dense_bytes"] == 4 * 266_610  # the ratio is against the full-width model
 
 
-def test_rounded_channel_rounds_end_at_the_rounded_target(tmp_path):
+
+def test_rounded_channel_rounds_keep_multiples_in_every_round(tmp_path):
     r = from_dict({"model": "lenet300", "dataset": "synthetic", "dense": {"epochs": 1, "lr": 2e-3},
                    "channels": {"amount": 0.7, "iterations": 3, "round_to": 8, "retrain": {"epochs": 1}}})
     compress(r, tmp_path, limit=256, progress=False, log=lambda *a: None)
     history = json.loads((tmp_path / "history.json").read_text())
     widths = [h["widths"] for h in history if "widths" in h]
-    # 30 % of 300 is 90 → 88, of 100 is 30 → 32; the rounds before the last are not rounded
-    assert widths[-1]["fc1"] == 88 and widths[-1]["fc2"] == 32
-    assert any(w["fc1"] % 8 for w in widths[:-1])
+    assert all(w["fc1"] % 8 == 0 and w["fc2"] % 8 == 0 for w in widths)
+    # each round rounds against the width it finds, so the end may keep more than 30 %, never less
+    assert 88 <= widths[-1]["fc1"] < 300 and 24 <= widths[-1]["fc2"] < 100

@@ -102,10 +102,7 @@ class Channels:
             return 1 - (1 - a * now) / (1 - a * before)
 
         amount = ({k: fraction(v) for k, v in c.amount.items()} if isinstance(c.amount, dict) else fraction(c.amount))
-        # Widths are rounded in the last round only: a round rounds against the width it finds, so
-        # rounding every round drifts (a 128-wide layer asked for 70 % stopped at 48, not 40).
-        round_to = c.round_to if step == c.iterations else 1
-        return prune_channels_(run.model, amount, select=c.select, round_to=round_to, **common)
+        return prune_channels_(run.model, amount, select=c.select, round_to=c.round_to, **common)
 
 
 class Prune:

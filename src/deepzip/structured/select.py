@@ -110,13 +110,14 @@ def _amount(amount: Any, cluster: tuple[str, ...], graph: Graph, n: int) -> int:
 
 
 def rounded_keep(n: int, keep: int, round_to: int) -> int:
-    """`keep` of `n` channels moved to the nearest multiple of `round_to` (at least one multiple,
-    at most n: a layer no wider than `round_to` keeps all its channels)."""
+    """`keep` of `n` channels moved to the nearest multiple of `round_to` that is at least
+    `round_to` and at most n (a layer no wider than `round_to` keeps all its channels)."""
     if round_to <= 1:
         return keep
     if n <= round_to:
         return n
-    return min(n, max(round_to, round_to * math.floor(keep / round_to + 0.5)))
+    nearest = max(round_to, round_to * math.floor(keep / round_to + 0.5))
+    return nearest if nearest <= n else round_to * (n // round_to)  # never wider than it is
 
 
 def choose(graph: Graph, importance: np.ndarray, amount: Any = None, select: str = "rank",
