@@ -1,8 +1,8 @@
 """Channel surgery on a CIFAR-style network: size, FLOPs, measured latency and accuracy.
 
-    python bench/structured.py [--model resnet18] [--width 0.25] [--limit 6000]
+    python bench/structured.py [--model resnet18] [--width 0.25] [--limit 4000]
 
-One dense network is trained on Fashion-MNIST at 32×32 (a quarter of the width and 6,000 images
+One dense network is trained on Fashion-MNIST at 32×32 (a quarter of the width and 4,000 images
 on a CPU; full width and all images where a GPU is available). Then, for each criterion (l1,
 apoz, taylor, and knapsack under a parameter budget) and each amount of channels removed (30 /
 50 / 70 %), the channels are cut from the dense model (every layer keeping a multiple of
@@ -102,7 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--width", type=float, default=0.25)
-    ap.add_argument("--limit", type=int, default=6000)
+    ap.add_argument("--limit", type=int, default=4000)
     ap.add_argument("--dense-epochs", type=float, default=6)
     ap.add_argument("--finetune", type=float, default=2, help="epochs of retraining after the cut")
     ap.add_argument("--final-prune", type=float, default=0.9, help="sparsity of the final run's pruning stage")
