@@ -22,7 +22,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from deepzip.export import onnx_runner
 from deepzip.files import atomic_path, write_text
 from deepzip.pipeline import compress, from_dict
 from deepzip.report.plots import widths_png
+from deepzip.runtime.timing import call_times_ms
 from deepzip.structured import costs, trace
 
 from _runs import finished
@@ -78,15 +78,9 @@ def measure(model: torch.nn.Module, dense: torch.nn.Module, reps: int) -> dict:
         for rt, pair in runners.items():
             for b, x in ((1, x1), (64, x64)):
                 times: dict[str, list[float]] = {"dense": [], "slim": []}
-                for name, run in pair.items():
-                    for _ in range(3):
-                        run(x)
-                for _ in range(max(1, (reps if b == 1 else max(10, reps // 5)) // 10)):
+                for block in range(max(1, (reps if b == 1 else max(10, reps // 5)) // 10)):
                     for name, run in pair.items():
-                        for _ in range(10):
-                            t = time.perf_counter()
-                            run(x)
-                            times[name].append(1e3 * (time.perf_counter() - t))
+                        times[name] += call_times_ms(lambda: run(x), 10, warmup=3 if block == 0 else 0)
                 for name, ts in times.items():
                     row[f"b{b}_{rt}{name}_ms"] = round(statistics.median(ts), 3)
                     row[f"b{b}_{rt}{name}_min_ms"] = round(min(ts), 3)

@@ -21,6 +21,7 @@ from ..dzip import load
 from ..errors import ConfigError
 from ..files import atomic_path
 from ..reparam import strip_
+from ..runtime.timing import call_times_ms
 
 OPSET = 17
 
@@ -111,14 +112,5 @@ def onnx_latencies_ms(model: nn.Module | str | os.PathLike, x: torch.Tensor, rep
     Example:
         >>> min(onnx_latencies_ms("model.dzip", torch.randn(1, 1, 32, 32), reps=200))
     """
-    import time
-
     run = onnx_runner(model, x, threads)
-    for _ in range(3):
-        run(x)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        run(x)
-        times.append(1e3 * (time.perf_counter() - t))
-    return times
+    return call_times_ms(lambda: run(x), reps)

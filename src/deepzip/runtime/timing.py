@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -11,24 +12,39 @@ from torch import nn
 from . import resident_weight_bytes
 
 
+def call_times_ms(call: Callable[[], Any], reps: int, warmup: int = 3, sync: Callable[[], Any] = lambda: None
+                  ) -> list[float]:
+    """Wall times of `reps` calls of `call()` in milliseconds, after `warmup` untimed calls.
+
+    Args:
+        call: what to time (a forward pass, an onnxruntime session run, …).
+        reps: timed calls.
+        warmup: untimed calls first (compilation, caches).
+        sync: called before and after each timed call (torch.cuda.synchronize on a GPU).
+
+    Example:
+        >>> min(call_times_ms(lambda: model(x), reps=100))
+    """
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(reps):
+        sync()
+        t = time.perf_counter()
+        call()
+        sync()
+        times.append(1e3 * (time.perf_counter() - t))
+    return times
+
+
 def latencies_ms(model: nn.Module, x: torch.Tensor, reps: int) -> list[float]:
     """Wall times of `reps` forward passes in milliseconds, after warm-up (compilation included).
 
     Example:
         >>> min(latencies_ms(model, torch.randn(1, 1, 28, 28), reps=100))
     """
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     with torch.inference_mode():
-        for _ in range(3):
-            model(x)
-        times = []
-        for _ in range(reps):
-            sync()
-            t = time.perf_counter()
-            model(x)
-            sync()
-            times.append(1e3 * (time.perf_counter() - t))
-    return times
+        return call_times_ms(lambda: model(x), reps, sync=torch.cuda.synchronize if x.is_cuda else (lambda: None))
 
 
 def latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
