@@ -20,6 +20,9 @@ from dzip_tools import join, split
 def valid(tmp_path_factory):
     torch.manual_seed(0)
     model = dz.create_model("lenet300", image_size=8, classes=4)
+    with torch.no_grad():  # neighbouring inputs share sign, so fc1's codes take left contexts
+        w = model.fc1.weight
+        w.copy_(w.abs() * torch.where((torch.arange(w.shape[1]) // 8 + torch.arange(w.shape[0])[:, None]) % 2 == 0, 1, -1))
     dz.prune_units_(model, {"fc1": 0.5})  # dead rows: fc1 is stored as its live submatrix
     dz.prune_(model, sparsity={"fc1": 0.9, "fc2": 0.5})
     dz.share_weights_(model, bits={"fc1": 4})
@@ -30,6 +33,8 @@ def valid(tmp_path_factory):
     coders = {s["coder"] for s in header["streams"]}  # every kind of stream is fuzzed below
     assert coders == {"context", "ans", "raw"}, coders
     assert _entry(header, "fc2.bias").get("split") == "float32"  # signs and exponents context coded
+    assert header["streams"][_entry(header, "fc1.weight")["values"]].get("left") == 1
+    assert path.read_bytes()[4:6] == b"\x04\x00"  # a left stream makes it a version 4 file
     weights = {k: v.clone() for k, v in dz.load(path).state_dict().items()}
     return Valid(path.read_bytes(), weights)
 
@@ -92,6 +97,8 @@ CASES = {
     "context_left_over": (lambda b: _mutate(b, lambda h, p: _grow_stream(h, p, _context(h), b"\x5a" * 9)), "left after"),
     "split_kind": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.bias").update(split="float64")), "cannot be split"),
     "split_mantissas": (lambda b: _mutate(b, lambda h, p: _grow_stream(h, p, _entry(h, "fc2.bias")["low"], b"\0")), "mantissa bytes"),
+    "left_value": (lambda b: _mutate(b, lambda h, p: h["streams"][_left(h)].update(left=2)), "invalid left"),
+    "left_in_version_3": (lambda b: join(*split(b), version=3), "left contexts, which a version 3"),
     "context_coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_context(h)].update(coder="ans")), "coder 'ans' where"),
     "coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(coder="lz4")), "coder 'lz4'"),
     "encoding": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(encoding="jpeg")), "unknown encoding"),
@@ -125,6 +132,10 @@ def _coded(h):
 
 def _context(h):
     return next(i for i, s in enumerate(h["streams"]) if s["coder"] == "context")
+
+
+def _left(h):
+    return next(i for i, s in enumerate(h["streams"]) if s.get("left"))
 
 
 def _fill_stream(h, payload, index, byte):
@@ -288,16 +299,17 @@ def test_fuzzed_headers_under_the_sparse_runtime(tmp_path, valid, data):
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
-@pytest.mark.parametrize("name", ["v1-lenet300", "v1-lenet300-ans"])
-def test_version_1_files_still_load_bit_identically(name):
-    """Files written by deepzip before the lean container (Huffman and ANS tables in the header,
-    a crc32 per stream) load to the very weights they held; sha256 of each tensor's bytes."""
+@pytest.mark.parametrize("name", ["v1-lenet300", "v1-lenet300-ans", "v3-lenet300-context"])
+def test_older_files_still_load_bit_identically(name):
+    """Files written by earlier deepzips load to the very weights they held (sha256 of each
+    tensor's bytes): version 1, before the lean container (Huffman and ANS tables in the header,
+    a crc32 per stream), and version 3, context coded before left contexts existed."""
     import hashlib
     import json
 
     path = os.path.join(FIXTURES, f"{name}.dzip")
     with open(path, "rb") as f:
-        assert f.read(6)[4:] == b"\x01\x00"  # still a version 1 file
+        assert f.read(6)[4:] == bytes([int(name[1]), 0])  # still the version it was written as
     expected = json.load(open(os.path.join(FIXTURES, f"{name}.sha256.json")))
     state = dz.load(path).state_dict()
     assert sorted(state) == sorted(expected)
@@ -323,3 +335,12 @@ def test_version_3_stream_kinds_in_an_older_file_are_refused(tmp_path, valid):
         s["crc32"] = zlib.crc32(payload[s["offset"]:s["offset"] + s["length"]])
     with pytest.raises(dz.DzipFormatError, match="version 1 file cannot be"):
         _decode_all(tmp_path, join(header, payload, version=1))
+
+
+def test_only_a_file_that_needs_left_contexts_is_version_4(tmp_path, valid):
+    """Version 3 readers read every file that does not use version 4's one addition."""
+    src = tmp_path / "valid.dzip"
+    src.write_bytes(valid[0])
+    for coder, version in (("ans", 3), ("huffman", 3), ("context", 4)):
+        dz.recode(src, tmp_path / f"{coder}.dzip", coder=coder)
+        assert (tmp_path / f"{coder}.dzip").read_bytes()[4:6] == bytes([version, 0]), coder

@@ -26,13 +26,35 @@ def grids(draw):
 
 
 @SETTINGS
-@given(grids())
-def test_round_trip(case):
+@given(grids(), st.booleans())
+def test_round_trip(case, left_codes):
     grid, alphabet = case
-    data = context.encode(grid, alphabet)
-    out = context.decode(data, *grid.shape, alphabet)
+    data = context.encode(grid, alphabet, left_codes)
+    out = context.decode(data, *grid.shape, alphabet, left_codes)
     assert out.dtype == symbol_dtype(alphabet) and out.shape == grid.shape
     np.testing.assert_array_equal(out, grid)
+
+
+def _smooth_rows(rng, rows=200, cols=400):
+    """Codes of a first layer over pixels: each row's weights keep one sign over runs of
+    neighbouring inputs (codes 1–15 negative, 16–31 positive), half of them kept."""
+    sign = np.repeat(rng.random((rows, cols // 20)) < 0.5, 20, axis=1)
+    grid = np.where(sign, rng.integers(1, 16, (rows, cols)), rng.integers(16, 32, (rows, cols)))
+    return np.where(rng.random((rows, cols)) < 0.5, grid, 0).astype(np.uint8)
+
+
+def test_left_contexts_pay_where_neighbours_share_sign_and_cost_little_where_not():
+    rng = np.random.default_rng(0)
+    smooth = _smooth_rows(rng)
+    assert len(context.encode(smooth, 32, True)) < 0.97 * len(context.encode(smooth, 32))
+    shuffled = smooth[:, rng.permutation(smooth.shape[1])]  # unordered inputs: nothing to learn
+    assert len(context.encode(shuffled, 32, True)) < 1.01 * len(context.encode(shuffled, 32))
+    # decoding with the other setting than the stream was written with does not give the matrix back
+    data = context.encode(smooth, 32, True)
+    try:
+        assert not np.array_equal(context.decode(data, *smooth.shape, 32), smooth)
+    except DzipFormatError:
+        pass
 
 
 def test_adapts_where_a_static_table_cannot():

@@ -21,7 +21,7 @@ from ..encode.floats import HIGH_ALPHABET, join_float32
 from ..encode.streams import MAX_ALPHABET, decode_stream
 from ..errors import DzipFormatError
 from .container import DzipReader, read_leb128, unpack_ints
-from .spec import (DTYPES, ENCODINGS, LEAN_VERSION, MAX_DIM, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, MAX_INDEX_BITS, POSITIONS,
+from .spec import (DTYPES, ENCODINGS, LEAN_VERSION, LEFT_VERSION, MAX_DIM, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, MAX_INDEX_BITS, POSITIONS,
                    STORED_FLOATS, grid_shape)
 
 Live = tuple[np.ndarray, np.ndarray]  # indices of the live rows, of the live columns
@@ -144,8 +144,12 @@ class TensorDecoder:
         s = self.r.stream(index)
         self.need(self.r.version >= LEAN_VERSION, f"{what} is context coded, which a version {self.r.version} file cannot be")
         self.need(s.get("coder") == "context", f"{what} has coder {s.get('coder')!r} where its positions say context")
+        left = s.get("left", 0)
+        self.need(left in (0, 1) and type(left) is int, f"{what} has invalid left {left!r}")
+        self.need(not left or self.r.version >= LEFT_VERSION,
+                  f"{what} uses left contexts, which a version {self.r.version} file cannot")
         try:
-            return context.decode(self.r.read(index), grid[0], grid[1], alphabet)
+            return context.decode(self.r.read(index), grid[0], grid[1], alphabet, bool(left))
         except DzipFormatError as e:
             self.fail(f"{what}: {str(e).rstrip('.')}")
 

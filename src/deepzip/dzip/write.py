@@ -37,7 +37,7 @@ from ..reparam import slots
 from ..checks import require_finite
 from ..selection import kind_of, lookup
 from .container import DzipWriter, leb128
-from .spec import AUTO_WIDTHS, CODERS, DTYPES, MAX_DIMS, MAX_INDEX_BITS, PAPER_INDEX_BITS, VERSION, grid_shape
+from .spec import AUTO_WIDTHS, CODERS, DTYPES, MAX_DIMS, MAX_INDEX_BITS, PAPER_INDEX_BITS, LEAN_VERSION, LEFT_VERSION, grid_shape
 
 
 @dataclass
@@ -73,12 +73,19 @@ def _logical_tensors(model: nn.Module) -> Iterator[_Tensor | tuple[str, str]]:
 # What a stream's entry adds to the deflated header, measured on the demo's files: a coded
 # stream's count and alphabet are numbers deflate cannot share, a context stream has neither.
 _HEADER_BYTES = {"context": 5, "huffman": 14, "ans": 14}
+_LEFT_BYTES = 7  # `"left":1` in a stream's entry (it also makes the file version 4, which costs nothing)
+_LIVE_BYTES = 8  # the live layout's two raw streams and its "rows"/"cols" keys in the header
+
+
+def _live_cost(live: dict[str, bytes]) -> int:
+    """Bytes the live layout's bitmaps add to the file, header entries included (0 without it)."""
+    return sum(len(b) for b in live.values()) + (_LIVE_BYTES if live else 0)
 
 
 def _cost(parts: list[tuple[bytes, dict[str, Any]]]) -> int:
     """Bytes a choice of streams adds to the file: the streams (their tables lead them) and an
     estimate of their entries in the header, so that ties between layouts go the right way."""
-    return sum(len(data) + _HEADER_BYTES.get(meta["coder"], 0) for data, meta in parts)
+    return sum(len(data) + _HEADER_BYTES.get(meta["coder"], 0) + _LEFT_BYTES * meta.get("left", 0) for data, meta in parts)
 
 
 def _raw_bytes(t: torch.Tensor) -> bytes:
@@ -144,7 +151,7 @@ class _Encoder:
             for live, grid in _live_choices(array):
                 bits, g, vals = self.positions(grid.reshape(-1), t, None, 2 if half else 4)
                 stored = vals.astype("<f2" if half else "<f4").tobytes()
-                cost = _cost([g]) + len(stored) + sum(len(b) for b in live.values())
+                cost = _cost([g]) + len(stored) + _live_cost(live)
                 if best is None or cost < best[0]:
                     best = (cost, live, bits, g, stored)
             cost, live, bits, g, stored = best
@@ -178,11 +185,14 @@ class _Encoder:
                  "codebook": self.raw(centroids.astype("<f2" if half else "<f4").tobytes())}
         best = None
         for live, grid in _live_choices(codes):
-            extra = sum(len(b) for b in live.values())
+            extra = _live_cost(live)
             choices = []
             if self.coder in ("auto", "context"):
-                coded = (context.encode(grid, k + 1), {"coder": "context"})
-                choices.append((_cost([coded]) + extra, live, {"positions": "context", "values": coded}))
+                # With and without left contexts: they pay on some layers and cost a few bytes of
+                # learning on others; the first of equals (without, readable by version 3) wins.
+                for left in (False, True):
+                    coded = (context.encode(grid, k + 1, left), {"coder": "context", **({"left": 1} if left else {})})
+                    choices.append((_cost([coded]) + extra, live, {"positions": "context", "values": coded}))
             if self.coder != "context":
                 flat = grid.reshape(-1)
                 dense = self.coded(flat, k + 1)
@@ -272,5 +282,5 @@ def save(
         widths = widths_of(model)
         if widths:  # the layers channel surgery made narrower, so a fresh module can be made to fit
             header["widths"] = widths
-        size = writer.finish(header, VERSION)
+        size = writer.finish(header, LEFT_VERSION if any(s.get("left") for s in writer.streams) else LEAN_VERSION)
     return {**header, "streams": writer.streams, "file_bytes": size}

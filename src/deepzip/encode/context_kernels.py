@@ -17,6 +17,12 @@ RATE_LIMIT = 254
 COL_BUCKETS = 17  # 16 buckets of the column's density over the rows above, and one for the first row
 ROW_BUCKETS = 16
 SIG_CONTEXTS = COL_BUCKETS * ROW_BUCKETS * 2
+# With left contexts on, a kept weight's first LEFT_LEVELS code decisions use one of 4 more trees,
+# chosen by the top two bits of its left neighbour's code (when that is kept): where inputs are
+# neighbours (pixels, kernel taps) so are the signs and sizes of their weights. Three levels beat
+# 1, 2 and all of them on the demo's fc1 and the best LeNet-300-100 recipe's fc1 (bench/codec.py).
+LEFT_LEVELS = 3
+TREES = 5
 
 
 # RECIPROCAL[n] = 2^16 / (n + 2): a model's rate after n observations, as a multiply, not a divide.
@@ -126,14 +132,24 @@ def _fresh_models(depth, cols):
     """Both sides start from the same state: every model at p = 1/2 with no observations, no
     kept weight counted in any column, and the per-column reciprocals of the row-density buckets."""
     return (np.full(SIG_CONTEXTS, ONE // 2, np.int64), np.zeros(SIG_CONTEXTS, np.int64),
-            np.full(1 << depth, ONE // 2, np.int64), np.zeros(1 << depth, np.int64), np.zeros(cols, np.int64),
+            np.full(TREES << depth, ONE // 2, np.int64), np.zeros(TREES << depth, np.int64), np.zeros(cols, np.int64),
             np.array([(16 << SCALE_BITS) // (c + 1) for c in range(cols)], np.int64))
 
 
+@numba.njit(cache=True, inline="always")
+def _tree(left_codes, left_code, depth):
+    """The tree a kept weight's first code decisions use: 0 without left contexts or when the left
+    neighbour is pruned, else 1 + the top two bits of its code − 1 (one bit when depth is 1)."""
+    if not left_codes or left_code == 0:
+        return 0
+    return 1 + ((left_code - 1) >> max(depth - 2, 0))
+
+
 @numba.njit(cache=True)
-def encode_matrix(codes, depth, out):
+def encode_matrix(codes, depth, out, left_codes):
     """Code a (rows, cols) matrix of codes 0..K (0: a pruned weight) into `out`; returns the
-    bytes written, or -1 when `out` is too small. `depth` bits code a kept weight's code − 1."""
+    bytes written, or -1 when `out` is too small. `depth` bits code a kept weight's code − 1;
+    `left_codes` chooses their first trees by the left neighbour's code."""
     rows, cols = codes.shape
     state = (0, 0xFFFFFFFF, 0, 1, 0, 0)
     recip = RECIPROCAL
@@ -142,6 +158,7 @@ def encode_matrix(codes, depth, out):
         row_scale = (16 << SCALE_BITS) // r if r else 0
         row_count = 0
         left = 0
+        left_code = 0
         for c in range(cols):
             code = codes[r, c]
             bit = 1 if code != 0 else 0
@@ -150,18 +167,22 @@ def encode_matrix(codes, depth, out):
             if state[5] < 0:
                 return -1
             left = bit
+            left_code, prev = code, left_code
             if not bit:
                 continue
             col_count[c] += 1
             row_count += 1
             value = code - 1
             node = 1
+            tree = _tree(left_codes, prev, depth) << depth
             for level in range(depth - 1, -1, -1):
                 b = (value >> level) & 1
-                state = _encode_bit(state, out, tree_prob, tree_seen, node, b, recip)
+                state = _encode_bit(state, out, tree_prob, tree_seen, node + tree, b, recip)
                 if state[5] < 0:
                     return -1
                 node = node * 2 + b
+                if depth - level == LEFT_LEVELS:
+                    tree = 0
     low, rng, cache, cache_size, written, started = state
     # Flush a value inside [low, low + range) that ends in as many zero bytes as it can: the
     # decoder reads zeros past the end, so the caller drops trailing zero bytes for free.
@@ -181,7 +202,7 @@ def encode_matrix(codes, depth, out):
 
 
 @numba.njit(cache=True)
-def decode_matrix(data, rows, cols, depth, kept_max, out):
+def decode_matrix(data, rows, cols, depth, kept_max, out, left_codes):
     """Inverse of encode_matrix into `out` (rows × cols). Returns the bytes of `data` left unread
     (0 for a valid stream: reads past its end are the zeros the encoder dropped), or -1 - i when
     the code decoded at flat position i exceeds `kept_max` (a corrupt stream)."""
@@ -197,21 +218,27 @@ def decode_matrix(data, rows, cols, depth, kept_max, out):
         row_scale = (16 << SCALE_BITS) // r if r else 0
         row_count = 0
         left = 0
+        left_code = 0
         for c in range(cols):
             ctx = _sig_context(col_count[c], row_scale, row_count, col_scale[c], left)
             bit, code_reg, rng, pos = _decode_bit(code_reg, rng, pos, data, sig_prob, sig_seen, ctx, recip)
             left = bit
             if not bit:
                 out[r, c] = 0
+                left_code = 0
                 continue
             col_count[c] += 1
             row_count += 1
             node = 1
-            for _ in range(depth):
-                b, code_reg, rng, pos = _decode_bit(code_reg, rng, pos, data, tree_prob, tree_seen, node, recip)
+            tree = _tree(left_codes, left_code, depth) << depth
+            for level in range(depth):
+                b, code_reg, rng, pos = _decode_bit(code_reg, rng, pos, data, tree_prob, tree_seen, node + tree, recip)
                 node = node * 2 + b
+                if level + 1 == LEFT_LEVELS:
+                    tree = 0
             value = node - (1 << depth) + 1
             if value > kept_max:
                 return -1 - (r * cols + c)
             out[r, c] = value
+            left_code = value
     return max(data.size - pos, 0)
