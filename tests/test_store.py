@@ -254,3 +254,19 @@ def test_an_unmasked_tensor_of_negative_zeros_keeps_their_sign(tmp_path):
         layer.weight[8:16] = 0.0
     header = dz.save(layer, tmp_path / "p.dzip")
     assert next(e for e in header["tensors"] if e["name"] == "weight")["encoding"] == "sparse"
+
+
+def test_a_large_layer_tries_left_contexts_only_where_its_first_rows_gain():
+    import numpy as np
+
+    from deepzip.dzip.write import _LEFT_SAMPLE, _left_may_pay
+
+    rng = np.random.default_rng(0)
+    rows, cols = 300, 4000
+    assert rows * cols > _LEFT_SAMPLE  # large enough to be judged by its first rows
+    sign = np.repeat(rng.random((rows, cols // 20)) < 0.5, 20, axis=1)  # neighbouring inputs share sign
+    grid = np.where(sign, rng.integers(1, 16, (rows, cols)), rng.integers(16, 32, (rows, cols)))
+    grid = np.where(rng.random((rows, cols)) < 0.5, grid, 0).astype(np.uint8)
+    assert _left_may_pay(grid, 32)
+    assert not _left_may_pay(grid[:, rng.permutation(cols)], 32)  # unordered inputs: coded once
+    assert _left_may_pay(grid[:10, rng.permutation(cols)], 32)  # a small layer always tries both

@@ -77,6 +77,19 @@ _LEFT_BYTES = 7  # `"left":1` in a stream's entry (it also makes the file versio
 _LIVE_BYTES = 8  # the live layout's two raw streams and its "rows"/"cols" keys in the header
 
 
+_LEFT_SAMPLE = 1 << 20  # weights of a large layer's first rows on which left contexts are tried first
+
+
+def _left_may_pay(grid: np.ndarray, alphabet: int) -> bool:
+    """Whether to code a layer with left contexts too: on a layer of more than a million weights,
+    only if they pay on its first rows, so that a layer where they cannot (codes with no order
+    among neighbours) is context coded once, not twice (a VGG-16-sized save: 6 s, not 11.5)."""
+    if grid.size <= _LEFT_SAMPLE:
+        return True
+    head = grid[:max(1, _LEFT_SAMPLE // grid.shape[1])]
+    return len(context.encode(head, alphabet, True)) < len(context.encode(head, alphabet))
+
+
 def _live_cost(live: dict[str, bytes]) -> int:
     """Bytes the live layout's bitmaps add to the file, header entries included (0 without it)."""
     return sum(len(b) for b in live.values()) + (_LIVE_BYTES if live else 0)
@@ -190,7 +203,7 @@ class _Encoder:
             if self.coder in ("auto", "context"):
                 # With and without left contexts: they pay on some layers and cost a few bytes of
                 # learning on others; the first of equals (without, readable by version 3) wins.
-                for left in (False, True):
+                for left in (False, True) if _left_may_pay(grid, k + 1) else (False,):
                     coded = (context.encode(grid, k + 1, left), {"coder": "context", **({"left": 1} if left else {})})
                     choices.append((_cost([coded]) + extra, live, {"positions": "context", "values": coded}))
             if self.coder != "context":
