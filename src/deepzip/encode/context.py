@@ -47,8 +47,8 @@ def encode(grid: np.ndarray, alphabet: int, left_codes: bool = False) -> bytes:
         grid: (rows, columns) unsigned integers; 0 means a pruned weight.
         alphabet: one more than the largest code the reader must accept (K + 1 for K centroids).
         left_codes: code each kept weight's first decisions under models chosen by its left
-            neighbour's code (pays where neighbouring inputs are pixels or kernel taps; the decoder
-            must be told the same).
+            neighbour's code (pays where neighbouring inputs are pixels; a conv layer's kernel
+            taps gained under 0.3 %; the decoder must be told the same).
 
     Example:
         >>> data = encode(np.array([[0, 3], [1, 0]], np.uint8), 4)

@@ -19,7 +19,7 @@ ROW_BUCKETS = 16
 SIG_CONTEXTS = COL_BUCKETS * ROW_BUCKETS * 2
 # With left contexts on, a kept weight's first LEFT_LEVELS code decisions use one of 4 more trees,
 # chosen by the top two bits of its left neighbour's code (when that is kept): where inputs are
-# neighbours (pixels, kernel taps) so are the signs and sizes of their weights. Three levels beat
+# neighbouring pixels, so are the signs and sizes of their weights. Three levels did best against
 # 1, 2 and all of them on the demo's fc1 and the best LeNet-300-100 recipe's fc1 (bench/codec.py).
 LEFT_LEVELS = 3
 TREES = 5
