@@ -31,10 +31,10 @@ def valid(tmp_path_factory):
     header = dz.save(model, path, coder="context")  # shared layers context coded, the rest ANS
     assert "rows" in _entry(header, "fc1.weight") and _entry(header, "fc1.weight")["stored"] == "float16"
     coders = {s["coder"] for s in header["streams"]}  # every kind of stream is fuzzed below
-    assert coders == {"context", "ans", "raw"}, coders
+    assert coders == {"context", "context-left", "ans", "raw"}, coders
     assert _entry(header, "fc2.bias").get("split") == "float32"  # signs and exponents context coded
-    assert header["streams"][_entry(header, "fc1.weight")["values"]].get("left") == 1
-    assert path.read_bytes()[4:6] == b"\x04\x00"  # a left stream makes it a version 4 file
+    assert header["streams"][_entry(header, "fc1.weight")["values"]]["coder"] == "context-left"
+    assert path.read_bytes()[4:6] == b"\x04\x00"  # a context-left stream makes it a version 4 file
     weights = {k: v.clone() for k, v in dz.load(path).state_dict().items()}
     return Valid(path.read_bytes(), weights)
 
@@ -97,8 +97,7 @@ CASES = {
     "context_left_over": (lambda b: _mutate(b, lambda h, p: _grow_stream(h, p, _context(h), b"\x5a" * 9)), "left after"),
     "split_kind": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc2.bias").update(split="float64")), "cannot be split"),
     "split_mantissas": (lambda b: _mutate(b, lambda h, p: _grow_stream(h, p, _entry(h, "fc2.bias")["low"], b"\0")), "mantissa bytes"),
-    "left_value": (lambda b: _mutate(b, lambda h, p: h["streams"][_left(h)].update(left=2)), "invalid left"),
-    "left_in_version_3": (lambda b: join(*split(b), version=3), "left contexts, which a version 3"),
+    "left_in_version_3": (lambda b: join(*split(b), version=3), "'context-left', which a version 3"),
     "context_coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_context(h)].update(coder="ans")), "coder 'ans' where"),
     "coder": (lambda b: _mutate(b, lambda h, p: h["streams"][_entry(h, "fc1.weight")["values"]].update(coder="lz4")), "coder 'lz4'"),
     "encoding": (lambda b: _mutate(b, lambda h, p: _entry(h, "fc1.bias").update(encoding="jpeg")), "unknown encoding"),
@@ -132,10 +131,6 @@ def _coded(h):
 
 def _context(h):
     return next(i for i, s in enumerate(h["streams"]) if s["coder"] == "context")
-
-
-def _left(h):
-    return next(i for i, s in enumerate(h["streams"]) if s.get("left"))
 
 
 def _fill_stream(h, payload, index, byte):

@@ -143,13 +143,14 @@ class TensorDecoder:
         """A context-coded matrix of codes (encode/context.py); its size was spent with its tensor's."""
         s = self.r.stream(index)
         self.need(self.r.version >= LEAN_VERSION, f"{what} is context coded, which a version {self.r.version} file cannot be")
-        self.need(s.get("coder") == "context", f"{what} has coder {s.get('coder')!r} where its positions say context")
-        left = s.get("left", 0)
-        self.need(left in (0, 1) and type(left) is int, f"{what} has invalid left {left!r}")
-        self.need(not left or self.r.version >= LEFT_VERSION,
-                  f"{what} uses left contexts, which a version {self.r.version} file cannot")
+        # The models are named by the coder, not by a flag beside it: a header that says "context"
+        # for a "context-left" stream names another coder, as "ans" for a Huffman stream would.
+        coder = s.get("coder")
+        self.need(coder in ("context", "context-left"), f"{what} has coder {coder!r} where its positions say context")
+        self.need(coder == "context" or self.r.version >= LEFT_VERSION,
+                  f"{what} has coder 'context-left', which a version {self.r.version} file cannot")
         try:
-            return context.decode(self.r.read(index), grid[0], grid[1], alphabet, bool(left))
+            return context.decode(self.r.read(index), grid[0], grid[1], alphabet, coder == "context-left")
         except DzipFormatError as e:
             self.fail(f"{what}: {str(e).rstrip('.')}")
 

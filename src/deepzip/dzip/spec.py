@@ -12,8 +12,8 @@ import torch
 MAGIC = b"DZIP"
 VERSION = 4  # the newest this deepzip reads
 LEAN_VERSION = 3  # streams back to back without offsets or checksums of their own; code tables in the payload
-LEFT_VERSION = 4  # context streams with `left` (code models chosen by the left neighbour's code); a file
-# without such a stream is written as version 3, so version 3 readers read every file that does not need 4
+LEFT_VERSION = 4  # "context-left" streams (code models chosen by the left neighbour's code); a file
+# without one is written as version 3, so version 3 readers read every file that does not need 4
 PREAMBLE = struct.Struct("<4sHHQ")
 TRAILER = struct.Struct("<I")
 MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse

@@ -72,8 +72,7 @@ def _logical_tensors(model: nn.Module) -> Iterator[_Tensor | tuple[str, str]]:
 
 # What a stream's entry adds to the deflated header, measured on the demo's files: a coded
 # stream's count and alphabet are numbers deflate cannot share, a context stream has neither.
-_HEADER_BYTES = {"context": 5, "huffman": 14, "ans": 14}
-_LEFT_BYTES = 7  # `"left":1` in a stream's entry (it also makes the file version 4, which costs nothing)
+_HEADER_BYTES = {"context": 5, "context-left": 10, "huffman": 14, "ans": 14}
 _LIVE_BYTES = 8  # the live layout's two raw streams and its "rows"/"cols" keys in the header
 
 
@@ -98,7 +97,7 @@ def _live_cost(live: dict[str, bytes]) -> int:
 def _cost(parts: list[tuple[bytes, dict[str, Any]]]) -> int:
     """Bytes a choice of streams adds to the file: the streams (their tables lead them) and an
     estimate of their entries in the header, so that ties between layouts go the right way."""
-    return sum(len(data) + _HEADER_BYTES.get(meta["coder"], 0) + _LEFT_BYTES * meta.get("left", 0) for data, meta in parts)
+    return sum(len(data) + _HEADER_BYTES.get(meta["coder"], 0) for data, meta in parts)
 
 
 def _raw_bytes(t: torch.Tensor) -> bytes:
@@ -204,7 +203,7 @@ class _Encoder:
                 # With and without left contexts: they pay on some layers and cost a few bytes of
                 # learning on others; the first of equals (without, readable by version 3) wins.
                 for left in (False, True) if _left_may_pay(grid, k + 1) else (False,):
-                    coded = (context.encode(grid, k + 1, left), {"coder": "context", **({"left": 1} if left else {})})
+                    coded = (context.encode(grid, k + 1, left), {"coder": "context-left" if left else "context"})
                     choices.append((_cost([coded]) + extra, live, {"positions": "context", "values": coded}))
             if self.coder != "context":
                 flat = grid.reshape(-1)
@@ -295,5 +294,6 @@ def save(
         widths = widths_of(model)
         if widths:  # the layers channel surgery made narrower, so a fresh module can be made to fit
             header["widths"] = widths
-        size = writer.finish(header, LEFT_VERSION if any(s.get("left") for s in writer.streams) else LEAN_VERSION)
+        size = writer.finish(header, LEFT_VERSION if any(s["coder"] == "context-left" for s in writer.streams)
+                             else LEAN_VERSION)
     return {**header, "streams": writer.streams, "file_bytes": size}
