@@ -132,15 +132,15 @@ def dzip_streams(path: Path) -> None:
             print(json.dumps({"file": path.name, "layer": e["name"], "positions_in_file": e["positions"],
                               "bytes_in_file": in_file, "context_bytes_whole_matrix": len(data),
                               "context_decode_Mpos_s": round(grid.size / t_dec / 1e6, 1),
-                              **context_bounds(grid, kept, codebook.size)}), flush=True)
+                              **context_bounds(grid, kept, codebook.size, len(data))}), flush=True)
 
 
-def context_bounds(grid: np.ndarray, kept: np.ndarray, alphabet: int) -> dict:
+def context_bounds(grid: np.ndarray, kept: np.ndarray, alphabet: int, coded: int) -> dict:
     """Where the context coder's bytes for one layer go, against two bounds that no adaptive coder
     reaches: its positions alone (every kept code set to 1), against the binary entropy at the
     layer's density and a rank-1 logistic model of kept-or-not (a parameter per row and per
     column, fitted to the very matrix and stored for free); its codes (the rest), without and
-    with left contexts, against their zeroth-order entropy."""
+    with left contexts, against their zeroth-order entropy. `coded`: the layer's context-coded bytes."""
     import torch
     from deepzip.encode import context
 
@@ -163,7 +163,7 @@ def context_bounds(grid: np.ndarray, kept: np.ndarray, alphabet: int) -> dict:
     rank1 = nats().item() / np.log(2) / 8
     return {"positions_bytes": positions, "positions_iid_entropy_bytes": round(iid),
             "positions_rank1_bound_bytes": round(rank1),
-            "codes_bytes": len(context.encode(grid, alphabet)) - positions,
+            "codes_bytes": coded - positions,
             "codes_bytes_left_contexts": len(context.encode(grid, alphabet, True)) - positions,
             "codes_order0_entropy_bytes": round(kept.size * entropy(kept.astype(np.int64)) / 8)}
 
