@@ -391,7 +391,7 @@ def _finish(run: Run) -> dict[str, Any]:
                    "recipe": recipe.changes()})
     run.seconds["save"] = round(time.perf_counter() - begin, 2)
     begin = time.perf_counter()
-    reloaded = load(path)
+    reloaded = load(path).to(run.device)  # scored where the in-memory model was, so the two compare
     acc["from_file"] = evaluate(reloaded, run.test_set)
     same = bool(torch.equal(predict(reloaded, run.test_set), predict(run.model, run.test_set)))
     run.seconds["reload"] = round(time.perf_counter() - begin, 2)

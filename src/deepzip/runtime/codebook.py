@@ -79,17 +79,18 @@ class _CodebookMatrix(nn.Module):
 
     def _device_csr(self, device: torch.device) -> torch.Tensor:
         if self._csr is None or self._csr.device != device:
+            # Built on the host from the codes, wherever .to() has moved them since.
             positions = self._positions()
-            values = self.table.numpy()[self.codes.numpy().astype(np.int64)]
+            values = self.table.cpu().numpy()[self.codes.cpu().numpy().astype(np.int64)]
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                 self._csr = csr_from_positions(positions, values, self.rows, self.columns).to(device)
         return self._csr
 
     def _positions(self) -> np.ndarray:
-        indptr = self.indptr.numpy()
+        indptr = self.indptr.cpu().numpy()
         rows = np.repeat(np.arange(self.rows, dtype=np.int64), np.diff(indptr))
-        return rows * self.columns + self.cols.numpy().astype(np.int64)
+        return rows * self.columns + self.cols.cpu().numpy().astype(np.int64)
 
     @property
     def nnz(self) -> int:
