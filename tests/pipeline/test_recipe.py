@@ -4,6 +4,7 @@ import pytest
 
 import deepzip as dz
 from deepzip.prune import ramp
+from deepzip.selection import select
 from deepzip.pipeline.recipe import Recipe, default_recipe, from_dict, load_recipe, save_recipe
 
 
@@ -59,12 +60,21 @@ def test_shipped_recipes_load():
     from pathlib import Path
 
     files = sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml"))
-    assert {f.stem for f in files} >= {"paper-lenet300", "paper-lenet5", "best-lenet300", "best-lenet5"}
+    assert {f.stem for f in files} >= {"paper-lenet300", "paper-lenet5", "best-lenet300", "best-lenet5", "best-resnet18"}
+
+    def budget(r):
+        return r.prune.steps * r.prune.retrain.epochs + r.share.finetune.epochs
+
     for f in files:
         r = load_recipe(f)
-        budget = r.prune.steps * r.prune.retrain.epochs + r.share.finetune.epochs
-        paper = load_recipe(f.with_name(f"paper-{r.model}.yaml"))
-        assert budget == paper.prune.steps * paper.prune.retrain.epochs + paper.share.finetune.epochs
+        # Every layer a recipe names is a layer of its model (a typo would stop the run after the dense stage).
+        model = dz.create_model(r.model, image_size=r.image_size or 28, in_channels=1, **r.model_args)
+        for setting in (r.prune.sparsity, r.prune.units, r.share.bits):
+            select(model, setting, f.name)
+        # A model's recipes spend the same epochs after the dense part: the paper's where there is one.
+        same = f.with_name(f"paper-{r.model}.yaml")
+        same = same if same.exists() else f.with_name(f"best-{r.model}.yaml")
+        assert budget(r) == budget(load_recipe(same)), f.name
 
 
 def test_global_scope_needs_one_sparsity():
