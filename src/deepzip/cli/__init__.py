@@ -1,0 +1,60 @@
+"""The `deepzip` command: parses arguments, calls the API, prints. No logic of its own.
+
+Here: the app, the one-line error rule every command runs under, --version. The commands live
+beside it: train_commands.py holds those that train (compress, distill, sensitivity),
+file_commands.py those that read a finished .dzip (inspect, evaluate, benchmark, report,
+export, decompress, recode).
+"""
+from __future__ import annotations
+
+import os
+
+import typer
+
+from ..errors import DeepzipError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compress trained PyTorch networks into small .dzip files (Deep Compression and beyond).")
+
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(2)
+
+
+def _run(fn):
+    """Bad input of any kind ends in one line on stderr and exit status 2, never a traceback
+    (DEEPZIP_DEBUG=1 shows the traceback of an unexpected error)."""
+    try:
+        return fn()
+    except (DeepzipError, OSError, typer.BadParameter) as e:
+        _fail(e)
+    except Exception as e:  # a bug or an input no check anticipated: still one line, and say which
+        if os.environ.get("DEEPZIP_DEBUG"):
+            raise
+        _fail(f"unexpected {type(e).__name__}: {e}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .._version import __version__
+
+        typer.echo(f"deepzip {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Compress trained PyTorch networks into small .dzip files (Deep Compression and beyond).
+
+    Errors are one line; set DEEPZIP_DEBUG=1 to see the traceback of an unexpected one.
+    """
+
+
+def main() -> None:
+    """The console entry point (`deepzip`, `python -m deepzip`)."""
+    app(prog_name="deepzip")
+
+
+from . import train_commands, file_commands  # noqa: E402,F401  (register their commands on app)
