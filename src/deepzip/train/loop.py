@@ -201,13 +201,7 @@ def train(
     loss_fn = cross_entropy if loss_fn is None else loss_fn
     extra = [*modules, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])]
     reattach_masks_(model)
-    # A loss module may say which of its parameters train with the model (a distillation loss:
-    # its regressors, not its teacher nor a discriminator with an optimizer of its own).
-    params = [p for net in (model, *extra)
-              for p in (net.trainable_parameters() if hasattr(net, "trainable_parameters") else net.parameters())
-              if p.requires_grad]
-    params = list({id(p): p for p in params}.values())  # a module passed twice is optimized once
-    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
+    opt = make_optimizer(_trainable(model, extra), optimizer, lr, momentum, weight_decay)
     rank, ranks = world()
     batches = make_batches(data, batch_size, shuffle=True, seed=seed, shard=(rank, ranks))
     per_epoch = len(batches) if hasattr(batches, "__len__") else None
@@ -235,6 +229,16 @@ def train(
         _call(callbacks, "on_train_end", state)
     model.eval()
     return state.losses
+
+
+def _trainable(model: nn.Module, extra: Sequence[nn.Module]) -> list[nn.Parameter]:
+    """The parameters the optimizer updates, each once. A loss module may say which of its own
+    train with the model (a distillation loss: its regressors, not its teacher nor a
+    discriminator with an optimizer of its own)."""
+    params = [p for net in (model, *extra)
+              for p in (net.trainable_parameters() if hasattr(net, "trainable_parameters") else net.parameters())
+              if p.requires_grad]
+    return list({id(p): p for p in params}.values())  # a module passed twice is optimized once
 
 
 def _epoch(state: TrainState, loss_fn: LossFn, forward: nn.Module, device: torch.device, lr: float) -> None:
