@@ -81,8 +81,10 @@ def test_npz_float_file_is_used_as_stored(tmp_path):
 @pytest.mark.parametrize(
     "arrays, message",
     [
-        ({"x": np.zeros((2, 3, 3), np.uint8)}, "lacks the arrays x and y"),
-        ({"x": np.zeros((2, 3), np.uint8), "y": np.zeros(2, int)}, r"x of shape \(2, 3\)"),
+        ({"x": np.zeros((2, 3, 3), np.uint8)}, "lacks the array y"),
+        ({"x": np.zeros((2, 3), np.float32), "y": np.zeros(2, int)}, r"x of shape \(2, 3\)"),
+        ({"x": np.zeros((2, 1), np.int64)}, r"token ids x of shape \(2, 1\)"),
+        ({"x": np.zeros((2, 4), np.int64), "y": np.zeros((2, 3), int)}, r"y of shape \(2, 3\)"),
         ({"x": np.zeros((2, 3, 3), np.int16), "y": np.zeros(2, int)}, "x of type int16"),
         ({"x": np.full((2, 3, 3), np.nan), "y": np.zeros(2, int)}, "NaN"),
         ({"x": np.zeros((2, 3, 3), np.uint8), "y": np.zeros(3, int)}, r"y of shape \(3,\)"),
@@ -90,7 +92,7 @@ def test_npz_float_file_is_used_as_stored(tmp_path):
         ({"x": np.zeros((2, 3, 3), np.uint8), "y": np.array([0, 3]), "classes": np.array(3)}, "label 3"),
         ({"x": np.array([None, None]), "y": np.zeros(2, int)}, "cannot be read"),
     ],
-    ids=["no-y", "x-2d", "x-int16", "nan", "y-count", "negative", "over-classes", "object"],
+    ids=["no-y", "x-2d", "tokens-short", "tokens-y-shape", "x-int16", "nan", "y-count", "negative", "over-classes", "object"],
 )
 def test_npz_malformed(tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
@@ -156,3 +158,22 @@ def test_imagefolder_errors(tmp_path):
     write_image(tmp_path / "test" / "zebra" / "0.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(DataError, match="zebra is a class that .*train lacks"):
         load("imagefolder", tmp_path, train=False)
+
+
+def test_npz_token_ids_without_labels_are_a_next_token_task(tmp_path):
+    ids = np.arange(24, dtype=np.int32).reshape(3, 8) % 11
+    np.savez(tmp_path / "lm.npz", x=ids)
+    got = load("npz", tmp_path / "lm.npz", train=True)
+    assert got.x.dtype == torch.int64 and got.x.shape == (3, 7)
+    assert torch.equal(got.y, torch.from_numpy(ids[:, 1:]).long())  # each position predicts the next id
+    assert got.classes == 11
+
+
+def test_npz_token_ids_with_labels_and_a_validation_split_of_their_own(tmp_path):
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        np.savez(tmp_path / f"{split}.npz", x=np.ones((n, 5), np.int64), y=np.arange(n) % 2)
+    from deepzip.data import load_validation
+
+    val = load_validation("npz", tmp_path)
+    assert len(val) == 2 and val.y.tolist() == [0, 1] and val.x.dtype == torch.int64
+    assert load_validation("npz", tmp_path / "train.npz") is None  # a single file has no validation split

@@ -11,8 +11,13 @@ then each channel becomes (x - mean) / std with the set's constants:
     cifar10         mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435, 0.2616)
     digits          mean 0.3053, std 0.3760              (all 1797 images, ink counts / 16)
     synthetic       none: drawn with mean 0 and variance 1 already
-    npz             uint8: mean 0.5, std 0.5 (pixels land in [-1, 1]); float: used as stored
+    npz             uint8: mean 0.5, std 0.5 (pixels land in [-1, 1]); float: used as stored;
+                    integer token ids (N×T): kept as int64, never normalised
     imagefolder     mean 0.5, std 0.5
+
+A data set may have a validation split of its own (an npz directory with val.npz, an image
+folder with val/); `load_validation` returns it, or None, and data/splits.py holds one out of
+the training split otherwise.
 """
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ from ..errors import ConfigError, DataError
 
 @dataclass(frozen=True)
 class Dataset:
-    """One split, whole: `x` float32 N×C×H×W normalised, `y` int64 N with labels in [0, classes)."""
+    """One split, whole: `x` float32 N×C×H×W normalised (or int64 N×T token ids), `y` int64 N
+    with labels in [0, classes) (or N×T next tokens, for a causal language model)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -43,8 +49,9 @@ class Dataset:
 class Arrays:
     """What a format loader returns: a split as read from disk, before trimming and normalising.
 
-    `x` is N×C×H×W, uint8 (divided by 255 first) or float32 (used as is); `mean` and `std`
-    hold one value per channel, or a single value for every channel.
+    `x` is N×C×H×W, uint8 (divided by 255 first) or float32 (used as is), or N×T integer token
+    ids (kept as they are); `mean` and `std` hold one value per channel, or a single value for
+    every channel (unused for tokens).
     """
 
     x: np.ndarray
@@ -56,6 +63,7 @@ class Arrays:
 
 Loader = Callable[[Path | None, bool], Arrays]
 _REGISTRY: dict[str, Loader] = {}
+_VALIDATION: dict[str, Callable[[Path | None], Arrays | None]] = {}
 
 
 def register(name: str) -> Callable[[Loader], Loader]:
@@ -63,6 +71,16 @@ def register(name: str) -> Callable[[Loader], Loader]:
 
     def add(loader: Loader) -> Loader:
         _REGISTRY[name] = loader
+        return loader
+
+    return add
+
+
+def register_validation(name: str) -> Callable:
+    """Decorator: the loader of data set `name`'s own validation split (returns None if absent)."""
+
+    def add(loader: Callable[[Path | None], Arrays | None]) -> Callable[[Path | None], Arrays | None]:
+        _VALIDATION[name] = loader
         return loader
 
     return add
@@ -86,8 +104,27 @@ def load(name: str, root: str | Path | None = None, *, train: bool, limit: int |
         raise ConfigError(f"Unknown data set {name!r}; known data sets: {', '.join(names())}.")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1 sample, not {limit}.")
-    arrays = _REGISTRY[name](None if root is None else Path(root), train)
+    return _tensors(_REGISTRY[name](None if root is None else Path(root), train), name, limit, size)
+
+
+def load_validation(name: str, root: str | Path | None = None, *, limit: int | None = None,
+                    size: int | None = None) -> Dataset | None:
+    """Data set `name`'s own validation split, normalised like its other splits, or None if it has none.
+
+    Example:
+        >>> load_validation("npz", "mydata/")   # mydata/val.npz, if there is one
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"Unknown data set {name!r}; known data sets: {', '.join(names())}.")
+    found = _VALIDATION[name](None if root is None else Path(root)) if name in _VALIDATION else None
+    return None if found is None else _tensors(found, name, limit, size)
+
+
+def _tensors(arrays: Arrays, name: str, limit: int | None, size: int | None) -> Dataset:
     x, y = arrays.x[:limit], arrays.y[:limit]
+    if x.ndim == 2:  # token ids (N×T): nothing to normalise or resize
+        return Dataset(torch.from_numpy(x.astype(np.int64)), torch.from_numpy(y.astype(np.int64)), arrays.classes,
+                       name)
     # astype copies, so the in-place arithmetic below never touches a read-only frombuffer view.
     pixels = torch.from_numpy(x.astype(np.float32, order="C"))
     if x.dtype == np.uint8:
