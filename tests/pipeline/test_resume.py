@@ -9,7 +9,7 @@ import time
 import pytest
 
 import deepzip as dz
-from deepzip.pipeline import compress, from_dict, load_recipe
+from deepzip.pipeline import run_recipe, from_dict, load_recipe
 from deepzip.train import read_checkpoint
 
 # Small enough to run in seconds, with epochs long enough (~0.2 s) to be killed inside.
@@ -74,7 +74,7 @@ def test_killed_three_times_and_resumed_it_ends_with_the_same_bytes(tmp_path):
     recipe.write_text(RECIPE)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     # The uninterrupted run in this process (one thread, as the children): it saves a start-up.
-    compress(load_recipe(recipe), whole, progress=False, log=lambda *a: None)
+    run_recipe(load_recipe(recipe), whole, progress=False, log=lambda *a: None)
 
     for stage in ("dense", "prune", "share"):
         stopped = _kill_inside(recipe, broken, stage, resume=stage != "dense")
@@ -94,10 +94,10 @@ def test_killed_three_times_and_resumed_it_ends_with_the_same_bytes(tmp_path):
 
     events = EventAccumulator(str(broken / "tb"))
     events.Reload()
-    assert {"train/loss", "train/lr", "test/accuracy", "model/sparsity"} <= set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "val/accuracy", "model/sparsity"} <= set(events.Tags()["scalars"])
     steps = [e.step for e in events.Scalars("train/loss")]
     assert steps == sorted(set(steps)) and len(steps) == len(ha)
-    assert [round(e.value, 4) for e in events.Scalars("test/accuracy")] == [round(r["accuracy"], 4) for r in ha]
+    assert [round(e.value, 4) for e in events.Scalars("val/accuracy")] == [round(r["accuracy"], 4) for r in ha]
 
 
 RATE_RECIPE = """
@@ -117,7 +117,7 @@ def test_a_run_killed_inside_rate_training_resumes_to_the_same_bytes(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(RATE_RECIPE)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    compress(load_recipe(recipe), whole, progress=False, log=lambda *a: None)
+    run_recipe(load_recipe(recipe), whole, progress=False, log=lambda *a: None)
     stopped = _kill_inside(recipe, broken, "rate", resume=False, stages={"rate": 2})
     assert stopped == (2, True)
     subprocess.run(_command(recipe, broken, resume=True), env=_env(), check=True, stdout=subprocess.DEVNULL)
@@ -134,18 +134,18 @@ def _tiny(**changes):
 
 def test_a_directory_of_another_run_is_refused_and_the_same_run_starts_over(tmp_path):
     quiet = dict(limit=512, progress=False, log=lambda *a: None)
-    first = compress(_tiny(), tmp_path, **quiet)
+    first = run_recipe(_tiny(), tmp_path, **quiet)
     with pytest.raises(dz.RunStateError, match="another run"):
-        compress(_tiny(seed=1), tmp_path, **quiet)
+        run_recipe(_tiny(seed=1), tmp_path, **quiet)
     with pytest.raises(dz.RunStateError, match="another run"):
-        compress(_tiny(seed=1), tmp_path, resume=True, **quiet)
-    assert compress(_tiny(), tmp_path, **quiet)["file_bytes"] == first["file_bytes"]  # over again, same bytes
-    again = compress(_tiny(), tmp_path, resume=True, **quiet)  # a finished run resumes to its end at once
+        run_recipe(_tiny(seed=1), tmp_path, resume=True, **quiet)
+    assert run_recipe(_tiny(), tmp_path, **quiet)["file_bytes"] == first["file_bytes"]  # over again, same bytes
+    again = run_recipe(_tiny(), tmp_path, resume=True, **quiet)  # a finished run resumes to its end at once
     assert again["accuracy"] == first["accuracy"] and again["file_bytes"] == first["file_bytes"]
 
 
 def test_checkpoints_need_no_pickle_and_hold_the_structure(tmp_path):
-    compress(_tiny(), tmp_path, limit=512, progress=False, log=lambda *a: None)
+    run_recipe(_tiny(), tmp_path, limit=512, progress=False, log=lambda *a: None)
     tensors, info = read_checkpoint(tmp_path / "checkpoints" / "last.safetensors")
     assert info["structure"]["shared"] == ["fc1.weight", "fc2.weight", "fc3.weight"]
     assert {"fc1.weight_centroids", "fc1.weight_assign", "fc1.bias"} <= set(tensors)
@@ -165,7 +165,7 @@ def test_a_channel_pruned_run_resumes_from_a_slim_checkpoint(tmp_path, monkeypat
                    "prune": {"sparsity": 0.8, "steps": 1, "retrain": {"epochs": 1}},
                    "share": {"bits": 5, "finetune": {"epochs": 1}}})
     quiet = dict(limit=512, progress=False, log=lambda *a: None)
-    whole = compress(r, tmp_path / "whole", **quiet)
+    whole = run_recipe(r, tmp_path / "whole", **quiet)
     real = callbacks.Checkpoint.on_epoch_end
 
     class Killed(Exception):
@@ -178,11 +178,11 @@ def test_a_channel_pruned_run_resumes_from_a_slim_checkpoint(tmp_path, monkeypat
 
     monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", die_in_round_two)
     with pytest.raises(Killed):
-        compress(r, tmp_path / "broken", **quiet)
+        run_recipe(r, tmp_path / "broken", **quiet)
     monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", real)
     tensors, info = read_checkpoint(tmp_path / "broken" / "checkpoints" / "last.safetensors")
     assert info["structure"]["widths"]["fc1"]["out_features"] < 300  # the checkpoint is of the slim model
-    resumed = compress(r, tmp_path / "broken", resume=True, **quiet)
+    resumed = run_recipe(r, tmp_path / "broken", resume=True, **quiet)
     assert resumed["accuracy"] == whole["accuracy"]
     assert (tmp_path / "broken" / "model.dzip").read_bytes() == (tmp_path / "whole" / "model.dzip").read_bytes()
     assert resumed["dense_bytes"] == 4 * 266_610  # the ratio is against the full-width model
@@ -191,8 +191,9 @@ def test_a_channel_pruned_run_resumes_from_a_slim_checkpoint(tmp_path, monkeypat
 
 def test_rounded_channel_rounds_keep_multiples_in_every_round(tmp_path):
     r = from_dict({"model": "lenet300", "dataset": "synthetic", "dense": {"epochs": 1, "lr": 2e-3},
-                   "channels": {"amount": 0.7, "iterations": 3, "round_to": 8, "retrain": {"epochs": 1}}})
-    compress(r, tmp_path, limit=256, progress=False, log=lambda *a: None)
+                   "channels": {"amount": 0.7, "iterations": 3, "round_to": 8, "retrain": {"epochs": 1}},
+                   "prune": None, "share": None})
+    run_recipe(r, tmp_path, limit=256, progress=False, log=lambda *a: None)
     history = json.loads((tmp_path / "history.json").read_text())
     widths = [h["widths"] for h in history if "widths" in h]
     assert all(w["fc1"] % 8 == 0 and w["fc2"] % 8 == 0 for w in widths)

@@ -19,23 +19,32 @@ from ..data import Dataset
 from ..files import write_text
 from ..prune import sparsity_of
 from .checkpoint import save_checkpoint
-from .loop import TrainState, evaluate
+from .loop import TrainState
+from .metrics import metric_of
 
 
 class Evaluate:
-    """Measure top-1 accuracy on `data` at the end of every epoch, into state.metrics["accuracy"].
+    """Measure a metric (top-1 accuracy unless told) on `data` at the end of every epoch, into
+    state.metrics[key] (key: the metric's name, "accuracy" for top-1).
+
+    Args:
+        data: the split to score on (a run scores its validation split).
+        key: where in state.metrics the value goes.
+        metric: "top1", "perplexity", a Metric, or a function (model, data) -> float.
 
     Example:
-        >>> dz.train(model, train_set, epochs=3, callbacks=[Evaluate(test_set), History("history.json")])
+        >>> dz.train(model, train_set, epochs=3, callbacks=[Evaluate(val_set), History("history.json")])
     """
 
-    def __init__(self, data: Dataset | Iterable, key: str = "accuracy") -> None:
-        self.data, self.key = data, key
+    def __init__(self, data: Dataset | Iterable, key: str | None = None, metric: Any = None) -> None:
+        self.data, self.metric = data, metric_of(metric)
+        self.key = key or self.metric.name
 
     def on_epoch_end(self, state: TrainState) -> None:
         # A loss that trains a quantized view of the model (RateLoss) is measured on that view.
         view = getattr(state.loss_fn, "quantized", None)
-        state.metrics[self.key] = evaluate(state.model if view is None else view(state.model), self.data, sharded=True)
+        state.metrics[self.key] = self.metric(state.model if view is None else view(state.model), self.data,
+                                              sharded=True)
         # and a loss's own measurements (RateLoss: the file's estimated bytes, the rated sparsity)
         extra = getattr(state.loss_fn, "epoch_metrics", None)
         if extra is not None:
@@ -43,7 +52,8 @@ class Evaluate:
 
 
 class History:
-    """One row per epoch: stage, epoch, loss, test accuracy, learning rate, sparsity, seconds.
+    """One row per epoch: stage, epoch, loss, the metrics callbacks measured (a run's validation
+    accuracy), learning rate, sparsity, seconds.
 
     Rows go to `rows` (a list the caller may share between runs) and, with `path`, the whole list
     is written there as JSON after every epoch (atomically: a reader never sees half a file).
@@ -84,7 +94,7 @@ class History:
 
 class TensorBoard:
     """Scalars for TensorBoard under `log_dir`: loss every `every` steps, and per epoch the mean
-    loss, test metrics, learning rate and sparsity. `offset` places this run's steps after the
+    loss, the metrics (under val/ unless a key names its group), learning rate and sparsity. `offset` places this run's steps after the
     runs before it (one axis for a whole pipeline); `purge_step` discards events a killed run
     wrote past the point a resumed one restarts from.
 
@@ -114,7 +124,7 @@ class TensorBoard:
         self.writer.add_scalar("model/sparsity", sparsity_of(state.model)["total"], step)
         for key, value in state.metrics.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(key if "/" in key else f"test/{key}", value, step)
+                self.writer.add_scalar(key if "/" in key else f"val/{key}", value, step)
         self.writer.flush()
 
     def on_train_end(self, state: TrainState) -> None:

@@ -125,3 +125,45 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]
     except ModelMismatchError as e:
         raise ModelMismatchError(f"{Path(path).name}: {e}") from None
     return {k: info[k] for k in ("arch", "train", "meta")}
+
+
+_PICKLED = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+    """Fill `model` from trained weights: a deepzip checkpoint or any safetensors file of its
+    state_dict, or a PyTorch state dict (.pt, .pth, .bin), read with `weights_only=True` so that
+    nothing in it is executed (a dict under "state_dict" or "model" is looked into).
+
+    Raises ModelMismatchError naming the names and shapes that differ, before anything changes.
+
+    Args:
+        model: the module the weights are for.
+        path: the file.
+
+    Example:
+        >>> load_weights(MyNet(), "trained.pt")
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"weights file not found: {path}.")
+    if path.suffix not in _PICKLED:
+        return load_checkpoint(model, path)
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ConfigError(f"{path} cannot be read as a state dict with weights_only=True ({str(e).splitlines()[0]}); "
+                          f"save model.state_dict() with torch.save, or as safetensors.") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                         for k, v in state.items()):
+        raise ConfigError(f"{path} is not a state dict (a mapping of names to tensors); save model.state_dict().")
+    try:
+        restore_(model, {}, {k: v.detach() for k, v in state.items()})
+    except ModelMismatchError as e:
+        raise ModelMismatchError(f"{path.name}: {e}") from None
+    return {"arch": None, "train": None, "meta": None}

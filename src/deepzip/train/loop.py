@@ -34,6 +34,9 @@ LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 def cross_entropy(model: nn.Module, batch: Batch) -> torch.Tensor:
     """The default loss: cross-entropy of model(x) against the labels y.
 
+    The classes are dimension 1 of the output, as torch's cross_entropy has it: N×C for a
+    classifier, N×C×T for a language model's next-token logits (targets N×T).
+
     Example:
         >>> dz.train(model, data, epochs=1, loss_fn=cross_entropy)
     """
@@ -393,7 +396,7 @@ def evaluate(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int 
     else:
         ranks = 1
     predicted, labels = _outputs(model, data, batch_size)
-    right, total = float((predicted == labels).sum()), float(len(labels))
+    right, total = float((predicted == labels).sum()), float(labels.numel())  # N×T for a language model
     if ranks > 1:
         right, total = sum_all(right, total)
     if total == 0:

@@ -1,0 +1,149 @@
+"""What a run measures a model by, and what "a drop" of it means.
+
+Top-1 accuracy is the default: higher is better, and a drop is in points (89.4 → 89.1 is a drop
+of 0.3). Perplexity, for a causal language model, is lower-better, and its drop is the relative
+rise in percent (20.0 → 20.6 is a drop of 3.0), so one `max_drop` reads the same way for both.
+Any callable `metric(model, data) -> float` works too: higher is better, a drop in its own units.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data import Dataset
+from ..data.loader import batches
+from ..errors import ConfigError
+from .distributed import sum_all, world
+from .loop import evaluate
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """A score of a model on data, and the drop between a reference score and another."""
+
+    name: str                # the key it goes under in history and reports ("accuracy", "perplexity")
+    higher_is_better: bool
+
+    def __call__(self, model: nn.Module, data: Any, *, sharded: bool = False) -> float: ...
+
+    def drop(self, reference: float, value: float) -> float: ...
+
+    def chance(self, model: nn.Module, data: Any) -> float | None: ...
+
+
+class Top1:
+    """Top-1 accuracy in percent; a drop is in points.
+
+    Example:
+        >>> Top1()(model, test_set), Top1().drop(89.4, 89.1)
+        (89.11, 0.3...)
+    """
+
+    name, higher_is_better, unit = "accuracy", True, "points"
+
+    def __call__(self, model: nn.Module, data: Any, *, sharded: bool = False) -> float:
+        return evaluate(model, data, sharded=sharded)
+
+    def drop(self, reference: float, value: float) -> float:
+        return reference - value
+
+    def chance(self, model: nn.Module, data: Any) -> float | None:
+        """The accuracy of always answering the most frequent class of `data`."""
+        labels = data.y if isinstance(data, Dataset) else torch.cat([y.reshape(-1).cpu() for _, y in batches(data)])
+        labels = labels.reshape(-1)
+        if labels.numel() == 0:
+            return None
+        return 100.0 * float(torch.bincount(labels).max()) / labels.numel()
+
+
+class Perplexity:
+    """exp(mean next-token cross-entropy) of a language model whose output holds the classes on
+    dimension 1 (N×V×T logits against N×T target ids); a drop is the relative rise in percent.
+
+    Example:
+        >>> Perplexity().drop(20.0, 20.6)
+        3.0...
+    """
+
+    name, higher_is_better, unit = "perplexity", False, "% rise"
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, data: Any, *, sharded: bool = False) -> float:
+        rank, ranks = world()
+        if sharded and ranks > 1 and isinstance(data, Dataset):
+            data = Dataset(data.x[rank::ranks], data.y[rank::ranks], data.classes, data.name)
+        else:
+            ranks = 1
+        was = model.training
+        model.eval()
+        device = next(model.parameters(), torch.empty(0)).device
+        loss, count = 0.0, 0.0
+        try:
+            for x, y in batches(data, 64):
+                logits = model(x.to(device))
+                loss += float(F.cross_entropy(logits.float(), y.to(device), reduction="sum"))
+                count += y.numel()
+        finally:
+            model.train(was)
+        if ranks > 1:
+            loss, count = sum_all(loss, count)
+        if count == 0:
+            raise ConfigError("cannot measure perplexity on an empty data set.")
+        return math.exp(min(loss / count, 700.0))  # exp(700) is near float64's limit: a collapse, not an overflow
+
+    def drop(self, reference: float, value: float) -> float:
+        return 100.0 * (value / reference - 1.0)
+
+    def chance(self, model: nn.Module, data: Any) -> float | None:
+        return None  # a uniform guess is a perplexity of the vocabulary's size; retraining is judged by the drop
+
+
+class Custom:
+    """A user's `fn(model, data) -> float`, higher is better, drops in its own units."""
+
+    higher_is_better, unit = True, "units"
+
+    def __init__(self, fn: Callable[[nn.Module, Any], float], name: str | None = None) -> None:
+        self.fn, self.name = fn, name or getattr(fn, "__name__", "metric")
+
+    def __call__(self, model: nn.Module, data: Any, *, sharded: bool = False) -> float:
+        value = float(self.fn(model, data))
+        if not math.isfinite(value):
+            raise ConfigError(f"the metric {self.name} returned {value}, not a finite number.")
+        return value
+
+    def drop(self, reference: float, value: float) -> float:
+        return reference - value
+
+    def chance(self, model: nn.Module, data: Any) -> float | None:
+        return None
+
+
+METRICS = {"top1": Top1, "accuracy": Top1, "perplexity": Perplexity}
+
+
+def metric_of(spec: str | Metric | Callable[[nn.Module, Any], float] | None) -> Metric:
+    """A Metric from a name ("top1", "perplexity"), a Metric, or a callable (model, data) -> float.
+
+    Example:
+        >>> metric_of("perplexity").name
+        'perplexity'
+    """
+    if spec is None:
+        return Top1()
+    if isinstance(spec, str):
+        if spec not in METRICS:
+            raise ConfigError(f"unknown metric {spec!r}; known: top1, perplexity, or pass a function (model, data) -> "
+                              f"float.")
+        return METRICS[spec]()
+    if isinstance(spec, Metric):
+        return spec
+    if callable(spec):
+        return Custom(spec)
+    raise ConfigError(f"metric must be 'top1', 'perplexity' or a function (model, data) -> float, not "
+                      f"{type(spec).__name__}.")
