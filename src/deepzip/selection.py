@@ -6,7 +6,8 @@ answers live here so that "conv", "fc1" or "encoder.layers.0.self_attn.in_proj_w
 same thing to every stage.
 
 A weight is selected when it is
-  - the weight of a Linear, Conv1d/2d/3d or Embedding ("linear", "conv", "embedding"),
+  - the weight of a Linear (or transformers' Conv1D), Conv1d/2d/3d or Embedding ("linear",
+    "conv", "embedding"),
   - a projection of nn.MultiheadAttention: in_proj_weight, or q/k/v_proj_weight ("attention"),
   - an input or hidden weight of nn.RNN / LSTM / GRU: weight_ih_l*, weight_hh_l*, weight_hr_l*
     ("recurrent"),
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .models.hf import is_conv1d
 from .reparam import shared_names, sharing
 
 T = TypeVar("T")
@@ -45,7 +47,8 @@ Filter = Callable[[nn.Module, str], bool]
 
 
 def kind_of(module: nn.Module) -> str | None:
-    """The kind of a module deepzip knows ("linear", "conv", …), or None.
+    """The kind of a module deepzip knows ("linear", "conv", …), or None. transformers' Conv1D
+    (GPT-2's projections, a Linear stored transposed) is "linear".
 
     Example:
         >>> kind_of(nn.Conv2d(1, 4, 3)), kind_of(nn.ReLU())
@@ -54,7 +57,7 @@ def kind_of(module: nn.Module) -> str | None:
     for cls, kind in _KINDS:
         if isinstance(module, cls):
             return kind
-    return None
+    return "linear" if is_conv1d(module) else None
 
 
 def _known_params(module: nn.Module, kind: str) -> list[str]:

@@ -24,7 +24,9 @@ from ..models.widths import apply_widths_
 from ..reparam import slots, strip_
 from .container import DzipReader
 from .decode import TensorDecoder
-from .spec import MAX_DIM, MAX_DIMS, STREAM_KEYS
+from ..models.hf import build_hf
+from ..models.sources import rebuild_python
+from .spec import MAX_DIM, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, STREAM_KEYS
 
 
 
@@ -34,14 +36,20 @@ def targets(model: nn.Module) -> dict[str, tuple[nn.Module, str, str]]:
     return {s.name: (s.module, s.attr, s.role) for s in slots(model)}
 
 
-def build_model(header: dict, path_name: str) -> nn.Module:
-    """The registry architecture the file records, built on the meta device: no memory for
-    weights (and no random init) until the file's values arrive."""
+def build_model(header: dict, path_name: str, file_bytes: int | None = None) -> nn.Module:
+    """The architecture the file records: a registry model built on the meta device (no memory
+    for weights, and no random init, until the file's values arrive); a Hugging Face one from its
+    config; a user's own class only where models/sources.py allows it to be imported."""
     arch = header.get("arch")
     if arch is None:
         raise ConfigError(f"{path_name} records no architecture (it was saved from a custom module); pass the "
                           f"module to fill: deepzip.load(path, model=MyNet()), or --model-py module:Class on the "
                           f"command line (deepzip decompress needs neither).")
+    if isinstance(arch, dict) and "python" in arch:
+        return rebuild_python(arch, path_name)
+    if isinstance(arch, dict) and "hf" in arch:
+        budget = None if file_bytes is None else MAX_ELEMENTS_PER_BYTE * file_bytes + 65536
+        return build_hf(arch["hf"] if isinstance(arch["hf"], dict) else {}, path_name, budget)
     kwargs = arch.get("kwargs", {}) if isinstance(arch, dict) else None
     if not (isinstance(arch.get("name") if kwargs is not None else None, str) and isinstance(kwargs, dict)
             and all(_plain_argument(v) for v in kwargs.values())):
@@ -162,7 +170,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
             raise DzipFormatError(f"{pname} is corrupt: 'tensors' is not a list.")
         built = model is None
         if built:
-            model = build_model(header, pname)
+            model = build_model(header, pname, reader.size)
         else:
             strip_(model)
         if "widths" in header:  # channel surgery: the same widths on the module to fill

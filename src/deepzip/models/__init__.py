@@ -1,7 +1,8 @@
 """Model registry: `create("lenet300")` builds a model that remembers how it was built.
 
 A .dzip records the registry name and keyword arguments, so `deepzip.load` can rebuild the
-architecture without the caller's code and without pickle.
+architecture without the caller's code and without pickle; a user's own class and a Hugging
+Face architecture are recorded too (sources.py, hf.py).
 """
 from __future__ import annotations
 
@@ -49,41 +50,18 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
-def from_spec(spec: str) -> nn.Module:
-    """Build a user's module from "package.module:Class" or "path/to/file.py:Class", with no arguments.
+def from_spec(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """Build a user's module from "package.module:Class" or "path/to/file.py:Class" (with `kwargs`).
 
     This imports (runs) that code: it is only ever done when a user asks for it by name (the
-    command line's --model-py), never because a file says so.
+    command line's --model-py), never because a file says so (models/sources.py).
 
     Example:
         >>> from_spec("mynets.py:TinyNet")
     """
-    import importlib
-    import importlib.util
-    from pathlib import Path
+    from .sources import python_model
 
-    where, _, name = spec.rpartition(":")
-    if not where or not name.isidentifier():
-        raise ConfigError(f"--model-py must look like package.module:Class or path/to/file.py:Class, not {spec!r}.")
-    try:
-        if where.endswith(".py"):
-            path = Path(where)
-            if not path.is_file():
-                raise ConfigError(f"--model-py: {path} is not a file.")
-            loader = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-        factory = getattr(module, name)
-        model = factory()
-    except ConfigError:
-        raise
-    except (ImportError, AttributeError, TypeError, SyntaxError) as e:
-        raise ConfigError(f"--model-py {spec}: cannot build the model ({type(e).__name__}: {e}).") from None
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"--model-py {spec} built a {type(model).__name__}, not a torch.nn.Module.")
-    return model
+    return python_model(spec, kwargs)
 
 
 def arch_of(model: nn.Module) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from torch import nn
 from ..data import Dataset
 from ..data.loader import Batch, inputs
 from ..errors import ConfigError
+from ..models.hf import is_conv1d
 from ..reparam import get_mask, reattach_masks_, set_mask_
 from ..selection import Filter, per_layer, select, weights
 from .magnitude import PerLayer, amount_of
@@ -29,9 +30,10 @@ UNIT_KINDS = ("linear", "conv")
 
 
 def unit_scores(module: nn.Module) -> torch.Tensor:
-    """L2 norm of each output unit's incoming weights (rows of a Linear, filters of a conv)."""
+    """L2 norm of each output unit's incoming weights (rows of a Linear, filters of a conv,
+    columns of a transposed Conv1D)."""
     w = module.weight.detach().float()
-    return w.flatten(1).norm(dim=1)
+    return w.norm(dim=0) if is_conv1d(module) else w.flatten(1).norm(dim=1)
 
 
 def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None = None) -> dict[str, int]:
@@ -60,14 +62,15 @@ def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None 
             continue
         if isinstance(setting, bool) or not (0 <= setting <= 1 or (isinstance(setting, int) and setting >= 0)):
             raise ConfigError(f"units for {name} must be a fraction in [0, 1] or a count, not {setting!r}.")
-        count = module.weight.shape[0]
+        transposed = is_conv1d(module)  # its units are the weight's columns
+        count = module.weight.shape[1 if transposed else 0]
         drop = min(amount_of(setting, count), count - 1)
         if drop <= 0:
             removed[name] = 0
             continue
         alive = torch.ones(count, dtype=torch.bool, device=module.weight.device)
         alive[torch.argsort(unit_scores(module), stable=True)[:drop]] = False
-        shape = (count,) + (1,) * (module.weight.dim() - 1)
+        shape = (1, count) if transposed else (count,) + (1,) * (module.weight.dim() - 1)
         _and_mask(module, "weight", alive.view(shape).expand_as(module.weight))
         if getattr(module, "bias", None) is not None:
             _and_mask(module, "bias", alive)
@@ -144,7 +147,7 @@ def _ever_nonzero(model: nn.Module, watched: list[tuple[str, nn.Module]], data: 
         def hook(_module, args):
             x = args[0]
             # Reduce every dim but the feature one: the last for a Linear, 1 for conv and batch norm.
-            dim = x.dim() - 1 if isinstance(module, nn.Linear) else 1
+            dim = x.dim() - 1 if isinstance(module, nn.Linear) or is_conv1d(module) else 1
             nonzero = (x != 0).transpose(0, dim).flatten(1).any(dim=1).cpu()
             seen[name] = nonzero if name not in seen else seen[name] | nonzero
         return module.register_forward_pre_hook(hook)
@@ -169,6 +172,8 @@ def _reading(module: nn.Module, live: torch.Tensor) -> torch.Tensor:
     live = live.to(w.device)
     if isinstance(module, nn.Linear):
         return live.view(1, -1).expand_as(w)
+    if is_conv1d(module):  # weight in × out: an input is a row
+        return live.view(-1, 1).expand_as(w)
     # weight (out, in/groups, k…): output channel o of group g reads inputs g·in_g … (g+1)·in_g − 1
     out_g, in_g = w.shape[0] // module.groups, w.shape[1]
     live = live.view(module.groups, 1, in_g).expand(module.groups, out_g, in_g).reshape(w.shape[0], in_g)

@@ -199,6 +199,7 @@ def _check_fit(by_name: dict[str, Slot], record: dict[str, Any], tensors: dict[s
                                  f"{'missing ' + ', '.join(missing[:5]) if missing else ''}"
                                  f"{'; ' if missing and unknown else ''}"
                                  f"{'unknown ' + ', '.join(unknown[:5]) if unknown else ''}.")
+    differ = []
     for name, s in by_name.items():
         key = f"{name}_assign" if name in shared else name
         if name in tied:
@@ -206,5 +207,7 @@ def _check_fit(by_name: dict[str, Slot], record: dict[str, Any], tensors: dict[s
         shape = tuple((s.shared.assign if s.shared is not None else s.value).shape)  # no table lookup for a shape
         if key not in tensors or tuple(tensors[key].shape) != shape:
             got = tuple(tensors[key].shape) if key in tensors else "nothing"
-            raise ModelMismatchError(f"the checkpoint does not fit this model: {name} is {got} in the checkpoint "
-                                     f"but {shape} in the model.")
+            differ.append(f"{name} is {got} in the checkpoint but {shape} in the model")
+    if differ:
+        raise ModelMismatchError(f"the checkpoint does not fit this model: {'; '.join(differ[:5])}"
+                                 f"{f' (and {len(differ) - 5} more)' if len(differ) > 5 else ''}.")
