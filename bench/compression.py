@@ -40,7 +40,7 @@ from deepzip import data as datasets  # noqa: E402
 from deepzip import models  # noqa: E402
 from deepzip.train import load_checkpoint, save_checkpoint  # noqa: E402
 from deepzip.selection import per_layer, weights  # noqa: E402
-from deepzip.pipeline import compress  # noqa: E402
+from deepzip.pipeline import run_recipe  # noqa: E402
 from deepzip.pipeline.recipe import Recipe, load_recipe  # noqa: E402
 from deepzip.train import evaluate, seed_everything, train  # noqa: E402
 from deepzip.files import write_text
@@ -161,7 +161,7 @@ def new_model(name: str):
 
 
 def run_deepzip(recipe: Recipe, run_dir: Path, checkpoint: Path, args) -> dict[str, Any]:
-    report = compress(recipe, run_dir, data_dir=args.data_dir, from_checkpoint=checkpoint, limit=args.limit,
+    report = run_recipe(recipe, run_dir, data_dir=args.data_dir, from_checkpoint=checkpoint, limit=args.limit,
                       progress=False, log=lambda m: log(f"[{recipe.model}/{run_dir.name}] {m}"))
     # Loading the data and the checkpoint is not compression: the stock runs get both ready-made.
     seconds = sum(v for k, v in report["seconds"].items() if k not in ("data", "dense"))

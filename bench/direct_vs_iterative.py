@@ -19,7 +19,7 @@ from pathlib import Path
 
 import deepzip as dz
 from deepzip.files import atomic_path, write_text
-from deepzip.pipeline import compress, from_dict
+from deepzip.pipeline import run_recipe, from_dict
 
 from _runs import finished
 
@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     quiet = dict(limit=args.limit, progress=False, device=args.device, log=lambda *a: print(*a, file=sys.stderr))
     dense_dir = args.out / "dense"
-    dense = finished(dense_dir) or compress(recipe(args), dense_dir, resume=True, **quiet)
+    dense = finished(dense_dir) or run_recipe(recipe(args), dense_dir, resume=True, **quiet)
     print(json.dumps({"run": "dense", "accuracy": dense["accuracy"]["dense"], "parameters": dense["dense_bytes"] // 4}),
           flush=True)
     rows = []
@@ -57,7 +57,7 @@ def main() -> None:
             run_dir = args.out / f"{schedule}-{round(100 * target)}"
             row = {"run": schedule, "target": target}
             try:
-                report = finished(run_dir) or compress(r, run_dir, from_checkpoint=dense_dir / "dense.safetensors",
+                report = finished(run_dir) or run_recipe(r, run_dir, from_checkpoint=dense_dir / "dense.safetensors",
                                                        resume=True, **quiet)
                 row.update(accuracy=report["accuracy"]["from_file"], pruned=report["accuracy"]["pruned"],
                            ratio=report["ratio"], sparsity=report["sparsity"], file_bytes=report["file_bytes"])

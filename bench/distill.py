@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from deepzip.files import write_text
-from deepzip.pipeline import compress, from_dict
+from deepzip.pipeline import run_recipe, from_dict
 
 from _runs import finished
 
@@ -71,7 +71,7 @@ def student_row(args, name: str, seed: int) -> dict:
     if args.jobs > 1:
         torch.set_num_threads(1)
     run_dir = args.out / f"{name}-{seed}"
-    report = finished(run_dir) or compress(recipe(args, args.teacher_width / 2, seed, ROWS[name]), run_dir,
+    report = finished(run_dir) or run_recipe(recipe(args, args.teacher_width / 2, seed, ROWS[name]), run_dir,
                                            resume=True, limit=args.limit, progress=False,
                                            log=lambda *a: print(f"[{name}-{seed}]", *a, file=sys.stderr))
     return {"run": name, "seed": seed, "accuracy": report["accuracy"]["dense"], "student_bytes": report["dense_bytes"]}
@@ -96,7 +96,7 @@ def main() -> None:
     quiet = dict(limit=args.limit, progress=False, log=lambda *a: print(*a, file=sys.stderr))
     teacher_limit = args.teacher_limit or None
     final_limit = teacher_limit if args.final_limit is None else (args.final_limit or None)
-    teacher = finished(args.out / "teacher") or compress(
+    teacher = finished(args.out / "teacher") or run_recipe(
         recipe(args, args.teacher_width, 0, epochs=args.teacher_epochs), args.out / "teacher", resume=True,
         **{**quiet, "limit": teacher_limit})
     print(json.dumps({"run": "teacher", "accuracy": teacher["accuracy"]["dense"], "dense_bytes": teacher["dense_bytes"]}),
@@ -114,7 +114,7 @@ def main() -> None:
     means = {name: statistics.mean(v) for name, v in rows.items()}
     best = max((n for n in ROWS if n != "scratch"), key=means.get)
     steps = 3
-    final = compress(recipe(args, args.teacher_width / 2, 0, ROWS[best],
+    final = run_recipe(recipe(args, args.teacher_width / 2, 0, ROWS[best],
                             prune={"sparsity": depth_sparsity(args.teacher_width / 2), "schedule": "agp",
                                    "every": 10,  # small steps: a jump to 95 % at once breaks the batch norms
                                    "steps": steps, "retrain": {"epochs": args.final_epochs / steps, "lr": 1e-3}},

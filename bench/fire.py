@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from deepzip.files import write_text
-from deepzip.pipeline import compress
+from deepzip.pipeline import run_recipe
 from deepzip.pipeline.recipe import from_dict
 
 
@@ -49,7 +49,7 @@ def main() -> None:
         limit = args.vgg_limit if big else args.limit
         size = args.vgg_size if big else None
         r = from_dict(recipe(name, args.epochs, model_args, size))
-        report = compress(r, args.out / name, limit=limit, progress=False, log=lambda *a: print(*a, file=sys.stderr))
+        report = run_recipe(r, args.out / name, limit=limit, progress=False, log=lambda *a: print(*a, file=sys.stderr))
         row = {"model": name, "model_args": model_args, "samples": limit or "all", "image_size": size or 28,
                "epochs": args.epochs,
                "parameters": report["dense_bytes"] // 4, "dense_bytes": report["dense_bytes"],

@@ -3,7 +3,7 @@
     python bench/seeds.py --recipe recipes/rate-lenet300.yaml [--recipe …] [--seeds 0 1 2 3 4]
         [--out bench/out/seeds] [--limit N] [--drop 0.3]
 
-Each (recipe, seed) is `deepzip.pipeline.compress(load_recipe(R, seed=s), OUT/<recipe>/seed-<s>)`,
+Each (recipe, seed) is `deepzip.pipeline.run_recipe(load_recipe(R, seed=s), OUT/<recipe>/seed-<s>)`,
 what `deepzip compress --recipe R --seed s` runs. Every seed's accuracy is read from its file and
 compared with that run's own dense accuracy. Prints one JSON line per run, then per recipe the
 ratio (mean, min, max), the accuracy drop (mean, worst) and whether the drop is within --drop
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from _runs import finished
 from deepzip.files import write_text
-from deepzip.pipeline import compress, load_recipe
+from deepzip.pipeline import run_recipe, load_recipe
 
 BENCH = Path(__file__).resolve().parent
 
@@ -29,7 +29,7 @@ def run_one(recipe_path: Path, seed: int, out: Path, limit: int | None) -> dict:
     report = finished(out)
     if report is None:
         recipe = load_recipe(recipe_path, seed=seed)
-        report = compress(recipe, out, limit=limit, progress=False, log=lambda line: print(line, file=sys.stderr))
+        report = run_recipe(recipe, out, limit=limit, progress=False, log=lambda line: print(line, file=sys.stderr))
     acc = report["accuracy"]
     return {"recipe": recipe_path.stem, "seed": seed, "bytes": report["file_bytes"], "ratio": report["ratio"],
             "dense": round(acc["dense"], 2), "from_file": round(acc["from_file"], 2),

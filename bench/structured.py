@@ -29,7 +29,7 @@ import torch
 import deepzip as dz
 from deepzip.export import onnx_runner
 from deepzip.files import atomic_path, write_text
-from deepzip.pipeline import compress, from_dict
+from deepzip.pipeline import run_recipe, from_dict
 from deepzip.report.plots import widths_png
 from deepzip.runtime.timing import call_times_ms
 from deepzip.structured import costs, trace
@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out/structured"))
     args = ap.parse_args()
     quiet = dict(limit=args.limit, progress=False, log=lambda *a: print(*a, file=sys.stderr))
-    report = finished(args.out / "dense") or compress(from_dict(base(args)), args.out / "dense", resume=True, **quiet)
+    report = finished(args.out / "dense") or run_recipe(from_dict(base(args)), args.out / "dense", resume=True, **quiet)
     checkpoint = args.out / "dense" / "dense.safetensors"
     dense_acc = report["accuracy"]["dense"]
     dense = dz.load(args.out / "dense" / "model.dzip")
@@ -128,7 +128,7 @@ def main() -> None:
             try:
                 run_dir = args.out / (f"{criterion}-{round(100 * amount)}"
                                       + (f"-r{args.round_to}" if args.round_to > 1 and criterion != "knapsack" else ""))
-                run = finished(run_dir) or compress(recipe, run_dir, from_checkpoint=checkpoint, resume=True, **quiet)
+                run = finished(run_dir) or run_recipe(recipe, run_dir, from_checkpoint=checkpoint, resume=True, **quiet)
             except dz.TrainingError as e:  # the cut left the model at chance: that is the result
                 rows.append({"run": criterion, "amount": amount, "accuracy": None, "stopped": str(e)})
                 print(json.dumps(rows[-1]), flush=True)
@@ -155,7 +155,7 @@ def main() -> None:
                         "distill": {"weight": 0.7, "temperature": 2}})
     final_dir = args.out / (f"final-{criterion}-{round(100 * amount)}x{args.final_rounds}-r{args.round_to}"
                             f"-{round(100 * args.final_prune)}-{args.final_epochs:g}")
-    final = finished(final_dir) or compress(recipe, final_dir, from_checkpoint=checkpoint, resume=True, **quiet)
+    final = finished(final_dir) or run_recipe(recipe, final_dir, from_checkpoint=checkpoint, resume=True, **quiet)
     history = json.loads((final_dir / "history.json").read_text())
     with atomic_path(args.out / "widths.png") as tmp:
         tmp.write_bytes(widths_png([h for h in history if "widths" in h]))

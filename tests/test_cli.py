@@ -205,7 +205,7 @@ def test_files_of_a_users_own_module_are_served_by_every_command(tmp_path):
                                 "--input-shape", "1,28,28", "--reps", "2", "--json"])
     assert bench.exit_code == 0 and json.loads(bench.output)["sparse_weight_bytes"] > 0
     _one_error_line(runner.invoke(app, ["evaluate", str(tmp_path / "mine.dzip"), "--data", "synthetic",
-                                        "--model-py", "nonexistent_pkg:Net"]), "cannot build the model")
+                                        "--model-py", "nonexistent_pkg:Net"]), "cannot import it")
 
 
 def torch_equal(a, b):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import deepzip as dz
 from deepzip.cli import app
 from deepzip.data import load as load_data
-from deepzip.pipeline import compress
+from deepzip.pipeline import run_recipe
 from deepzip.pipeline.recipe import from_dict
 from deepzip.train import read_checkpoint
 
@@ -39,7 +39,7 @@ STAGES = {  # every stage that trains, spread over two runs (a rate stage and ch
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_a_run_on_the_gpu_writes_a_file_the_cpu_reads_to_the_reported_accuracy(tmp_path, name):
-    report = compress(from_dict(STAGES[name]), tmp_path, limit=1024, device=GPU, **QUIET)
+    report = run_recipe(from_dict(STAGES[name]), tmp_path, limit=1024, device=GPU, **QUIET)
     model = dz.load(tmp_path / "model.dzip")  # on the CPU
     assert next(model.parameters()).device.type == "cpu"
     test = load_data("synthetic", train=False)
@@ -55,7 +55,7 @@ def test_a_gpu_run_killed_inside_a_stage_resumes_to_the_same_bytes(tmp_path, mon
     from deepzip.train import callbacks
 
     recipe = from_dict({**STAGES["rate"], "distill": {"weight": 0.5, "temperature": 3}})
-    whole = compress(recipe, tmp_path / "whole", limit=1024, device=GPU, **QUIET)
+    whole = run_recipe(recipe, tmp_path / "whole", limit=1024, device=GPU, **QUIET)
     real = callbacks.Checkpoint.on_epoch_end
 
     class Killed(Exception):
@@ -68,11 +68,11 @@ def test_a_gpu_run_killed_inside_a_stage_resumes_to_the_same_bytes(tmp_path, mon
 
     monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", die_in_the_rate_stage)
     with pytest.raises(Killed):
-        compress(recipe, tmp_path / "broken", limit=1024, device=GPU, **QUIET)
+        run_recipe(recipe, tmp_path / "broken", limit=1024, device=GPU, **QUIET)
     monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", real)
     _, info = read_checkpoint(tmp_path / "broken" / "checkpoints" / "last.safetensors")
     assert info["meta"]["stage"] == 2 and "step" in (info["train"] or {})  # killed inside the rate stage
-    resumed = compress(recipe, tmp_path / "broken", limit=1024, device=GPU, resume=True, **QUIET)
+    resumed = run_recipe(recipe, tmp_path / "broken", limit=1024, device=GPU, resume=True, **QUIET)
     assert resumed["accuracy"] == whole["accuracy"]
     assert (tmp_path / "broken" / "model.dzip").read_bytes() == (tmp_path / "whole" / "model.dzip").read_bytes()
 

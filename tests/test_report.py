@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 import deepzip as dz
 from deepzip.cli import app
-from deepzip.pipeline import compress, from_dict
+from deepzip.pipeline import run_recipe, from_dict
 
 
 class Page(HTMLParser):
@@ -35,7 +35,7 @@ def run_dir(tmp_path_factory):
     r = from_dict({"model": "lenet300", "dataset": "synthetic", "dense": {"epochs": 2},
                    "prune": {"sparsity": 0.9, "steps": 2, "retrain": {"epochs": 1}},
                    "share": {"bits": 4, "finetune": {"epochs": 1}}})
-    compress(r, out, limit=512, progress=False, log=lambda *a: None)
+    run_recipe(r, out, limit=512, progress=False, log=lambda *a: None)
     return out
 
 

@@ -20,11 +20,12 @@ from .quantize import KMeans, RateLoss, harden_, round_, share_weights_
 from .reparam import strip_
 from .structured import prune_channels_
 from .report import inspect
+from .pipeline import CompressResult, compress
 from .train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_checkpoint, predict, save_checkpoint,
                     train)
 
 __all__ = [
-    "AdversarialLoss", "Checkpoint", "DistillLoss", "HintLoss", "ConfigError", "DataError", "DeepzipError", "DeepzipWarning", "DzipFormatError", "NumericsError", "Evaluate", "GradualPruning",
+    "CompressResult", "compress", "AdversarialLoss", "Checkpoint", "DistillLoss", "HintLoss", "ConfigError", "DataError", "DeepzipError", "DeepzipWarning", "DzipFormatError", "NumericsError", "Evaluate", "GradualPruning",
     "History", "KMeans", "RateLoss", "harden_", "MagnitudePruning", "ModelMismatchError", "RunStateError", "SoftTargetLoss", "TensorBoard",
     "TrainingError", "__version__", "create_model", "evaluate", "export_onnx", "inspect", "load", "load_checkpoint", "predict",
     "prune_", "recode", "prune_channels_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import deepzip as dz
-from deepzip.pipeline import compress
+from deepzip.pipeline import run_recipe
 from deepzip.pipeline.recipe import from_dict
 
 
@@ -15,7 +15,7 @@ def test_agp_recipe_with_half_biases(tmp_path):
         "share": {"bits": {"fc1": 3, "linear": 4}, "finetune": {"epochs": 0.25, "lr": 1e-4}, "half_biases": True,
                   "half_codebooks": True},
     })
-    report = compress(r, tmp_path, limit=1024, progress=False, log=lambda *a: None)
+    report = run_recipe(r, tmp_path, limit=1024, progress=False, log=lambda *a: None)
     model = dz.load(tmp_path / "model.dzip")
     assert (model.fc1.weight == 0).float().mean() == pytest.approx(0.9, abs=1e-3)
     assert (model.fc2.weight == 0).float().mean() == pytest.approx(0.8, abs=1e-3)
@@ -40,7 +40,7 @@ def test_units_and_distillation_recipe(tmp_path):
                   "bias_bits": {"fc1": 3, "fc3": 2}},
         "distill": {"weight": 0.5, "temperature": 3},
     })
-    report = compress(r, tmp_path, limit=1024, progress=False, log=lambda *a: None)
+    report = run_recipe(r, tmp_path, limit=1024, progress=False, log=lambda *a: None)
     model = dz.load(tmp_path / "model.dzip")
     dead = (model.fc1.weight == 0).all(dim=1)
     assert int(dead.sum()) == 150 and torch.all(model.fc1.bias[dead] == 0)
@@ -59,8 +59,8 @@ def test_units_and_distillation_recipe(tmp_path):
 def test_a_stage_that_leaves_the_model_at_chance_stops_the_run_and_writes_no_file(tmp_path):
     r = from_dict({"model": "lenet300", "dataset": "synthetic", "dense": {"epochs": 1, "lr": 1e-3},
                    "prune": {"sparsity": 0.9999, "steps": 1, "retrain": {"epochs": 0.1, "lr": 1e-3}}})
-    with pytest.raises(dz.TrainingError, match=r"prune 1/1: test accuracy fell to .* most frequent class .* lower"):
-        compress(r, tmp_path, limit=512, progress=False, log=lambda *a: None)
+    with pytest.raises(dz.TrainingError, match=r"prune 1/1: validation accuracy fell to .* most frequent class .* lower"):
+        run_recipe(r, tmp_path, limit=512, progress=False, log=lambda *a: None)
     assert not (tmp_path / "model.dzip").exists() and not (tmp_path / "report.json").exists()
 
 
@@ -68,5 +68,5 @@ def test_a_diverging_dense_stage_stops_the_run(tmp_path):
     r = from_dict({"model": "lenet300", "dataset": "synthetic", "dense": {"epochs": 1, "lr": 1000.0,
                                                                           "optimizer": "sgd"}})
     with pytest.raises(dz.TrainingError, match="dense: the loss became|dense: test accuracy fell"):
-        compress(r, tmp_path, limit=512, progress=False, log=lambda *a: None)
+        run_recipe(r, tmp_path, limit=512, progress=False, log=lambda *a: None)
     assert not (tmp_path / "model.dzip").exists()

@@ -7,7 +7,7 @@ import torch
 
 import deepzip as dz
 from deepzip.errors import ConfigError
-from deepzip.pipeline import compress, from_dict, parse_weights, sweep
+from deepzip.pipeline import run_recipe, from_dict, parse_weights, sweep
 from deepzip.pipeline.recipe import load_recipe
 
 QUIET = {"progress": False, "log": lambda *a: None}
@@ -25,7 +25,7 @@ def _recipe(weight, **changes):
 
 
 def test_the_rate_stage_decides_sparsity_and_codebooks_and_the_file_keeps_them(tmp_path):
-    report = compress(_recipe(0.1), tmp_path, limit=1024, **QUIET)
+    report = run_recipe(_recipe(0.1), tmp_path, limit=1024, **QUIET)
     model = dz.load(tmp_path / "model.dzip")
     # fc1 and fc2 carry rate's codebooks (≤ 7 values beside zero), fc3 the share stage's k-means (≤ 3)
     assert torch.unique(model.fc1.weight).numel() <= 8 and torch.unique(model.fc2.weight).numel() <= 8
@@ -48,7 +48,7 @@ def test_the_rate_stage_decides_sparsity_and_codebooks_and_the_file_keeps_them(t
 
 
 def test_a_larger_rate_weight_gives_a_smaller_file(tmp_path):
-    sizes = {w: compress(_recipe(w), tmp_path / str(w), limit=1024, **QUIET)["file_bytes"] for w in (0.0, 0.3)}
+    sizes = {w: run_recipe(_recipe(w), tmp_path / str(w), limit=1024, **QUIET)["file_bytes"] for w in (0.0, 0.3)}
     assert sizes[0.3] < 0.8 * sizes[0.0], sizes
 
 
@@ -76,15 +76,16 @@ def test_a_sweep_that_cannot_hold_the_accuracy_says_so_and_keeps_its_runs(tmp_pa
 
     module = importlib.import_module("deepzip.pipeline.sweep")
 
-    real = module.compress
+    real = module.run_recipe
 
     def worse(recipe, out, **kw):  # every file 5 points under its dense model
         report = real(recipe, out, **kw)
-        report["accuracy"]["from_file"] = report["accuracy"]["dense"] - 5
+        report["scores"]["from_file"] = report["scores"]["dense"] - 5
+        report["metric"]["drop"] = 5.0
         return report
 
-    monkeypatch.setattr(module, "compress", worse)
-    with pytest.raises(dz.TrainingError, match="within 0.5 points"):
+    monkeypatch.setattr(module, "run_recipe", worse)
+    with pytest.raises(dz.TrainingError, match="within 0.5 of the dense"):
         sweep(_recipe(0.0), [0.3], tmp_path, max_drop=0.5, limit=512, **QUIET)
     assert (tmp_path / "rate-0.3" / "model.dzip").exists() and not (tmp_path / "model.dzip").exists()
     assert json.loads((tmp_path / "sweep.json").read_text())["chosen"] is None
@@ -104,7 +105,7 @@ def test_bad_sweeps_and_rate_settings_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="rate.weight must be"):
         _recipe(1e-4, rate={"weight": -1.0})
     with pytest.raises(ConfigError, match="rate.bits names 'fc9'"):
-        compress(_recipe(1e-4, rate={"bits": {"fc9": 3}}), tmp_path / "x", limit=256, **QUIET)
+        run_recipe(_recipe(1e-4, rate={"bits": {"fc9": 3}}), tmp_path / "x", limit=256, **QUIET)
 
 
 def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
@@ -122,14 +123,14 @@ def test_a_weight_that_collapses_the_model_is_a_failed_point_and_the_sweep_goes_
     import importlib
 
     module = importlib.import_module("deepzip.pipeline.sweep")
-    real = module.compress
+    real = module.run_recipe
 
     def collapsing(recipe, out, **kw):
         if recipe.rate.weight > 0.5:
             raise dz.TrainingError("rate training: test accuracy fell to 10.0 %")
         return real(recipe, out, **kw)
 
-    monkeypatch.setattr(module, "compress", collapsing)
+    monkeypatch.setattr(module, "run_recipe", collapsing)
     result = sweep(_recipe(0.0), [5.0, 0.0], tmp_path, max_drop=100.0, limit=512, **QUIET)
     failed, done = result["points"]
     assert failed["weight"] == 5.0 and "10.0 %" in failed["failed"]

@@ -120,15 +120,15 @@ def test_a_recipe_states_only_what_it_changes():
 
 
 def test_layer_names_are_checked_against_the_model_before_anything_runs(tmp_path):
-    from deepzip.pipeline import compress
+    from deepzip.pipeline import run_recipe
 
     out = tmp_path / "out"
     lenet300 = load_recipe(Path(__file__).parents[2] / "recipes" / "best-lenet300.yaml", model="lenet5",
                            dataset="synthetic")
     with pytest.raises(dz.ConfigError, match=r"prune\.sparsity names 'fc3', which is neither"):
-        compress(lenet300, out, limit=64, progress=False, log=lambda *a: None)
+        run_recipe(lenet300, out, limit=64, progress=False, log=lambda *a: None)
     with pytest.raises(dz.ConfigError, match="Unknown model 'lenet9'"):
-        compress(from_dict({"dataset": "synthetic"}, model="lenet9"), out, progress=False, log=lambda *a: None)
+        run_recipe(from_dict({"dataset": "synthetic"}, model="lenet9"), out, progress=False, log=lambda *a: None)
     assert not out.exists()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import deepzip as dz
-from deepzip.pipeline import compress, load_recipe
+from deepzip.pipeline import run_recipe, load_recipe
 from deepzip.train import read_checkpoint
 
 RECIPE = """
@@ -57,7 +57,7 @@ def test_two_ranks_hold_one_model_write_one_file_and_resume_after_a_rank_is_kill
     assert (digests / "rank0.txt").read_text() == (digests / "rank1.txt").read_text()  # bit-identical models
     assert output.count("wrote ") == 1 and sorted(p.name for p in (tmp_path / "ddp").glob("*.dzip")) == ["model.dzip"]
     ddp = json.loads((tmp_path / "ddp" / "report.json").read_text())
-    single = compress(load_recipe(recipe), tmp_path / "single", progress=False, log=lambda *a: None)
+    single = run_recipe(load_recipe(recipe), tmp_path / "single", progress=False, log=lambda *a: None)
     assert abs(ddp["accuracy"]["from_file"] - single["accuracy"]["from_file"]) <= 3.0  # same global batches
     assert dz.evaluate(dz.load(tmp_path / "ddp" / "model.dzip"), dz.data.load("synthetic", train=False)) == \
         pytest.approx(ddp["accuracy"]["from_file"])

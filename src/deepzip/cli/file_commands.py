@@ -14,6 +14,7 @@ from . import _run, app
 @app.command(name="inspect")
 def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show what a .dzip holds: architecture, sizes, and the per-layer table."""
+    from ..models.sources import describe
     from ..report import inspect, layers_markdown
 
     def go():
@@ -21,12 +22,12 @@ def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="
         if as_json:
             typer.echo(json.dumps(info, indent=2))
             return
-        arch = str(info["arch"].get("name")) if info["arch"] else "(custom module)"
+        arch = describe(info["arch"])
         typer.echo(f"{file}: {arch}, {info['parameters']:,} parameters, {info['file_bytes']:,} bytes on disk, "
                    f"{info['ratio']:.1f}× smaller than {info['dense_bytes']:,} dense bytes")
         acc = info["meta"].get("accuracy")
         if isinstance(acc, dict) and all(isinstance(v, (int, float)) for v in acc.values()):
-            typer.echo("accuracy when saved: " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
+            typer.echo("accuracy when saved (validation): " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
         typer.echo(layers_markdown(info["layers"]))
         typer.echo("bytes: " + " + ".join(f"{v:,} {k}" for k, v in info["bytes"].items() if v or k != "unused")
                    + f" = {info['file_bytes']:,} (metadata — versions, accuracy, recipe — is {info['meta_bytes']:,} "
@@ -66,7 +67,11 @@ def _input_shape(text: str | None, file: Path) -> tuple[int, ...] | None:
             raise ConfigError(f"--input-shape must be positive whole numbers separated by commas, like 1,28,28; "
                               f"not {text!r}.")
         return shape
-    kw = (inspect(file)["arch"] or {}).get("kwargs", {})
+    info = inspect(file)
+    recorded = (info["meta"].get("input") or {}).get("shape") if isinstance(info["meta"], dict) else None
+    if isinstance(recorded, list) and recorded and all(isinstance(d, int) and 0 < d <= 1 << 16 for d in recorded):
+        return tuple(recorded)  # what the pipeline fed the model, recorded when it saved the file
+    kw = (info["arch"] or {}).get("kwargs", {}) if isinstance(info["arch"], dict) else {}
     if "image_size" not in kw:
         return None
     return kw.get("in_channels", 1), kw["image_size"], kw["image_size"]
@@ -95,7 +100,7 @@ def evaluate(
         model = _load(file, model_py, runtime).to(where)
         test = datasets.load(data, data_dir, train=False, limit=limit, size=image_size)
         shape = _input_shape(None, file)
-        if shape is not None and tuple(test.x.shape[1:]) != shape:
+        if shape is not None and test.x.dim() == 4 and tuple(test.x.shape[1:]) != shape:
             raise ConfigError(f"{file.name} takes {'×'.join(map(str, shape))} inputs but the {data} test images are "
                               f"{'×'.join(map(str, test.x.shape[1:]))}; pass --image-size {shape[-1]} to resize them "
                               f"(or evaluate on the data set it was trained on).")
@@ -200,18 +205,32 @@ def export(
 
 
 @app.command()
-def decompress(file: Path, out: Path = typer.Option(..., help="dense safetensors file to write")) -> None:
-    """Decode any .dzip into a dense safetensors checkpoint (no architecture needed)."""
+def decompress(file: Path, out: Optional[Path] = typer.Option(None, help="dense safetensors file to write"),
+               hf: Optional[Path] = typer.Option(None, help="a Hugging Face model directory to write (for a file of "
+                                                 "a Hugging Face model): from_pretrained(DIR) loads it"),
+               model_py: Optional[str] = typer.Option(None, help="for a file saved from your own module: "
+                                                      "module:Class or file.py:Class")) -> None:
+    """Decode any .dzip into a dense safetensors checkpoint (no architecture needed), or a Hugging
+    Face model's file into a directory that transformers loads."""
     from safetensors.torch import save_file
 
     from ..dzip import load, read_tensors
+    from ..errors import ConfigError
     from ..files import atomic_path
     from ..report import inspect
     from ..train import save_checkpoint
 
     def go():
-        if inspect(file)["arch"]:
-            save_checkpoint(load(file), out)  # records the architecture, so --from can use it
+        if (out is None) == (hf is None):
+            raise ConfigError("give one of --out FILE.safetensors and --hf DIR.")
+        if hf is not None:
+            from ..models.hf import save_hf_dir
+
+            save_hf_dir(_load(file, model_py), hf)
+            typer.echo(f"wrote {hf} (from_pretrained({str(hf)!r}) loads it)")
+            return
+        if inspect(file)["arch"] and (model_py or "name" in inspect(file)["arch"]):
+            save_checkpoint(_load(file, model_py), out)  # records the architecture, so --from can use it
         else:
             tensors = read_tensors(file)
             with atomic_path(out) as tmp:

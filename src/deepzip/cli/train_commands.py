@@ -14,23 +14,40 @@ from . import _run, app
 @app.command()
 def compress(
     model: Optional[str] = typer.Option(None, help="registry name of the model [default: lenet300, or the recipe's]"),
+    model_py: Optional[str] = typer.Option(None, help="your own model: FILE.py:NAME or package.module:NAME (a class "
+                                           "or a function returning an nn.Module)"),
+    model_arg: list[str] = typer.Option([], help="an argument of --model-py's NAME, key=value (repeatable)"),
+    hf: Optional[Path] = typer.Option(None, help="a Hugging Face model directory (config.json + safetensors), read "
+                                      "offline"),
     data: Optional[str] = typer.Option(None, help="data set name [default: fashion-mnist, or the recipe's]"),
     out: Path = typer.Option(Path("out"), help="output directory for model.dzip and the reports"),
-    from_: Optional[Path] = typer.Option(None, "--from", help="start from this dense safetensors checkpoint"),
+    from_: Optional[Path] = typer.Option(None, "--from", help="start from these dense weights (safetensors, or a "
+                                         "PyTorch state dict .pt/.pth/.bin, read with weights_only)"),
     seed: Optional[int] = typer.Option(None, help="random seed [default: the recipe's]"),
-    recipe: Optional[Path] = typer.Option(None, help="YAML recipe [default: deepzip's recipe for the model]"),
+    recipe: Optional[str] = typer.Option(None, help="YAML recipe, or a shipped recipe's name (deepzip recipes lists "
+                                         "them) [default: deepzip's recipe for the model]"),
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
     coder: Optional[str] = typer.Option(None, help="huffman, ans, context or auto [default: the recipe's]"),
     limit: Optional[int] = typer.Option(None, help="use only the first N samples of each split (quick runs)"),
+    val_split: float = typer.Option(0.1, help="fraction of the training data held out as the validation split every "
+                                    "choice is made on (a data set with its own validation split uses that)"),
+    metric: str = typer.Option("top1", help="top1, or perplexity (a causal language model; drops are then % rises)"),
     device: str = typer.Option("auto", help="auto (a CUDA GPU if PyTorch sees one), cpu, cuda or cuda:N"),
     resume: bool = typer.Option(False, help="continue an interrupted run from OUT/checkpoints (same recipe and data)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
     rate_weights: Optional[str] = typer.Option(None, help="with a recipe that has a rate stage: one run per rate "
                                                "weight (comma-separated, like 0.03,0.1) into OUT/rate-<λ>"),
-    max_drop: Optional[float] = typer.Option(None, help="with --rate-weights: copy the smallest file at most this "
-                                             "many points below the dense accuracy to OUT/model.dzip"),
+    max_drop: Optional[float] = typer.Option(None, help="the target: the smallest file whose validation score is at "
+                                             "most this far below dense (points; % for perplexity): a search over "
+                                             "per-layer budgets, or with --rate-weights the pick among λ"),
+    max_candidates: int = typer.Option(8, help="with --max-drop: the most candidate runs of the search"),
 ) -> None:
     """Train (or load), prune, share weights, encode to OUT/model.dzip, reload it and evaluate.
+
+    Any model: a registry name (--model), your own module (--model-py FILE.py:NAME --from
+    weights.pt), or a Hugging Face directory (--hf DIR). With --max-drop X: the smallest file
+    within X of the dense model on the validation split (each candidate kept in OUT/candidates);
+    the test split is read once, for that file.
 
     After a crash or a kill, the same command with --resume continues from OUT/checkpoints.
 
@@ -41,30 +58,57 @@ def compress(
 
     Watch the curves live with `tensorboard --logdir OUT/tb`.
     """
-    from ..pipeline import compress as run, from_dict, load_recipe, parse_weights, sweep
+    from ..data.splits import check_fraction
+    from ..pipeline import compress as run, parse_weights
 
     def go():
-        given = {"model": model, "dataset": data, "seed": seed, "coder": coder}
-        r = load_recipe(recipe, **given) if recipe else from_dict({}, **given)
-        if max_drop is not None and rate_weights is None:
-            raise ConfigError("--max-drop picks among the runs of --rate-weights; give both.")
-        if rate_weights is not None:
-            result = sweep(r, parse_weights(rate_weights), out, max_drop=max_drop, data_dir=data_dir,
-                           from_checkpoint=from_, limit=limit, resume=resume, device=device, progress=not quiet,
-                           log=typer.echo)
-            if result.get("chosen"):
-                typer.echo(f"wrote {out / 'model.dzip'} (a copy of {result['chosen']}/model.dzip)")
+        check_fraction(val_split)
+        if sum(x is not None for x in (model, model_py, hf)) > 1:
+            raise ConfigError("give one of --model, --model-py and --hf.")
+        if model_arg and model_py is None:
+            raise ConfigError("--model-arg gives arguments to --model-py's class; pass --model-py too.")
+        if hf is not None and from_ is not None:
+            raise ConfigError("--hf reads the weights from its directory; drop --from.")
+        net = _user_model(model_py, model_arg, hf, from_)
+        weights = parse_weights(rate_weights) if rate_weights is not None else None
+        given = net if net is not None else (model or (None if recipe else "lenet300"))
+        if given is None:  # a recipe names its model
+            from ..pipeline import find_recipe, load_recipe
+
+            given = load_recipe(find_recipe(recipe)).model
+        result = run(given, data, recipe=recipe, max_drop=max_drop, rate_weights=weights, out=out, val_split=val_split,
+                     metric=metric, trained=net is None or hf is not None or from_ is not None,
+                     from_checkpoint=from_ if net is None else None, data_dir=data_dir, limit=limit, seed=seed,
+                     coder=coder, max_candidates=max_candidates, resume=resume, device=device, progress=not quiet,
+                     log=typer.echo)
+        if not result.report:  # a rank other than 0 of a torchrun job: rank 0 reports
             return
-        report = run(r, out, data_dir=data_dir, from_checkpoint=from_, limit=limit, resume=resume, device=device,
-                     progress=not quiet, log=typer.echo)
-        if not report:  # a rank other than 0 of a torchrun job: rank 0 reports
-            return
-        typer.echo((out / "report.md").read_text())
-        typer.echo(f"wrote {out / 'model.dzip'} ({report['file_bytes']:,} bytes, {report['ratio']:.1f}× smaller "
-                   f"than {report['dense_bytes']:,} dense bytes)")
+        if result.search is None and (out / "report.md").is_file():
+            typer.echo((out / "report.md").read_text())
+        line = (f"wrote {result.path} ({result.file_bytes:,} bytes, {result.ratio:.1f}× smaller than "
+                f"{result.dense_bytes:,} dense bytes; validation drop {result.validation['drop']:.2f}")
+        if result.test:
+            line += f", test drop {result.test['drop']:.2f}"
+        typer.echo(line + ")")
 
     _run(go)
 
+
+def _user_model(model_py: str | None, model_arg: list[str], hf: Path | None, weights: Path | None):
+    """The user's module from --model-py (with --from's weights loaded) or --hf, or None."""
+    if hf is not None:
+        from ..models.hf import load_hf_dir
+
+        return load_hf_dir(hf)
+    if model_py is None:
+        return None
+    from ..models.sources import python_model
+    from ..train.checkpoint import load_weights
+
+    net = python_model(model_py, _key_values(model_arg, "--model-arg"))
+    if weights is not None:
+        load_weights(net, weights)
+    return net
 
 
 def _key_values(items: list[str], what: str, sep: str = "=") -> dict[str, Any]:
@@ -107,7 +151,7 @@ def distill(
     """Train a smaller student from a teacher (soft targets, hint regressors, an adversarial
     loss), then, with --recipe, prune, share and code it into OUT/model.dzip."""
     from ..errors import ConfigError
-    from ..pipeline import compress as run, from_dict, load_recipe
+    from ..pipeline import from_dict, load_recipe, run_recipe as run
 
     def go():
         try:

@@ -13,8 +13,10 @@ the accuracies and history so far. Wall-clock seconds go to report.json, never i
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -27,16 +29,19 @@ import torch
 
 from .. import data as datasets
 from .. import models
+from ..data.splits import Splits, example_inputs, load_splits
 from ..distill import DistillLoss, SoftTargetLoss
 from ..dzip import load, save
 from ..errors import ConfigError, RunStateError, TrainingError
 from ..files import write_text
+from ..models.sources import describe
 from ..prune import sparsity_of
 from ..report import inspect, report_markdown, weight_histograms, write_report
 from ..selection import check_keys
 from ..reparam import capture
-from ..train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_checkpoint, predict,
+from ..train import (Checkpoint, Evaluate, History, Metric, TensorBoard, load_checkpoint, metric_of, predict,
                      read_checkpoint, resolve_device, save_checkpoint, seed_everything, train)
+from ..train.checkpoint import load_weights
 from ..train.distributed import barrier, init_from_env, is_main, local_device, world
 from .recipe import Recipe, TrainStage
 from .stages import stages_of
@@ -44,22 +49,49 @@ from .stages import stages_of
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
 
 
-class Run:
-    """What the stages of one `compress` share: the recipe, data, model, accuracies so far, and
-    `fit`, the one way a stage trains (with evaluation, history, TensorBoard and a checkpoint
-    after every epoch)."""
+class Source:
+    """Where a run's model comes from: `build()` gives a fresh one (the run's model, the teacher
+    rebuilt after a resume, the original for a cost comparison), `key` what identifies it."""
 
-    def __init__(self, recipe: Recipe, out: Path, *, data_dir, from_checkpoint, limit, progress: bool, log,
-                 device: torch.device) -> None:
+    def __init__(self, build: Callable[[], torch.nn.Module], key: dict[str, Any], name: str) -> None:
+        self.build, self.key, self.name = build, key, name
+
+    @classmethod
+    def registry(cls, recipe: Recipe, train: Any) -> Source:
+        """The recipe's registry model, sized to the data: built anew each time (each build draws
+        its initialisation from torch's stream, as every published figure was made)."""
+        if recipe.model not in models.names():
+            models.create(recipe.model)  # the registry's own one-sentence error, before anything trains
+        x = example_inputs(train, 1)
+        classes = train.classes if isinstance(train, datasets.Dataset) else None
+        shape = {"in_channels": x.shape[1], "image_size": x.shape[2]} if x.dim() == 4 else {}
+        kwargs = {**shape, **({"classes": classes} if classes is not None else {}), **recipe.model_args}
+        return cls(lambda: models.create(recipe.model, **kwargs), {"registry": recipe.model}, recipe.model)
+
+    @classmethod
+    def module(cls, template: torch.nn.Module, key: dict[str, Any]) -> Source:
+        """A user's module (its own class, a Hugging Face model): copies of `template`, which
+        keeps how it was built (deepzip_arch) for the file."""
+        template = copy.deepcopy(template).cpu()
+        return cls(lambda: copy.deepcopy(template), key, describe(models.arch_of(template)))
+
+
+class Run:
+    """What the stages of one run share: the recipe, the splits, the model, the metric and the
+    scores so far (on validation), and `fit`, the one way a stage trains (with evaluation on the
+    validation split, history, TensorBoard and a checkpoint after every epoch)."""
+
+    def __init__(self, recipe: Recipe, out: Path, *, splits: Splits, source: Source, metric: Metric,
+                 from_checkpoint, progress: bool, log, device: torch.device, key: str) -> None:
         self.main = is_main()
         self.recipe, self.out, self.device = recipe, out, device
         self.progress, self.log = progress and self.main, log if self.main else (lambda *a: None)
         self.from_checkpoint = None if from_checkpoint is None else Path(from_checkpoint)
-        self.train_set = datasets.load(recipe.dataset, data_dir, train=True, limit=limit, size=recipe.image_size)
-        self.test_set = datasets.load(recipe.dataset, data_dir, train=False, limit=limit, size=recipe.image_size)
+        self.splits, self.source, self.metric = splits, source, metric
+        self.train_set, self.val_set, self.test_set = splits.train, splits.val, splits.test
         self.model = self.fresh_model()
         _check_recipe_fits(recipe, self.model)
-        self.key = _run_key(recipe, limit, from_checkpoint, data_dir)
+        self.key = key
         self.acc: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
         self.seconds: dict[str, float] = {}
@@ -67,16 +99,27 @@ class Run:
         self.stage_index = 0
         self.purge_step: int | None = None
         self._teacher: torch.nn.Module | None = None
+        self._chance: float | None | bool = False  # not measured yet
         self.rate: dict[str, dict[str, float]] | None = None  # what the rate stage decided, per layer
 
     def fresh_model(self) -> torch.nn.Module:
-        x = self.train_set.x
-        return models.create(self.recipe.model, **{"in_channels": x.shape[1], "image_size": x.shape[2],
-                                                   "classes": self.train_set.classes,
-                                                   **self.recipe.model_args}).to(self.device)
+        return self.source.build().to(self.device)
+
+    def example(self, n: int = 2) -> torch.Tensor:
+        """The first `n` training inputs, on the run's device."""
+        return example_inputs(self.train_set, n).to(self.device)
+
+    def score(self, model: torch.nn.Module, data: Any = None) -> float:
+        """The run's metric of `model` on the validation split, every rank scoring its share (all
+        ranks must call it), or on `data`, all of it here."""
+        return self.metric(model, self.val_set if data is None else data, sharded=data is None)
+
+    def show(self, value: float) -> str:
+        """A score as the log prints it: "89.12%" for accuracy, "20.31" for perplexity."""
+        return f"{value:.2f}%" if self.metric.name == "accuracy" else f"{value:.4g}"
 
     def load_dense(self, model: torch.nn.Module) -> None:
-        load_checkpoint(model, self.from_checkpoint if self.from_checkpoint is not None else self.out / "dense.safetensors")
+        load_weights(model, self.from_checkpoint if self.from_checkpoint is not None else self.out / "dense.safetensors")
 
     def teacher(self) -> torch.nn.Module:
         """The recipe's teacher: the file it names, or else the dense model, frozen (from its
@@ -107,7 +150,7 @@ class Run:
         teacher = self.teacher()
         self.log(f"teacher  {d.teacher}: {sum(p.numel() for p in teacher.parameters()):,} parameters, student "
                  f"{sum(p.numel() for p in self.model.parameters()):,}")
-        return DistillLoss(teacher, self.model, self.train_set.x[:2].to(self.device), hints=d.hints,
+        return DistillLoss(teacher, self.model, self.example(2), hints=d.hints,
                            weights=d.weights, temperature=d.temperature, alpha=d.alpha, adversary=d.adversary)
 
     def fit(self, stage: TrainStage, seed: int, desc: str, *, epochs: float | None = None, callbacks=(),
@@ -119,8 +162,8 @@ class Run:
             return self.meta(stage=self.stage_index, state=state, steps=offset)
 
         # Every rank evaluates its share and keeps the history; only rank 0 writes files.
-        cbs = [*callbacks, Evaluate(self.test_set), History(self.out / "history.json" if self.main else None,
-                                                            self.history, desc)]
+        cbs = [*callbacks, Evaluate(self.val_set, metric=self.metric),
+               History(self.out / "history.json" if self.main else None, self.history, desc)]
         if self.main:
             cbs += [TensorBoard(self.out / "tb", offset=offset, purge_step=self.purge_step),
                     Checkpoint(self.out / CHECKPOINT, meta)]
@@ -136,15 +179,17 @@ class Run:
     def _check_learned(self, desc: str, stage: TrainStage) -> None:
         """Stop the run if training left the model no better than a constant answer."""
         last = self.history[-1]
-        counts = torch.bincount(self.test_set.y, minlength=self.test_set.classes)
-        chance = 100.0 * float(counts.max()) / max(1, len(self.test_set.y))
-        if last["accuracy"] <= chance + 2.0:
-            hint = ("use a smaller rate weight" if desc == "rate training" else
-                    "prune less or retrain longer" if self.stage_index > 0 else "train longer")
-            raise TrainingError(
-                f"{desc}: test accuracy fell to {last['accuracy']:.1f} % at epoch {last['epoch']}, no better than "
-                f"always answering the most frequent class ({chance:.1f} %), so the run stops here without "
-                f"writing a file; lower the learning rate (it is {stage.lr:g}), or {hint}.")
+        if self._chance is False:
+            self._chance = self.metric.chance(self.model, self.val_set)
+        chance = self._chance
+        if chance is None or last.get(self.metric.name, math.inf) > chance + 2.0:
+            return
+        hint = ("use a smaller rate weight" if desc == "rate training" else
+                "prune less or retrain longer" if self.stage_index > 0 else "train longer")
+        raise TrainingError(
+            f"{desc}: validation accuracy fell to {last[self.metric.name]:.1f} % at epoch {last['epoch']}, no better "
+            f"than always answering the most frequent class ({chance:.1f} %), so the run stops here without "
+            f"writing a file; lower the learning rate (it is {stage.lr:g}), or {hint}.")
 
     def meta(self, **where: Any) -> dict[str, Any]:
         return {"key": self.key, "acc": self.acc, "history": self.history, "seconds": self.seconds,
@@ -194,11 +239,10 @@ def load_teacher(path: str | os.PathLike) -> torch.nn.Module:
     return teacher.eval()
 
 
-def _run_key(recipe: Recipe, limit, from_checkpoint, data_dir) -> str:
+def _run_key(recipe: Recipe, what: dict[str, Any]) -> str:
     """What must be equal for a checkpoint to belong to this run."""
-    what = {"recipe": recipe.to_dict(), "limit": limit, "from": None if from_checkpoint is None else str(from_checkpoint),
-            "data_dir": None if data_dir is None else str(data_dir)}
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps({"recipe": recipe.to_dict(), **what}, sort_keys=True,
+                                     default=str).encode()).hexdigest()[:16]
 
 
 def _check_recipe_fits(recipe: Recipe, model: torch.nn.Module) -> None:
@@ -211,7 +255,7 @@ def _check_recipe_fits(recipe: Recipe, model: torch.nn.Module) -> None:
         check_keys(setting, model, f"the recipe's {what}")
 
 
-def compress(
+def run_recipe(
     recipe: Recipe,
     out_dir: str | os.PathLike,
     *,
@@ -222,28 +266,47 @@ def compress(
     device: str | torch.device = "auto",
     progress: bool = True,
     log: Callable[[str], Any] = print,
+    val_split: float = 0.1,
+    splits: Splits | None = None,
+    source: Source | None = None,
+    metric: Any = None,
+    key: dict[str, Any] | None = None,
+    test: bool = True,
+    finish: bool = True,
 ) -> dict[str, Any]:
     """Run `recipe`; write out_dir/model.dzip, report.json, report.md, history.json and tb/.
+
+    Every score during the run is on the validation split; with `test`, the test split is read
+    once at the end, for the file and the dense model it came from.
 
     Args:
         recipe: every setting of the run (pipeline.recipe).
         out_dir: the run's directory.
-        data_dir: where the data set's files are (None: its default location).
-        from_checkpoint: a dense safetensors checkpoint to start from instead of training.
+        data_dir: where the recipe's data set's files are (None: its default location).
+        from_checkpoint: dense weights to start from instead of training (safetensors or a
+            PyTorch state dict).
         limit: use only the first N samples of each split.
         resume: continue from out_dir/checkpoints if they are this run's (refused if another's).
         device: "auto" (a CUDA GPU if PyTorch sees one), "cpu", "cuda" or "cuda:N". Under torchrun
             (WORLD_SIZE > 1) each rank joins the process group and takes its share of every batch.
         progress: progress bars (on a terminal).
         log: where the one-line stage summaries go.
+        val_split: the fraction of the training data held out for validation (a data set with a
+            validation split of its own uses that).
+        splits: the data, already split (instead of the recipe's data set by name).
+        source: where the model comes from (default: the recipe's registry model).
+        metric: "top1" (default), "perplexity", a Metric or a function (model, data) -> float.
+        key: what else identifies the run (a user's model and data), for resuming.
+        test: score the file on the test split at the end.
+        finish: save, reload and report (False: stop after the stages, as a dense-only run does).
 
     Returns the report (also written to report.json).
 
     Example:
-        >>> report = compress(default_recipe("lenet300"), "out/lenet300")
-        >>> report = compress(default_recipe("lenet300"), "out/lenet300", resume=True)   # after a kill
+        >>> report = run_recipe(default_recipe("lenet300"), "out/lenet300")
+        >>> report = run_recipe(default_recipe("lenet300"), "out/lenet300", resume=True)   # after a kill
     """
-    if recipe.model not in models.names():
+    if source is None and recipe.model not in models.names():
         models.create(recipe.model)  # the registry's own one-sentence error, before any data is read
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -252,8 +315,13 @@ def compress(
     start = time.perf_counter()
     where = resolve_device(device)
     init_from_env(where)
-    run = Run(recipe, out, data_dir=data_dir, from_checkpoint=from_checkpoint, limit=limit, progress=progress, log=log,
-              device=local_device(where))
+    splits, source, key = prepare(recipe, data_dir=data_dir, limit=limit, val_split=val_split, splits=splits,
+                                  source=source, key=key, test=test)
+    run_key = _run_key(recipe, {"from": None if from_checkpoint is None else str(from_checkpoint),
+                                "model": source.key, "validation": splits.info.get("val"),
+                                "metric": metric_of(metric).name, **(key or {})})
+    run = Run(recipe, out, splits=splits, source=source, metric=metric_of(metric), from_checkpoint=from_checkpoint,
+              progress=progress, log=log, device=local_device(where), key=run_key)
     if run.main:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +329,24 @@ def compress(
             raise RunStateError(f"cannot create --out {out}: {e.strerror}.") from None
     with _lock(out) if run.main else contextlib.nullcontext():
         barrier()
-        return _compress(run, resume, round(time.perf_counter() - start, 2))
+        return _compress(run, resume, round(time.perf_counter() - start, 2), test=test, finish=finish)
+
+
+def prepare(recipe: Recipe, *, data_dir=None, limit: int | None = None, val_split: float = 0.1,
+            splits: Splits | None = None, source: Source | None = None, key: dict[str, Any] | None = None,
+            test: bool = True) -> tuple[Splits, Source, dict[str, Any]]:
+    """The data, model source and identifying key of a run, loaded once: a search or a sweep
+    prepares them and hands them to each of its runs.
+
+    Example:
+        >>> splits, source, key = prepare(recipe, val_split=0.1)
+    """
+    if splits is None:
+        splits = load_splits(recipe.dataset, data_dir, limit=limit, size=recipe.image_size, fraction=val_split,
+                             seed=recipe.seed, test=test)
+        key = {"limit": limit, "data_dir": None if data_dir is None else str(data_dir), **(key or {})}
+    source = Source.registry(recipe, splits.train) if source is None else source
+    return splits, source, dict(key or {})
 
 
 @contextlib.contextmanager
@@ -301,7 +386,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _compress(run: Run, resume: bool, data_seconds: float) -> dict[str, Any]:
+def _compress(run: Run, resume: bool, data_seconds: float, *, test: bool, finish: bool) -> dict[str, Any]:
     recipe = run.recipe
     where = _resume_point(run, resume)
     if where is None:
@@ -318,7 +403,7 @@ def _compress(run: Run, resume: bool, data_seconds: float) -> dict[str, Any]:
         run.checkpoint_stage(i + 1)
     _digest(run)
     # The other ranks are done: rank 0 alone saves, reloads and reports (no barrier to time out on).
-    return _finish(run) if run.main else {}
+    return _finish(run, test) if run.main and finish else {}
 
 
 def _digest(run: Run) -> None:
@@ -381,29 +466,42 @@ def _rate_against_file(rate: dict[str, dict[str, float]], layers: list[dict[str,
     return out
 
 
-def _finish(run: Run) -> dict[str, Any]:
-    """Save the file, reload it, evaluate the reloaded model, write the reports."""
+def _finish(run: Run, test: bool) -> dict[str, Any]:
+    """Save the file, reload it, score the reloaded model on validation (and, with `test`, the
+    file and the dense model on the test split, once), write the reports."""
     recipe, out, acc = run.recipe, run.out, run.acc
     path = out / "model.dzip"
     begin = time.perf_counter()
+    x = run.example(1)
     save(run.model, path, coder=recipe.coder, index_bits=recipe.index_bits,
-         metadata={"dataset": recipe.dataset, "accuracy": {k: round(v, 2) for k, v in acc.items()},
-                   "recipe": recipe.changes()})
+         metadata={"dataset": recipe.dataset, run.metric.name: {k: round(v, 4) for k, v in acc.items()},
+                   "validation": run.splits.info.get("val"), "recipe": recipe.changes(),
+                   "input": {"shape": list(x.shape[1:]), "dtype": str(x.dtype).removeprefix("torch.")}})
     run.seconds["save"] = round(time.perf_counter() - begin, 2)
     begin = time.perf_counter()
-    reloaded = load(path).to(run.device)  # scored where the in-memory model was, so the two compare
-    acc["from_file"] = evaluate(reloaded, run.test_set)
-    same = bool(torch.equal(predict(reloaded, run.test_set), predict(run.model, run.test_set)))
+    # A registry model is rebuilt from the file alone; a user's is filled into a fresh copy.
+    reloaded = load(path, model=None if "registry" in run.source.key else run.fresh_model()).to(run.device)
+    acc["from_file"] = run.score(reloaded, run.val_set)  # rank 0 alone: not sharded
+    same = bool(torch.equal(predict(reloaded, run.val_set), predict(run.model, run.val_set)))
     run.seconds["reload"] = round(time.perf_counter() - begin, 2)
-    run.log(f"from file accuracy {acc['from_file']:.2f}%  (predictions identical to the in-memory model: {same})")
+    run.log(f"from file {run.metric.name} {run.show(acc['from_file'])} on validation  (predictions identical to the "
+            f"in-memory model: {same})")
     info = inspect(path)
     report = {
         "model": recipe.model, "dataset": recipe.dataset, "dense_bytes": info["dense_bytes"],
-        "file_bytes": info["file_bytes"], "ratio": round(info["ratio"], 2), "accuracy": acc,
+        "file_bytes": info["file_bytes"], "ratio": round(info["ratio"], 2), "scores": acc,
+        **({"accuracy": acc} if run.metric.name == "accuracy" else {}),
+        "metric": {"name": run.metric.name, "higher_is_better": run.metric.higher_is_better,
+                   "drop": round(run.metric.drop(acc["dense"], acc["from_file"]), 4)},
         "sparsity": round(sparsity_of(reloaded)["total"], 4), "identical_predictions": same,
         "coder": recipe.coder, "seconds": run.seconds, "layers": info["layers"], "recipe": recipe.to_dict(),
-        "test_samples": len(run.test_set),
+        "validation": run.splits.info.get("val"), "test_samples": run.splits.info.get("test_size"),
     }
+    if test and run.test_set is not None:
+        report["test"] = score_test(run, reloaded)
+        t = report["test"]
+        run.log(f"test     {run.metric.name} from the file {run.show(t['from_file'])}, dense {run.show(t['dense'])} "
+                f"(drop {t['drop']:.2f}; the test split's one reading)")
     if run.rate is not None:
         report["rate"] = _rate_against_file(run.rate, info["layers"])
     write_text(out / "report.json", json.dumps(report, indent=2))
@@ -412,3 +510,34 @@ def _finish(run: Run) -> dict[str, Any]:
     run.log(f"report   {out / 'report.html'}")
     return report
 
+
+def score_test(run: Run, model: torch.nn.Module) -> dict[str, float]:
+    """The test split's one reading: `model` (the chosen file, reloaded) and the dense model it
+    was made from, and the drop between them."""
+    with torch.random.fork_rng(devices=[]):
+        dense = run.fresh_model()
+    run.load_dense(dense)
+    return _test_scores(run.metric, run.test_set, model, dense)
+
+
+def score_chosen(path: str | os.PathLike, *, splits: Splits, source: Source, metric: Any, dense: str | os.PathLike,
+                 device: str | torch.device = "auto") -> dict[str, float]:
+    """The test split's one reading for a file a search or sweep chose (on validation), and for
+    the dense model whose weights are at `dense`.
+
+    Example:
+        >>> score_chosen("out/search/model.dzip", splits=s, source=src, metric="top1", dense="out/search/dense.safetensors")
+        {'dense': 89.5, 'from_file': 89.3, 'drop': 0.2}
+    """
+    where = resolve_device(device)
+    model = load(path, model=None if "registry" in source.key else source.build()).to(where)
+    with torch.random.fork_rng(devices=[]):
+        reference = source.build()
+    load_weights(reference, dense)
+    return _test_scores(metric_of(metric), splits.test, model, reference.to(where))
+
+
+def _test_scores(metric: Metric, test: Any, model: torch.nn.Module, dense: torch.nn.Module) -> dict[str, float]:
+    scores = {"dense": metric(dense, test), "from_file": metric(model, test)}
+    return {**{k: round(v, 4) for k, v in scores.items()},
+            "drop": round(metric.drop(scores["dense"], scores["from_file"]), 4)}

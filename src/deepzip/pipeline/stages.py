@@ -15,7 +15,7 @@ import torch
 from ..prune import GradualPruning, prune_, prune_dead_inputs_, prune_units_, ramp, scaled, sparsity_of
 from ..quantize import RateLoss, harden_, round_, share_weights_
 from ..structured import costs, prune_channels_, trace
-from ..train import evaluate, save_checkpoint
+from ..train import save_checkpoint
 from ..train.distributed import barrier
 from .recipe import ChannelStage, PruneStage, RateStage, Recipe, ShareStage
 
@@ -59,8 +59,8 @@ class Dense:
             if run.main:
                 save_checkpoint(run.model, run.out / "dense.safetensors")
             barrier()  # the teacher of later stages is read back from it, on every rank
-        run.acc["dense"] = evaluate(run.model, run.test_set)
-        run.log(f"dense    accuracy {run.acc['dense']:.2f}%")
+        run.acc["dense"] = run.score(run.model)
+        run.log(f"dense    {run.metric.name} {run.show(run.acc['dense'])}")
 
 
 class Channels:
@@ -81,13 +81,13 @@ class Channels:
                         f"{sum(a for a, _ in changed.values()):,} → {sum(b for _, b in changed.values()):,} channels")
             run.fit(c.retrain, stage_seed(run.recipe.seed, "channels", step), f"channels {step}/{c.iterations}",
                     resume=resume if step == first else None, state={"round": step}, **run.kd)
-        run.acc["channels"] = evaluate(run.model, run.test_set)
+        run.acc["channels"] = run.score(run.model)
         params = sum(p.numel() for p in run.model.parameters())
-        run.log(f"channels accuracy {run.acc['channels']:.2f}%  {params:,} parameters")
+        run.log(f"channels {run.metric.name} {run.show(run.acc['channels'])}  {params:,} parameters")
 
     def cut(self, run: Run, step: int) -> dict[str, tuple[int, int]]:
         """Round `step`: remove what takes the model from the ramp's value at step − 1 to its value at step."""
-        c, x = self.c, run.train_set.x[:2].to(run.device)
+        c, x = self.c, run.example(2)
         before, now = ramp(1.0, step - 1, c.iterations), ramp(1.0, step, c.iterations)
         common = dict(example_inputs=x, importance=c.importance, data=run.train_set, ignore=c.ignore)
         if c.select == "knapsack":
@@ -139,8 +139,9 @@ class Prune:
                                      if p.sparsity is not None else target))
                 run.fit(p.retrain, stage_seed(seed, "round", step), f"prune {step}/{p.steps}",
                         resume=resume if step == first else None, state={"round": step}, **run.kd)
-        run.acc["pruned"] = evaluate(model, run.test_set)
-        run.log(f"pruned   accuracy {run.acc['pruned']:.2f}%  sparsity {100 * sparsity_of(model)['total']:.1f}%")
+        run.acc["pruned"] = run.score(model)
+        run.log(f"pruned   {run.metric.name} {run.show(run.acc['pruned'])}  sparsity "
+                f"{100 * sparsity_of(model)['total']:.1f}%")
 
 
 class Rate:
@@ -156,11 +157,12 @@ class Rate:
         task = run.kd.get("loss_fn")  # rate on top of distillation, when the recipe distills
         loss = RateLoss(model, r.weight, bits=r.bits, task=task)
         run.fit(r.train, stage_seed(run.recipe.seed, "rate"), "rate training", loss_fn=loss, resume=resume)
-        run.acc["rated"] = evaluate(loss.quantized(model), run.test_set)
+        run.acc["rated"] = run.score(loss.quantized(model))
         hard = harden_(model, loss)
         run.rate = {name: {**layer, "bits": round(layer["bits"], 1)} for name, layer in hard.items()}
-        run.acc["hardened"] = evaluate(model, run.test_set)
-        run.log(f"rated    accuracy {run.acc['rated']:.2f}% → {run.acc['hardened']:.2f}% with hard codes; "
+        run.acc["hardened"] = run.score(model)
+        run.log(f"rated    {run.metric.name} {run.show(run.acc['rated'])} → {run.show(run.acc['hardened'])} with hard "
+                f"codes; "
                 + ", ".join(f"{k} {100 * v['sparsity']:.1f}% pruned, {v['centroids']} centroids"
                             for k, v in hard.items()))
 
@@ -180,14 +182,15 @@ class Share:
             share_weights_(model, bits=s.bits, init=s.init, keep_shared=True)
             if s.bias_bits is not None:
                 share_weights_(model, bits=s.bias_bits, init=s.init, param="bias")
-            run.acc["shared"] = evaluate(model, run.test_set)
+            run.acc["shared"] = run.score(model)
         run.fit(s.finetune, stage_seed(run.recipe.seed, "finetune"), "fine-tune centroids", resume=resume, **run.kd)
         # After training, which would move them off float16 values again.
         halves = ("bias",) * s.half_biases + ("weight_centroids", "bias_centroids") * s.half_codebooks
         if halves:
             round_(model, names=halves)
-        run.acc["quantized"] = evaluate(model, run.test_set)
-        run.log(f"quantized accuracy {run.acc['quantized']:.2f}% (before centroid fine-tuning {run.acc['shared']:.2f}%)")
+        run.acc["quantized"] = run.score(model)
+        run.log(f"quantized {run.metric.name} {run.show(run.acc['quantized'])} (before centroid fine-tuning "
+                f"{run.show(run.acc['shared'])})")
 
 
 def stages_of(recipe: Recipe) -> list[Any]:

@@ -1,7 +1,9 @@
 """Rate-weight sweeps: one `compress` run per λ, the accuracy-against-bytes curve, and the pick.
 
 The runs share one dense model: the first trains it (or all start from --from), the others
-start from its checkpoint, so the curve shows what λ changes and nothing else. (A recipe whose
+start from its checkpoint, so the curve shows what λ changes and nothing else. Every run is
+scored on the validation split, the pick is made on it, and only the picked file (and the dense
+model) is then scored on the test split, once. (A recipe whose
 model is a student of a named teacher writes no dense checkpoint: each of its runs trains it.) Each run is a
 normal run directory (resumable, with its report); the sweep adds OUT/sweep.json, a comparison
 report.html, OUT/sweep.png (accuracy against ratio, one point per λ), and with `max_drop` OUT/model.dzip, a copy of the smallest file at iso-accuracy.
@@ -21,8 +23,9 @@ from ..errors import ConfigError, TrainingError
 from ..files import atomic_path, write_text
 from ..report import sweep_png, write_report
 from ..train.distributed import is_main
+from ..train import metric_of
 from .recipe import Recipe
-from .run import compress
+from .run import prepare, run_recipe, score_chosen
 
 
 def parse_weights(text: str) -> list[float]:
@@ -55,6 +58,14 @@ def sweep(
     max_drop: float | None = None,
     from_checkpoint: str | os.PathLike | None = None,
     log: Callable[[str], Any] = print,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    val_split: float = 0.1,
+    splits: Any = None,
+    source: Any = None,
+    metric: Any = None,
+    key: dict[str, Any] | None = None,
+    device: str = "auto",
     **run_options: Any,
 ) -> dict[str, Any]:
     """Run `recipe` once per rate weight into out_dir/rate-<λ>/ and compare the files.
@@ -63,19 +74,21 @@ def sweep(
         recipe: a recipe with a `rate:` stage; its weight is replaced by each of `weights`.
         weights: the rate weights λ to try.
         out_dir: the sweep's directory.
-        max_drop: if given, the smallest file whose accuracy (read from the file) is at most
-            this many points below the dense model's is copied to out_dir/model.dzip; if no
-            file qualifies, TrainingError says so after every run has been kept.
+        max_drop: if given, the smallest file whose validation score (read from the file) is at
+            most this much below the dense model's (points of accuracy; % for perplexity) is
+            copied to out_dir/model.dzip and scored once on the test split; if no file
+            qualifies, TrainingError says so after every run has been kept.
         from_checkpoint: a dense checkpoint every run starts from; by default the first run
             trains one and the others start from it.
         log: where progress lines go.
-        **run_options: data_dir, limit, resume, device, progress, as for `compress`.
+        data_dir, limit, val_split, splits, source, metric, key, device: as for `run_recipe`.
+        **run_options: resume, progress, as for `run_recipe`.
 
     A run that fails (a λ so large the model collapses to one answer) is recorded as a failed
     point, and the sweep goes on with the next weight.
 
-    Returns {"points": [{weight, dir, bytes, ratio, accuracy, dense} or {weight, dir, failed}],
-    "chosen": dir or None}.
+    Returns {"points": [{weight, dir, bytes, ratio, score, dense, drop} or {weight, dir, failed}],
+    "chosen": dir or None, "test": the chosen file's test scores}.
 
     Example:
         >>> sweep(load_recipe("recipes/rate-lenet300.yaml"), [0.03, 0.1], "out/sweep", max_drop=0.3)
@@ -90,13 +103,16 @@ def sweep(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory.")
+    splits, source, key = prepare(recipe, data_dir=data_dir, limit=limit, val_split=val_split, splits=splits,
+                                  source=source, key=key)
+    common = dict(splits=splits, source=source, metric=metric, key=key, device=device, log=log, **run_options)
     dense, points = from_checkpoint, []
     for i, weight in enumerate(weights):
         where = out / _name(weight)
         log(f"rate weight {weight:g} ({i + 1}/{len(weights)}) → {where}")
         run = recipe.replace(rate=dataclasses.replace(recipe.rate, weight=float(weight)))
         try:
-            report = compress(run, where, from_checkpoint=dense, log=log, **run_options)
+            report = run_recipe(run, where, from_checkpoint=dense, test=False, **common)
         except TrainingError as e:  # a λ so large the model collapsed: a point of the curve, not the end of it
             log(f"λ {weight:g}: {e}")
             points.append({"weight": weight, "dir": str(where), "failed": str(e)})
@@ -104,22 +120,33 @@ def sweep(
         if dense is None and (where / "dense.safetensors").exists():
             dense = where / "dense.safetensors"
         if report:  # rank 0 (under torchrun the others return nothing)
+            scores = report["scores"]
             points.append({"weight": weight, "dir": str(where), "bytes": report["file_bytes"],
-                           "ratio": report["ratio"], "accuracy": round(report["accuracy"]["from_file"], 2),
-                           "dense": round(report["accuracy"]["dense"], 2)})
+                           "ratio": report["ratio"], "score": round(scores["from_file"], 4),
+                           "dense": round(scores["dense"], 4), "drop": report["metric"]["drop"]})
     if not is_main():
         return {}
-    return _conclude(points, out, max_drop, log)
+    result = _conclude(points, out, max_drop, log, metric_of(metric))
+    if result["chosen"] and splits.test is not None:
+        result["test"] = score_chosen(out / "model.dzip", splits=splits, source=source, metric=metric,
+                                      dense=dense if dense is not None else Path(result["chosen"]) / "dense.safetensors",
+                                      device=device)
+        write_text(out / "sweep.json", json.dumps(result, indent=2))
+        t = result["test"]
+        log(f"test     the chosen file {t['from_file']:.2f}, dense {t['dense']:.2f} (drop {t['drop']:.2f}; the test "
+            f"split's one reading)")
+    return result
 
 
 def _conclude(points: list[dict[str, Any]], out: Path, max_drop: float | None,
-              log: Callable[[str], Any]) -> dict[str, Any]:
-    """The pick, sweep.json, sweep.png, the comparison report, and the one sentence if the sweep failed."""
-    result = {"points": points, "max_drop": max_drop, "chosen": None}
+              log: Callable[[str], Any], metric: Any) -> dict[str, Any]:
+    """The pick (on validation), sweep.json, sweep.png, the comparison report, and the one
+    sentence if the sweep failed."""
+    result = {"points": points, "max_drop": max_drop, "chosen": None, "metric": metric.name}
     (out / "model.dzip").unlink(missing_ok=True)  # an earlier sweep's pick is not this one's
     done = [p for p in points if "failed" not in p]
     if max_drop is not None:
-        fit = [p for p in done if p["accuracy"] >= p["dense"] - max_drop - 1e-9]
+        fit = [p for p in done if p["drop"] <= max_drop + 1e-9]
         if fit:
             best = min(fit, key=lambda p: p["bytes"])
             result["chosen"] = best["dir"]
@@ -127,18 +154,18 @@ def _conclude(points: list[dict[str, Any]], out: Path, max_drop: float | None,
                 shutil.copyfile(Path(best["dir"]) / "model.dzip", tmp)
     write_text(out / "sweep.json", json.dumps(result, indent=2))
     with atomic_path(out / "sweep.png") as tmp:
-        tmp.write_bytes(sweep_png(points, max_drop))
+        tmp.write_bytes(sweep_png(points, max_drop, metric=metric.name))
     if done:
         write_report([p["dir"] for p in done], out / "report.html")
     for p in done:
-        log(f"λ {p['weight']:<8g} {p['bytes']:>9,} B  {p['ratio']:>6.1f}×  {p['accuracy']:.2f}% "
-            f"({p['accuracy'] - p['dense']:+.2f} from dense){'  ← chosen' if p['dir'] == result['chosen'] else ''}")
+        log(f"λ {p['weight']:<8g} {p['bytes']:>9,} B  {p['ratio']:>6.1f}×  {p['score']:.2f} on validation "
+            f"({-p['drop']:+.2f} from dense){'  ← chosen' if p['dir'] == result['chosen'] else ''}")
     if not done:
         raise TrainingError(f"every rate weight's run failed (the first: {points[0]['failed']}); try smaller weights.")
     if max_drop is not None and result["chosen"] is None:
-        closest = max(done, key=lambda p: p["accuracy"] - p["dense"])
+        closest = min(done, key=lambda p: p["drop"])
         raise TrainingError(
-            f"no rate weight kept the accuracy within {max_drop:g} points of the dense model's {closest['dense']:.2f} % "
-            f"(closest: λ {closest['weight']:g} at {closest['accuracy']:.2f} %); every run is kept in {out}: "
-            f"try smaller weights.")
+            f"no rate weight kept the validation {metric.name} within {max_drop:g} of the dense model's "
+            f"{closest['dense']:.2f} (closest: λ {closest['weight']:g} at {closest['score']:.2f}); every run is kept "
+            f"in {out}: try smaller weights.")
     return result

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files import write_text
-from .plots import distributions_png, history_png, layers_png, runs_png, widths_png
+from .plots import candidates_png, distributions_png, history_png, layers_png, runs_png, widths_png
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -71,15 +71,28 @@ def read_run(directory: str | os.PathLike) -> dict[str, Any]:
     return run
 
 
+def scores_of(r: dict[str, Any]) -> tuple[dict[str, float], str]:
+    """A report's scores per stage (validation) and the metric's name (reports before metrics
+    had only accuracy)."""
+    return r.get("scores", r.get("accuracy", {})), r.get("metric", {}).get("name", "accuracy")
+
+
 def _summary(run: dict[str, Any]) -> str:
     r = run["report"]
-    acc = r["accuracy"]
+    acc, metric = scores_of(r)
+    unit = " %" if metric == "accuracy" else ""
     head = (f'<p class="big">{r["dense_bytes"]:,} bytes dense → {r["file_bytes"]:,} bytes on disk: '
-            f'{r["ratio"]:.1f}× smaller; {acc.get("dense", float("nan")):.2f} % → {acc["from_file"]:.2f} % '
-            f'read back from the file</p>')
-    stages = _table(["accuracy after", *acc], [["top-1 %", *(f"{v:.2f}" for v in acc.values())]])
-    facts = _table(["model", "data set", "sparsity", "coder", "test samples", "identical predictions"],
-                   [[r["model"], r["dataset"], f'{100 * r["sparsity"]:.1f} %', r["coder"], r.get("test_samples", "?"),
+            f'{r["ratio"]:.1f}× smaller; {metric} {acc.get("dense", float("nan")):.2f}{unit} → '
+            f'{acc.get("from_file", float("nan")):.2f}{unit} on validation, read back from the file</p>')
+    if r.get("test"):
+        t = r["test"]
+        head += (f'<p class="big">Test split (read once, for this file): dense {t["dense"]:.2f}{unit}, from the file '
+                 f'{t["from_file"]:.2f}{unit} (drop {t["drop"]:.2f})</p>')
+    stages = _table([f"{metric} after (validation)", *acc], [[metric, *(f"{v:.2f}" for v in acc.values())]])
+    val = r.get("validation") or {}
+    facts = _table(["model", "data set", "sparsity", "coder", "validation", "test samples", "identical predictions"],
+                   [[r["model"], r["dataset"], f'{100 * r["sparsity"]:.1f} %', r["coder"],
+                     f'{val.get("size", "?")} ({val.get("source", "?")})', r.get("test_samples", "?"),
                      r.get("identical_predictions")]])
     seconds = " · ".join(f"{_e(k)} {v:.1f} s" for k, v in r.get("seconds", {}).items())
     return head + stages + facts + f'<p class="note">Seconds per stage: {seconds}</p>'
@@ -106,7 +119,7 @@ def run_section(run: dict[str, Any], heading: bool) -> str:
     parts.append('<section id="layers"><h2>Per layer, from the file</h2>' + _layers(run) + "</section>")
     history = run.get("history") or []
     parts.append('<section id="history"><h2>Training history</h2>' + (
-        _img(history_png(history), "loss and test accuracy per epoch, stages shaded") if history else
+        _img(history_png(history, scores_of(r)[1]), "loss and validation score per epoch, stages shaded") if history else
         '<p class="note">No history.json in this run (it trained nothing, or predates history files).</p>')
         + "</section>")
     weights = run.get("weights") or {}
@@ -139,9 +152,10 @@ def build_html(runs: list[dict[str, Any]]) -> str:
     body = [f"<h1>{_e(title)}</h1>",
             f'<p class="sub">{_e(", ".join(str(r["dir"]) for r in runs))}</p>']
     if len(runs) > 1:
-        points = [(r["name"], r["report"]["ratio"], r["report"]["accuracy"]["from_file"]) for r in runs]
-        body.append('<section id="runs"><h2>Accuracy against ratio</h2>' + _img(runs_png(points), "accuracy against ratio")
-                    + _table(["run", "model", "ratio", "file bytes", "accuracy from file"],
+        points = [(r["name"], r["report"]["ratio"], scores_of(r["report"])[0]["from_file"]) for r in runs]
+        body.append('<section id="runs"><h2>Validation score against ratio</h2>'
+                    + _img(runs_png(points), "validation score against ratio")
+                    + _table(["run", "model", "ratio", "file bytes", "from the file (validation)"],
                              [[n, r["report"]["model"], f"{ratio:.1f}×", f"{r['report']['file_bytes']:,}", f"{acc:.2f} %"]
                               for (n, ratio, acc), r in zip(points, runs)]) + "</section>")
     body.extend(run_section(run, heading=len(runs) > 1) for run in runs)
@@ -163,5 +177,61 @@ def write_report(directories: list[str | os.PathLike], out: str | os.PathLike) -
     if not directories:
         raise ConfigError("give at least one run directory.")
     page = build_html([read_run(d) for d in directories])
+    write_text(out, page)
+    return Path(out)
+
+
+def _search_section(search: dict[str, Any]) -> str:
+    """The target search: every candidate (budgets, bytes, validation score, minutes) plotted
+    and tabled, the chosen one ringed, and the test split's one reading."""
+    metric, drop = search.get("metric", "accuracy"), search["max_drop"]
+    unit = " %" if metric == "accuracy" else ""
+    done = [c for c in search["candidates"] if "failed" not in c]
+    chosen = search.get("chosen")
+    rows = []
+    for c in search["candidates"]:
+        b = c.get("budgets", {})
+        sparsity = ", ".join(f"{k} {100 * v:.1f}" for k, v in (b.get("sparsity") or {}).items())
+        bits = ", ".join(f"{k} {v}" for k, v in (b.get("bits") or {}).items())
+        units = ", ".join(f"{k} {100 * v:.0f}" for k, v in (b.get("units") or {}).items()) or "—"
+        if "failed" in c:
+            rows.append([f"#{c['index']}", f"{c['target_ratio']:.1f}×", sparsity, bits, units, "—", "—",
+                         "failed", "—", _e(c["failed"][:80])])
+            continue
+        rows.append([f"#{c['index']}" + (" ← chosen" if c["dir"] == chosen else ""), f"{c['target_ratio']:.1f}×",
+                     sparsity, bits, units, f"{c['bytes']:,}", f"{c['ratio']:.1f}×", f"{c['score']:.2f}{unit}",
+                     f"{c['drop']:.2f}", f"{c.get('minutes', 0):.1f}"])
+    test = search.get("test")
+    head = (f'<p class="big">Dense {metric} on validation {search["dense"]:.2f}{unit}; allowed drop {drop:g}'
+            f'{" points" if metric == "accuracy" else " %" if metric == "perplexity" else ""}; '
+            f'{len(search["candidates"])} candidates; chosen: {_e(Path(chosen).name) if chosen else "none"}</p>')
+    if test:
+        head += (f'<p class="big">Test split, read once for the chosen file: dense {test["dense"]:.2f}{unit}, '
+                 f'from the file {test["from_file"]:.2f}{unit} (drop {test["drop"]:.2f})</p>')
+    val = search.get("validation") or {}
+    note = (f'<p class="note">Validation: {val.get("size", "?")} samples ({val.get("source", "?")}'
+            f'{", fraction " + str(val["fraction"]) + ", seed " + str(val["seed"]) if "fraction" in val else ""}). '
+            f'Budgets: sparsity % per layer, codebook bits, units removed %. The search bisects the estimated '
+            f'ratio; each candidate retrains from the dense model.</p>')
+    plot = _img(candidates_png(done, drop, metric=metric, chosen=chosen, label=lambda c: f"#{c['index']}"),
+                "candidates: validation score against ratio") if done else ""
+    table = _table(["candidate", "estimated", "sparsity %", "bits", "units %", "file bytes", "ratio",
+                    f"validation {metric}", "drop", "minutes"], rows)
+    return f'<section id="search"><h2>Target search</h2>{head}{plot}{table}{note}</section>'
+
+
+def write_search_report(search: dict[str, Any], out: str | os.PathLike) -> Path:
+    """report.html of a target search: its candidates, then the chosen run's sections.
+
+    Example:
+        >>> write_search_report(json.load(open("out/target/search.json")), "out/target/report.html")
+    """
+    chosen = read_run(search["chosen"])
+    r = chosen["report"]
+    title = f"deepzip: {r['model']} on {r['dataset']}, smallest file within {search['max_drop']:g}"
+    body = [f"<h1>{_e(title)}</h1>", _search_section(search), run_section(chosen, heading=True)]
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
+            f'<body>{"".join(body)}</body></html>\n')
     write_text(out, page)
     return Path(out)

@@ -12,12 +12,16 @@ def report_markdown(r: dict[str, Any]) -> str:
     Example:
         >>> print(report_markdown(json.load(open("out/lenet300/report.json"))))
     """
-    acc = r["accuracy"]
+    acc = r.get("scores", r.get("accuracy", {}))
+    metric = r.get("metric", {}).get("name", "accuracy")
+    test = r.get("test")
     lines = [f"# deepzip: {r['model']} on {r['dataset']}", "",
              "| dense bytes | file bytes | ratio | sparsity | coder |", "|---:|---:|---:|---:|---|",
              f"| {r['dense_bytes']:,} | {r['file_bytes']:,} | **{r['ratio']:.1f}×** | {100 * r['sparsity']:.1f}% | {r['coder']} |",
-             "", "| accuracy | " + " | ".join(acc) + " |", "|---|" + "---:|" * len(acc),
-             "| top-1 % | " + " | ".join(f"{v:.2f}" for v in acc.values()) + " |", "",
+             "", f"| {metric} (validation) | " + " | ".join(acc) + " |", "|---|" + "---:|" * len(acc),
+             f"| {'top-1 %' if metric == 'accuracy' else metric} | " + " | ".join(f"{v:.2f}" for v in acc.values()) + " |",
+             *([f"", f"Test split, read once for this file: dense {test['dense']:.2f}, from the file "
+                     f"{test['from_file']:.2f} (drop {test['drop']:.2f})."] if test else []), "",
              "## Layers (the paper's Table 2, from the file)", "", layers_markdown(r["layers"]), "",
              "## Seconds per stage", "", " | ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()), ""]
     if r.get("rate"):

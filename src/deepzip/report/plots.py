@@ -55,20 +55,21 @@ def _png(plt, fig) -> bytes:
     return buffer.getvalue()
 
 
-def history_png(history: list[dict[str, Any]]) -> bytes:
-    """Loss and test accuracy per epoch over the whole run, each stage shaded and named."""
+def history_png(history: list[dict[str, Any]], metric: str = "accuracy") -> bytes:
+    """Loss and the validation score (`metric`) per epoch over the whole run, each stage shaded and named."""
     plt, fig = _figure(9.5, 3.6)
     loss_ax = fig.add_subplot(1, 2, 1)
     acc_ax = fig.add_subplot(1, 2, 2)
     x = np.arange(1, len(history) + 1)
     loss_ax.plot(x, [r["loss"] for r in history], marker="o", ms=3, color="#34495e")
-    acc_ax.plot(x, [r.get("accuracy", np.nan) for r in history], marker="o", ms=3, color="#27ae60")
+    acc_ax.plot(x, [r.get(metric, np.nan) for r in history], marker="o", ms=3, color="#27ae60")
     spans, start = [], 0
     for i in range(1, len(history) + 1):
         if i == len(history) or history[i]["stage"] != history[start]["stage"]:
             spans.append((start, i, history[start]["stage"]))
             start = i
-    for ax, label in ((loss_ax, "training loss"), (acc_ax, "test accuracy (%)")):
+    label = "validation accuracy (%)" if metric == "accuracy" else f"validation {metric}"
+    for ax, label in ((loss_ax, "training loss"), (acc_ax, label)):
         for k, (a, b, stage) in enumerate(spans):
             ax.axvspan(a + 0.5, b + 0.5, color=("#f4f6f7", "#e3eef8")[k % 2], zorder=0)
             # Inside the span, at its top left; upright text only where the span is wide enough for it.
@@ -156,29 +157,50 @@ def runs_png(points: list[tuple[str, float, float]]) -> bytes:
 
 
 def sweep_png(points: list[dict[str, Any]], max_drop: float | None = None,
-              references: list[tuple[str, float, float]] = ()) -> bytes:
-    """A rate sweep: accuracy from the file against the ratio, one point per λ joined in order,
-    the dense accuracy and (with max_drop) the iso-accuracy line; `references` are other runs
-    (label, ratio, accuracy) drawn beside it.
+              references: list[tuple[str, float, float]] = (), metric: str = "accuracy") -> bytes:
+    """A rate sweep: the validation score from the file against the ratio, one point per λ
+    joined in order, the dense score and (with max_drop) the line a file must stay above;
+    `references` are other runs (label, ratio, score) drawn beside it.
 
     Example:
         >>> Path("sweep.png").write_bytes(sweep_png(json.load(open("out/sweep/sweep.json"))["points"], 0.3))
     """
-    done = [p for p in points if "failed" not in p]
+    return candidates_png(points, max_drop, metric=metric, references=references,
+                          label=lambda p: f"λ {p['weight']:g}", legend="rate training, one point per λ", join=True)
+
+
+def candidates_png(points: list[dict[str, Any]], max_drop: float | None = None, *, metric: str = "accuracy",
+                   label: Any = lambda p: "", legend: str = "candidates", chosen: str | None = None,
+                   references: list[tuple[str, float, float]] = (), join: bool = False) -> bytes:
+    """Candidate files of a search or sweep: validation score against ratio (log), each point
+    labelled, the dense score, the tolerance line (dense − max_drop points of accuracy, or
+    dense × (1 + max_drop %) of perplexity) and the chosen point ringed.
+
+    Example:
+        >>> candidates_png(search["candidates"], 0.3, chosen=search["chosen"])
+    """
+    done = sorted((p for p in points if "failed" not in p), key=lambda p: p["ratio"]) if not join else \
+        [p for p in points if "failed" not in p]
     plt, fig = _figure(6.5, 4.0)
     ax = fig.add_subplot(1, 1, 1)
+    lower = metric != "perplexity"
     if done:
-        ax.plot([p["ratio"] for p in done], [p["accuracy"] for p in done], "^-", color=COLORS["rated"],
-                label="rate training, one point per λ")
+        ax.plot([p["ratio"] for p in done], [p["score"] for p in done], "^-" if join else "^",
+                color=COLORS["rated"], label=legend)
         for p in done:
-            ax.annotate(f"λ {p['weight']:g}", (p["ratio"], p["accuracy"]), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+            ax.annotate(label(p), (p["ratio"], p["score"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            if chosen is not None and p.get("dir") == chosen:
+                ax.scatter([p["ratio"]], [p["score"]], s=160, facecolors="none", edgecolors="#c0392b", zorder=4,
+                           label="chosen")
         dense = done[0]["dense"]
-        ax.axhline(dense, color="gray", linestyle="--", label=f"dense {dense:.2f} %")
+        unit = " %" if metric == "accuracy" else ""
+        ax.axhline(dense, color="gray", linestyle="--", label=f"dense {dense:.2f}{unit}")
         if max_drop is not None:
-            ax.axhline(dense - max_drop, color="gray", linestyle=":", label=f"dense − {max_drop:g}")
-    for label, ratio, accuracy in references:
-        ax.scatter([ratio], [accuracy], marker="o", s=30, zorder=3, label=label)
+            line = dense - max_drop if lower else dense * (1 + max_drop / 100)
+            ax.axhline(line, color="gray", linestyle=":", label=f"dense {'−' if lower else '+'} {max_drop:g}"
+                                                                  f"{'' if lower else ' %'}")
+    for name, ratio, score in references:
+        ax.scatter([ratio], [score], marker="o", s=30, zorder=3, label=name)
     ax.set_xscale("log")
     from matplotlib import ticker  # plain 100×, 200× labels, not 10^2 at whatever decades the ratios span
 
@@ -186,11 +208,11 @@ def sweep_png(points: list[dict[str, Any]], max_drop: float | None = None,
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("compression ratio (dense bytes / file bytes)")
-    ax.set_ylabel("accuracy from the file (%)")
+    ax.set_ylabel(f"validation {'accuracy (%)' if metric == 'accuracy' else metric}, from the file")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="lower left" if lower else "upper left")
     return _png(plt, fig)
 
 
-__all__ = ["distributions_png", "history_png", "layers_png", "runs_png", "sweep_png", "weight_histograms",
+__all__ = ["candidates_png", "distributions_png", "history_png", "layers_png", "runs_png", "sweep_png", "weight_histograms",
            "widths_png"]

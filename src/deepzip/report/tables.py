@@ -86,7 +86,7 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     uncompressed = [r["layer"] for r in rows if r["encoding"] == "raw" and r["matrix"]]
     # A channel-pruned file is compared with the full-width model its registry name builds.
     widths, original = header.get("widths"), params
-    if isinstance(widths, dict) and widths and isinstance(arch, dict):
+    if isinstance(widths, dict) and widths and isinstance(arch, dict) and "name" in arch:
         from ..dzip.assemble import build_model
 
         full = build_model(header, os.fspath(path))

@@ -1,0 +1,388 @@
+"""A target instead of a hand-tuned recipe: the smallest file whose validation score stays
+within `max_drop` of the dense model's.
+
+    dense model ─▶ per-layer sensitivity (validation) ─▶ budgets at an estimated ratio R
+                ─▶ one candidate run per R (the recipe's stages and retraining budget)
+                ─▶ bracket, then bisect R ─▶ the smallest accepted file ─▶ its test score, once
+
+What is searched is one number, the ratio R that the size model (kept weights × their bits plus
+their positions') estimates; everything else follows from it. With no per-layer sparsities in
+the recipe, the budgets at R are the exact multiple-choice knapsack over the sensitivity scan
+(pipeline/sensitivity.py: each layer pruned alone over a grid, and shared alone over a grid of
+bits): the least summed loss whose estimated file reaches R. A recipe that names per-layer
+sparsities (a shipped `best-*` recipe) is the starting point instead: its kept fractions are
+scaled by one factor to reach R, and its unit pruning with them, so the layers keep the
+proportions it was tuned to.
+
+Why R and not a sparsity: the file's size is what the search minimises, and the estimate tracks
+it closely (bytes grow with kept weights × bits), so bisecting on log R bisects on log bytes;
+each candidate retrains from the dense model, and its accuracy, read back from its file on the
+validation split, is what accepts or rejects it. The first candidate is the recipe itself, or
+without one the largest R whose summed per-layer losses before retraining stay within
+`max_drop` (retraining only recovers from there). From it R steps up (accepted) or down
+(rejected) by `step` until the bracket closes, then is bisected geometrically until its ends are
+within `precision` of each other or `max_candidates` have run. Every decision depends only on
+the finished candidates, so a killed search resumes where it was and ends with the same file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, RunStateError, TrainingError
+from ..files import atomic_path, write_text
+from ..report import candidates_png, write_search_report
+from ..selection import per_layer, weights
+from ..train import metric_of
+from ..train.checkpoint import load_weights
+from ..train.distributed import is_main
+from .recipe import PruneStage, Recipe, ShareStage
+from .run import Source, _lock, prepare, run_recipe, score_chosen
+from .sensitivity import _bits, allocate, plot as plot_sensitivity, scan
+
+GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995)
+BITS = (2, 3, 4, 5, 6, 8)
+MAX_LAYER_SPARSITY = 0.999
+SCAN_SAMPLES = 2000  # validation samples the sensitivity probes score on (each probe is one pass)
+INDEX_BITS = 5.0     # the size model's cost of a kept weight's position (the paper's relative index)
+
+
+def _subset(data: Any, n: int) -> Any:
+    from ..data import Dataset
+
+    if isinstance(data, Dataset) and len(data) > n:
+        return Dataset(data.x[:n], data.y[:n], data.classes, data.name)
+    return data
+
+
+class Knapsack:
+    """Budgets from the sensitivity scan: at each R, the allocation with the least summed
+    per-layer loss whose estimated file reaches R (exact, sensitivity.allocate)."""
+
+    kind = "sensitivity"
+
+    def __init__(self, result: dict[str, Any], bits_drop: float) -> None:
+        self.result, self.bits_drop = result, bits_drop
+        bits = allocate(result, max_drop=0.0, bits_drop=bits_drop, bits_per_index=INDEX_BITS)["bits"]
+        layers, most = result["layers"], max(result["sparsities"])
+        size = sum(_bits(r["weights"], most, bits[n], INDEX_BITS) for n, r in layers.items())
+        self.top = sum(32 * r["weights"] for r in layers.values()) / size  # every layer at the grid's top
+
+    def start(self, max_drop: float) -> float:
+        return allocate(self.result, max_drop=max_drop, bits_drop=self.bits_drop,
+                        bits_per_index=INDEX_BITS)["estimated_ratio"]
+
+    def at(self, ratio: float) -> dict[str, Any]:
+        choice = allocate(self.result, target_ratio=min(ratio, self.top * 0.999), bits_drop=self.bits_drop,
+                          bits_per_index=INDEX_BITS)
+        return {"sparsity": {k: v for k, v in choice["sparsity"].items() if v > 0} or {"default": 0.0},
+                "bits": choice["bits"], "units": None, "estimated_ratio": round(choice["estimated_ratio"], 2)}
+
+
+class Scaled:
+    """Budgets from a recipe's per-layer sparsities: every layer's kept fraction times one factor
+    (found by bisection to reach R; layers capped at 99.9 % stop scaling), its unit pruning
+    scaled to keep the live rows as dense as the recipe has them."""
+
+    kind = "recipe"
+
+    def __init__(self, recipe: Recipe, model: torch.nn.Module) -> None:
+        p, s = recipe.prune, recipe.share
+        self.prune = p
+        bits = s.bits if s is not None and s.bits is not None else {"conv": 8, "linear": 5}
+        self.layers = []  # (layer name, weights, kept fraction in the recipe, bits, recipe units)
+        for w in weights(model):
+            sparsity = per_layer(p.sparsity, w) or 0.0
+            self.layers.append((w.layer, w.value.numel(), 1.0 - sparsity, per_layer(bits, w) or 32,
+                                per_layer(p.units, w) or 0.0 if p.units is not None else 0.0))
+        self.bits = {name: b for name, _, _, b, _ in self.layers}
+        self.dense = sum(32 * n for _, n, _, _, _ in self.layers)
+
+    def _sparsities(self, factor: float) -> dict[str, float]:
+        return {name: min(MAX_LAYER_SPARSITY, max(0.0, 1.0 - keep * factor)) for name, _, keep, _, _ in self.layers}
+
+    def _ratio(self, factor: float) -> float:
+        s = self._sparsities(factor)
+        size = sum(_bits(n, s[name], b, INDEX_BITS) if b < 32 else 32 * n * (1 - s[name])
+                   for name, n, _, b, _ in self.layers)
+        return self.dense / max(size, 1e-9)
+
+    @property
+    def top(self) -> float:
+        return self._ratio(0.0)
+
+    def start(self, max_drop: float) -> float:
+        return self._ratio(1.0)
+
+    def at(self, ratio: float) -> dict[str, Any]:
+        low, high = 0.0, 1.0  # factor: kept fraction multiplier; the ratio falls as it grows
+        while self._ratio(high) > ratio and high < 1e6:
+            high *= 2
+        for _ in range(60):
+            mid = (low + high) / 2
+            low, high = (mid, high) if self._ratio(mid) >= ratio else (low, mid)
+        sparsity = {k: round(v, 6) for k, v in self._sparsities(low).items() if v > 0}
+        units = {}
+        for name, _, keep, _, u0 in self.layers:  # rows kept follow weights kept: u = 1 − t(1 − u₀)
+            u = 1 - low * (1 - u0) if u0 > 0 else 0.0
+            if u > 0:
+                units[name] = round(min(u, MAX_LAYER_SPARSITY), 6)
+        return {"sparsity": sparsity or {"default": 0.0}, "bits": self.bits, "units": units or None,
+                "estimated_ratio": round(self._ratio(low), 2)}
+
+
+def _per_layer_recipe(recipe: Recipe) -> bool:
+    p = recipe.prune
+    return p is not None and isinstance(p.sparsity, dict) and bool(p.sparsity)
+
+
+def candidate_recipe(recipe: Recipe, budgets: dict[str, Any]) -> Recipe:
+    """The recipe a candidate runs: the base recipe's stages with the budgets' per-layer
+    sparsity, units and bits (a missing prune or share stage gets the defaults)."""
+    prune = recipe.prune or PruneStage()
+    share = recipe.share or ShareStage()
+    bits = {k: int(v) for k, v in budgets["bits"].items() if v < 32}
+    return recipe.replace(
+        prune=dataclasses.replace(prune, sparsity=budgets["sparsity"], quality=None, scope="layer",
+                                  units=budgets["units"]),
+        share=dataclasses.replace(share, bits=bits or None))
+
+
+def next_ratio(done: list[dict[str, Any]], start: float, step: float, precision: float, top: float) -> float | None:
+    """The next R to try, from the finished candidates (a pure function of them, so a resumed
+    search asks for the same ones), or None when the bracket is closed.
+
+    Example:
+        >>> next_ratio([{"target_ratio": 50, "accepted": True}, {"target_ratio": 100, "accepted": False}],
+        ...            50, 2.0, 1.1, 400)
+        70.71...
+    """
+    if not done:
+        return start
+    ok = [c["target_ratio"] for c in done if c["accepted"]]
+    low = max(ok) if ok else None
+    above = [c["target_ratio"] for c in done if not c["accepted"] and (low is None or c["target_ratio"] > low)]
+    high = min(above) if above else None
+    if low is not None and high is not None:
+        return None if high / low <= precision else math.sqrt(low * high)
+    if low is not None:
+        return None if low >= top * 0.98 else min(low * step, top * 0.98)
+    return None if high <= 1.5 else max(high / step, 1.2)
+
+
+def _key(recipe: Recipe, what: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps({"recipe": recipe.to_dict(), **what}, sort_keys=True,
+                                     default=str).encode()).hexdigest()[:16]
+
+
+def search(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    *,
+    max_drop: float,
+    from_checkpoint: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    val_split: float = 0.1,
+    splits: Any = None,
+    source: Source | None = None,
+    metric: Any = None,
+    key: dict[str, Any] | None = None,
+    max_candidates: int = 8,
+    precision: float = 1.1,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any]:
+    """The smallest file whose validation score is within `max_drop` of the dense model's.
+
+    Args:
+        recipe: the stages and retraining budget every candidate runs; its per-layer sparsities,
+            if it names them, are the starting point (see the module's docstring).
+        out_dir: OUT/dense (the dense run), OUT/candidates/NN-<R>x (one run each, kept),
+            OUT/sensitivity.json|png, OUT/search.json, OUT/search.png, OUT/model.dzip (the
+            chosen file), OUT/report.json|md|html.
+        max_drop: points of accuracy (or % of perplexity) the file may lose on validation.
+        from_checkpoint: the dense weights (else the recipe's dense stage trains them).
+        data_dir, limit, val_split, splits, source, metric, key: as for `run_recipe`.
+        max_candidates: most candidate runs.
+        precision: stop bisecting when the accepted and rejected ratios are this close.
+        resume: continue a killed search (refused if OUT holds another search's work).
+        device, progress, log: as for `run_recipe`.
+
+    Returns the search: {"candidates": […], "chosen": dir, "test": {…}, …} (also OUT/search.json).
+
+    Example:
+        >>> search(load_recipe("recipes/best-lenet300.yaml"), "out/target", max_drop=0.3)
+    """
+    if not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and max_drop >= 0):
+        raise ConfigError(f"--max-drop must be a finite number ≥ 0, not {max_drop!r}.")
+    if not (isinstance(max_candidates, int) and max_candidates >= 1):
+        raise ConfigError(f"--max-candidates must be a whole number ≥ 1, not {max_candidates!r}.")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory.")
+    metric = metric_of(metric)
+    splits, source, key = prepare(recipe, data_dir=data_dir, limit=limit, val_split=val_split, splits=splits,
+                                  source=source, key=key)
+    common = dict(splits=splits, source=source, metric=metric, key=key, device=device, progress=progress, log=log)
+    skey = _key(recipe, {"max_drop": max_drop, "metric": metric.name, "model": source.key, "data": key,
+                         "validation": splits.info.get("val"), "from": None if from_checkpoint is None else str(from_checkpoint),
+                         "max_candidates": max_candidates, "precision": precision})
+    out.mkdir(parents=True, exist_ok=True)
+    with _lock(out):
+        _claim(out, skey, resume)
+        started = time.perf_counter()
+        dense = _dense(recipe, out, from_checkpoint, resume, common)
+        model = source.build()
+        load_weights(model, dense)
+        model.to(torch.device("cpu"))
+        base = metric(model, splits.val)
+        shape = _shape(recipe, model, out, splits, metric, base, max_drop, progress, log)
+        state = _candidates(recipe, out, shape, dense, base, max_drop, max_candidates, precision, resume, common, log)
+        return _conclude(out, state, skey, splits, source, metric, dense, device, base, max_drop, log,
+                         round(time.perf_counter() - started, 1))
+
+
+def _claim(out: Path, skey: str, resume: bool) -> None:
+    """Refuse another search's directory; without --resume, this search starts over."""
+    path = out / "search.json"
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text()).get("key")
+        except (ValueError, OSError, AttributeError):
+            previous = None
+        if previous != skey:
+            raise RunStateError(f"{out} holds another search (another recipe, target, model or data); choose another "
+                                f"--out, or delete {out} to search there.")
+        if not resume:
+            for sub in ("candidates", "dense"):
+                shutil.rmtree(out / sub, ignore_errors=True)
+            for name in ("model.dzip", "sensitivity.json", "report.json"):
+                (out / name).unlink(missing_ok=True)
+    if not path.is_file() or not resume:
+        write_text(path, json.dumps({"key": skey, "candidates": []}, indent=2))
+
+
+def _dense(recipe: Recipe, out: Path, from_checkpoint, resume: bool, common: dict[str, Any]) -> Path:
+    """The dense weights: given, or trained by the recipe's dense stage into OUT/dense."""
+    if from_checkpoint is not None:
+        return Path(from_checkpoint)
+    # Resumed, a finished dense run restores its last checkpoint and is done at once.
+    dense_only = recipe.replace(prune=None, share=None, rate=None, channels=None)
+    run_recipe(dense_only, out / "dense", resume=resume, test=False, finish=False, **common)
+    return out / "dense" / "dense.safetensors"
+
+
+def _shape(recipe: Recipe, model: torch.nn.Module, out: Path, splits: Any, metric: Any, base: float, max_drop: float,
+           progress: bool, log: Callable[[str], Any]) -> Knapsack | Scaled:
+    if _per_layer_recipe(recipe):
+        log(f"search   from the recipe's per-layer budgets (its kept fractions scaled together)")
+        return Scaled(recipe, model)
+    path = out / "sensitivity.json"
+    result = json.loads(path.read_text()) if path.is_file() else None
+    if result is None:
+        probe = _subset(splits.val, SCAN_SAMPLES)
+        reference = metric(model, probe)
+        log(f"search   sensitivity of every layer on {min(SCAN_SAMPLES, len(probe) if hasattr(probe, '__len__') else SCAN_SAMPLES)} "
+            f"validation samples")
+        result = scan(model, lambda m: -metric.drop(reference, metric(m, probe)), sparsities=GRID, bits=BITS,
+                      progress=progress)
+        write_text(path, json.dumps(result, indent=1))
+        plot_sensitivity(result, str(out / "sensitivity.png"))
+    return Knapsack(result, bits_drop=max_drop / 2)
+
+
+def _candidates(recipe: Recipe, out: Path, shape: Knapsack | Scaled, dense: Path, base: float, max_drop: float,
+                max_candidates: int, precision: float, resume: bool, common: dict[str, Any],
+                log: Callable[[str], Any]) -> list[dict[str, Any]]:
+    step = 1.35 if isinstance(shape, Scaled) else 2.0
+    start = max(2.0, min(shape.start(max_drop), shape.top * 0.98))
+    done: list[dict[str, Any]] = []
+    for index in range(1, max_candidates + 1):
+        ratio = next_ratio(done, start, step, precision, shape.top)
+        if ratio is None:
+            break
+        budgets = shape.at(ratio)
+        where = out / "candidates" / f"{index:02d}-{ratio:.1f}x"
+        log(f"candidate {index}: estimated {ratio:.1f}× → {where}")
+        begin = time.perf_counter()
+        row = {"index": index, "dir": str(where), "target_ratio": round(ratio, 4), "budgets": budgets}
+        try:
+            # The search's key covers all a candidate depends on: a finished one is taken as it is.
+            report = (json.loads((where / "report.json").read_text()) if resume and (where / "report.json").is_file()
+                      else run_recipe(candidate_recipe(recipe, budgets), where, from_checkpoint=dense, test=False,
+                                      resume=resume, **common))
+        except TrainingError as e:
+            row.update(failed=str(e), accepted=False, drop=math.inf)
+            log(f"candidate {index}: failed ({e})")
+        else:
+            drop = report["metric"]["drop"]
+            row.update(bytes=report["file_bytes"], ratio=report["ratio"], score=round(report["scores"]["from_file"], 4),
+                       dense=round(report["scores"]["dense"], 4), drop=round(drop, 4),
+                       accepted=bool(drop <= max_drop + 1e-9),
+                       minutes=round(sum(report["seconds"].values()) / 60, 2))
+            log(f"candidate {index}: {row['bytes']:,} B, {row['ratio']:.1f}×, validation {row['score']:.2f} "
+                f"(drop {drop:.2f}): {'accepted' if row['accepted'] else 'rejected'}")
+        row["seconds"] = round(time.perf_counter() - begin, 1)
+        done.append(row)
+        state = json.loads((out / "search.json").read_text())
+        state["candidates"] = done
+        write_text(out / "search.json", json.dumps(state, indent=2, default=_json))
+    return done
+
+
+def _json(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+
+
+def _conclude(out: Path, done: list[dict[str, Any]], skey: str, splits: Any, source: Source, metric: Any, dense: Path,
+              device: str, base: float, max_drop: float, log: Callable[[str], Any], seconds: float) -> dict[str, Any]:
+    ok = [c for c in done if c.get("accepted")]
+    result = {"key": skey, "max_drop": max_drop, "metric": metric.name, "dense": round(base, 4),
+              "validation": splits.info.get("val"), "candidates": done, "chosen": None, "seconds": seconds}
+    (out / "model.dzip").unlink(missing_ok=True)
+    if ok:
+        best = min(ok, key=lambda c: c["bytes"])
+        result["chosen"] = best["dir"]
+        with atomic_path(out / "model.dzip") as tmp:
+            shutil.copyfile(Path(best["dir"]) / "model.dzip", tmp)
+        if splits.test is not None:
+            result["test"] = score_chosen(out / "model.dzip", splits=splits, source=source, metric=metric,
+                                          dense=dense, device=device)
+    write_text(out / "search.json", json.dumps(result, indent=2, default=_json))
+    with atomic_path(out / "search.png") as tmp:
+        tmp.write_bytes(candidates_png(done, max_drop, metric=metric.name, chosen=result["chosen"],
+                                       label=lambda c: f"#{c['index']}"))
+    for c in done:
+        if "failed" not in c:
+            log(f"#{c['index']:<3} {c['bytes']:>9,} B  {c['ratio']:>7.1f}×  validation {c['score']:.2f} "
+                f"(drop {c['drop']:.2f}){'  ← chosen' if c['dir'] == result['chosen'] else ''}")
+    if not ok:
+        finished = [c for c in done if "failed" not in c]
+        closest = min(finished, key=lambda c: c["drop"]) if finished else None
+        raise TrainingError(
+            f"no candidate kept the validation {metric.name} within {max_drop:g} of the dense model's {base:.2f}"
+            + (f" (closest: #{closest['index']}, {closest['ratio']:.1f}× at {closest['score']:.2f}, drop "
+               f"{closest['drop']:.2f})" if closest else "")
+            + f"; every candidate's file is kept in {out / 'candidates'}: allow a larger drop or retrain longer.")
+    chosen = json.loads((Path(result["chosen"]) / "report.json").read_text())
+    report = {**chosen, "search": {k: v for k, v in result.items() if k != "key"}, "test": result.get("test")}
+    write_text(out / "report.json", json.dumps(report, indent=2, default=_json))
+    write_search_report(result, out / "report.html")
+    t = result.get("test")
+    log(f"chosen   #{best['index']}: {best['bytes']:,} B, {best['ratio']:.1f}× at validation {best['score']:.2f} "
+        f"(drop {best['drop']:.2f})" + (f"; test {t['from_file']:.2f} against dense {t['dense']:.2f} (drop "
+                                        f"{t['drop']:.2f}, the test split's one reading)" if t else ""))
+    return result
