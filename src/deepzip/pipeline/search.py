@@ -6,23 +6,24 @@ within `max_drop` of the dense model's.
                 ─▶ bracket, then bisect R ─▶ the smallest accepted file ─▶ its test score, once
 
 What is searched is one number, the ratio R that the size model (kept weights × their bits plus
-their positions') estimates; everything else follows from it. With no per-layer sparsities in
-the recipe, the budgets at R are the exact multiple-choice knapsack over the sensitivity scan
-(pipeline/sensitivity.py: each layer pruned alone over a grid, and shared alone over a grid of
-bits): the least summed loss whose estimated file reaches R. A recipe that names per-layer
-sparsities (a shipped `best-*` recipe) is the starting point instead: its kept fractions are
-scaled by one factor to reach R, and its unit pruning with them, so the layers keep the
-proportions it was tuned to.
+their positions') estimates for the weight matrices; everything else follows from it
+(`Budgets`). Around a reference allocation the budgets at R scale every layer's kept fraction
+by one factor (and its unit pruning with it), and below the reference add codebook bits, so the
+layers keep the reference's proportions and the lowest R tends to a nearly lossless model. The
+reference is the recipe's, when it names per-layer sparsities (a shipped `best-*` recipe, tuned
+on some seeds); otherwise it comes from the dense model's sensitivity (pipeline/sensitivity.py:
+each layer pruned alone over a grid, and shared alone over a grid of bits, on the validation
+split): the exact multiple-choice knapsack for the smallest estimated file whose summed losses
+before retraining stay within `max_drop`, which retraining then recovers from.
 
 Why R and not a sparsity: the file's size is what the search minimises, and the estimate tracks
-it closely (bytes grow with kept weights × bits), so bisecting on log R bisects on log bytes;
-each candidate retrains from the dense model, and its accuracy, read back from its file on the
-validation split, is what accepts or rejects it. The first candidate is the recipe itself, or
-without one the largest R whose summed per-layer losses before retraining stay within
-`max_drop` (retraining only recovers from there). From it R steps up (accepted) or down
-(rejected) by `step` until the bracket closes, then is bisected geometrically until its ends are
-within `precision` of each other or `max_candidates` have run. Every decision depends only on
-the finished candidates, so a killed search resumes where it was and ends with the same file.
+it (bytes grow with kept weights × bits), so bisecting on log R bisects on log bytes; each
+candidate retrains from the dense model with the recipe's budget, and its score, read back
+from its file on the validation split, accepts or rejects it. The first candidate is the
+reference; from it R steps up (accepted) or down (rejected) by `step` until the bracket closes,
+then is bisected geometrically until its ends are within `precision` of each other or
+`max_candidates` have run. Every decision depends only on the finished candidates, so a killed
+search resumes where it was and ends with the same file.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ from .run import Source, _lock, prepare, run_recipe, score_chosen
 from .sensitivity import _bits, allocate, plot as plot_sensitivity, scan
 
 GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995)
-BITS = (2, 3, 4, 5, 6, 8)
+BITS = (3, 4, 5, 6, 8)  # 2-bit codebooks (3 centroids) lose more after pruning than a probe on dense weights shows
 MAX_LAYER_SPARSITY = 0.999
 SCAN_SAMPLES = 2000  # validation samples the sensitivity probes score on (each probe is one pass)
 INDEX_BITS = 5.0     # the size model's cost of a kept weight's position (the paper's relative index)
@@ -65,85 +66,83 @@ def _subset(data: Any, n: int) -> Any:
     return data
 
 
-class Knapsack:
-    """Budgets from the sensitivity scan: at each R, the allocation with the least summed
-    per-layer loss whose estimated file reaches R (exact, sensitivity.allocate)."""
+class Budgets:
+    """Per-layer budgets (sparsity, codebook bits, units removed) as a function of one number,
+    the estimated ratio R, around a reference allocation R₀ that either a recipe or the
+    sensitivity scan supplies.
 
-    kind = "sensitivity"
+    Sparsity: every layer's kept fraction times one factor, found by bisection so that the size
+    model reaches R (layers capped at 99.9 % stop scaling), so the layers keep the reference's
+    proportions. Units: the fraction of rows kept follows the fraction of weights kept,
+    u = 1 − t(1 − u₀), so live rows stay as dense as the reference has them. Bits: the
+    reference's at and above R₀; below it each halving of R buys every layer one bit more (up
+    to 8), so that the lowest R approaches a nearly lossless model instead of stalling on the
+    reference's codebooks.
+    """
 
-    def __init__(self, result: dict[str, Any], bits_drop: float) -> None:
-        self.result, self.bits_drop = result, bits_drop
-        bits = allocate(result, max_drop=0.0, bits_drop=bits_drop, bits_per_index=INDEX_BITS)["bits"]
-        layers, most = result["layers"], max(result["sparsities"])
-        size = sum(_bits(r["weights"], most, bits[n], INDEX_BITS) for n, r in layers.items())
-        self.top = sum(32 * r["weights"] for r in layers.values()) / size  # every layer at the grid's top
+    def __init__(self, kind: str, layers: list[tuple[str, int, float, int, float]]) -> None:
+        self.kind = kind
+        self.layers = layers  # (layer, weights, reference sparsity, reference bits, reference units)
+        self.dense = sum(32 * n for _, n, _, _, _ in layers)
+        self.reference = self._ratio(1.0, {name: b for name, _, _, b, _ in layers})
 
-    def start(self, max_drop: float) -> float:
-        return allocate(self.result, max_drop=max_drop, bits_drop=self.bits_drop,
-                        bits_per_index=INDEX_BITS)["estimated_ratio"]
-
-    def at(self, ratio: float) -> dict[str, Any]:
-        choice = allocate(self.result, target_ratio=min(ratio, self.top * 0.999), bits_drop=self.bits_drop,
-                          bits_per_index=INDEX_BITS)
-        return {"sparsity": {k: v for k, v in choice["sparsity"].items() if v > 0} or {"default": 0.0},
-                "bits": choice["bits"], "units": None, "estimated_ratio": round(choice["estimated_ratio"], 2)}
-
-
-class Scaled:
-    """Budgets from a recipe's per-layer sparsities: every layer's kept fraction times one factor
-    (found by bisection to reach R; layers capped at 99.9 % stop scaling), its unit pruning
-    scaled to keep the live rows as dense as the recipe has them."""
-
-    kind = "recipe"
-
-    def __init__(self, recipe: Recipe, model: torch.nn.Module) -> None:
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, model: torch.nn.Module) -> Budgets:
         p, s = recipe.prune, recipe.share
-        self.prune = p
         bits = s.bits if s is not None and s.bits is not None else {"conv": 8, "linear": 5}
-        self.layers = []  # (layer name, weights, kept fraction in the recipe, bits, recipe units)
-        for w in weights(model):
-            sparsity = per_layer(p.sparsity, w) or 0.0
-            self.layers.append((w.layer, w.value.numel(), 1.0 - sparsity, per_layer(bits, w) or 32,
-                                per_layer(p.units, w) or 0.0 if p.units is not None else 0.0))
-        self.bits = {name: b for name, _, _, b, _ in self.layers}
-        self.dense = sum(32 * n for _, n, _, _, _ in self.layers)
+        return cls("recipe", [(w.layer, w.value.numel(), per_layer(p.sparsity, w) or 0.0, per_layer(bits, w) or 32,
+                               (per_layer(p.units, w) or 0.0) if p.units is not None else 0.0) for w in weights(model)])
+
+    @classmethod
+    def from_scan(cls, result: dict[str, Any], max_drop: float) -> Budgets:
+        """The reference: the smallest estimated file whose summed per-layer losses before
+        retraining stay within max_drop (sensitivity.allocate, an exact knapsack), with the
+        fewest bits per layer that lose at most max_drop / 2 alone."""
+        choice = allocate(result, max_drop=max_drop, bits_drop=max_drop / 2, bits_per_index=INDEX_BITS)
+        return cls("sensitivity", [(name, row["weights"], choice["sparsity"][name], choice["bits"][name], 0.0)
+                                   for name, row in result["layers"].items()])
+
+    def _bits(self, ratio: float) -> dict[str, int]:
+        extra = max(0, math.ceil(math.log2(self.reference / ratio) - 1e-9)) if ratio < self.reference else 0
+        return {name: b if b >= 32 else min(8, b + extra) for name, _, _, b, _ in self.layers}
 
     def _sparsities(self, factor: float) -> dict[str, float]:
-        return {name: min(MAX_LAYER_SPARSITY, max(0.0, 1.0 - keep * factor)) for name, _, keep, _, _ in self.layers}
+        return {name: min(MAX_LAYER_SPARSITY, max(0.0, 1.0 - (1.0 - s) * factor)) for name, _, s, _, _ in self.layers}
 
-    def _ratio(self, factor: float) -> float:
+    def _ratio(self, factor: float, bits: dict[str, int]) -> float:
         s = self._sparsities(factor)
-        size = sum(_bits(n, s[name], b, INDEX_BITS) if b < 32 else 32 * n * (1 - s[name])
-                   for name, n, _, b, _ in self.layers)
+        size = sum(_bits(n, s[name], bits[name], INDEX_BITS) if bits[name] < 32 else 32 * n * (1 - s[name])
+                   for name, n, _, _, _ in self.layers)
         return self.dense / max(size, 1e-9)
 
     @property
     def top(self) -> float:
-        return self._ratio(0.0)
-
-    def start(self, max_drop: float) -> float:
-        return self._ratio(1.0)
+        return self._ratio(0.0, self._bits(self.reference))
 
     def at(self, ratio: float) -> dict[str, Any]:
-        low, high = 0.0, 1.0  # factor: kept fraction multiplier; the ratio falls as it grows
-        while self._ratio(high) > ratio and high < 1e6:
+        bits = self._bits(ratio)
+        low, high = 0.0, 1.0  # the factor on kept fractions; the ratio falls as it grows
+        while self._ratio(high, bits) > ratio and high < 1e6:
             high *= 2
         for _ in range(60):
             mid = (low + high) / 2
-            low, high = (mid, high) if self._ratio(mid) >= ratio else (low, mid)
+            low, high = (mid, high) if self._ratio(mid, bits) >= ratio else (low, mid)
         sparsity = {k: round(v, 6) for k, v in self._sparsities(low).items() if v > 0}
         units = {}
-        for name, _, keep, _, u0 in self.layers:  # rows kept follow weights kept: u = 1 − t(1 − u₀)
+        for name, _, _, _, u0 in self.layers:
             u = 1 - low * (1 - u0) if u0 > 0 else 0.0
             if u > 0:
                 units[name] = round(min(u, MAX_LAYER_SPARSITY), 6)
-        return {"sparsity": sparsity or {"default": 0.0}, "bits": self.bits, "units": units or None,
-                "estimated_ratio": round(self._ratio(low), 2)}
+        return {"sparsity": sparsity or {"default": 0.0}, "bits": bits, "units": units or None,
+                "estimated_ratio": round(self._ratio(low, bits), 2)}
 
 
 def _per_layer_recipe(recipe: Recipe) -> bool:
+    """The recipe names sparsities layer by layer (a tuned starting point), not by kind."""
+    from ..selection import KINDS
+
     p = recipe.prune
-    return p is not None and isinstance(p.sparsity, dict) and bool(p.sparsity)
+    return p is not None and isinstance(p.sparsity, dict) and any(k not in (*KINDS, "default") for k in p.sparsity)
 
 
 def candidate_recipe(recipe: Recipe, budgets: dict[str, Any]) -> Recipe:
@@ -200,6 +199,7 @@ def search(
     key: dict[str, Any] | None = None,
     max_candidates: int = 8,
     precision: float = 1.1,
+    start: str = "auto",
     resume: bool = False,
     device: str = "auto",
     progress: bool = True,
@@ -218,6 +218,8 @@ def search(
         data_dir, limit, val_split, splits, source, metric, key: as for `run_recipe`.
         max_candidates: most candidate runs.
         precision: stop bisecting when the accepted and rejected ratios are this close.
+        start: "recipe" (scale the recipe's per-layer sparsities), "sensitivity" (the knapsack
+            over the scan), or "auto": the recipe's if it names sparsities per layer (not kinds).
         resume: continue a killed search (refused if OUT holds another search's work).
         device, progress, log: as for `run_recipe`.
 
@@ -228,6 +230,11 @@ def search(
     """
     if not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and max_drop >= 0):
         raise ConfigError(f"--max-drop must be a finite number ≥ 0, not {max_drop!r}.")
+    if start not in ("auto", "recipe", "sensitivity"):
+        raise ConfigError(f"start must be 'auto', 'recipe' or 'sensitivity', not {start!r}.")
+    if start == "recipe" and not _per_layer_recipe(recipe):
+        raise ConfigError("a search from the recipe's budgets needs a recipe with per-layer sparsities "
+                          "(prune: {sparsity: {layer: …}}); start='sensitivity' derives them from the model.")
     if not (isinstance(max_candidates, int) and max_candidates >= 1):
         raise ConfigError(f"--max-candidates must be a whole number ≥ 1, not {max_candidates!r}.")
     out = Path(out_dir)
@@ -237,7 +244,7 @@ def search(
     splits, source, key = prepare(recipe, data_dir=data_dir, limit=limit, val_split=val_split, splits=splits,
                                   source=source, key=key)
     common = dict(splits=splits, source=source, metric=metric, key=key, device=device, progress=progress, log=log)
-    skey = _key(recipe, {"max_drop": max_drop, "metric": metric.name, "model": source.key, "data": key,
+    skey = _key(recipe, {"start": start, "max_drop": max_drop, "metric": metric.name, "model": source.key, "data": key,
                          "validation": splits.info.get("val"), "from": None if from_checkpoint is None else str(from_checkpoint),
                          "max_candidates": max_candidates, "precision": precision})
     out.mkdir(parents=True, exist_ok=True)
@@ -249,7 +256,7 @@ def search(
         load_weights(model, dense)
         model.to(torch.device("cpu"))
         base = metric(model, splits.val)
-        shape = _shape(recipe, model, out, splits, metric, base, max_drop, progress, log)
+        shape = _shape(recipe, model, out, splits, metric, max_drop, start, progress, log)
         state = _candidates(recipe, out, shape, dense, base, max_drop, max_candidates, precision, resume, common, log)
         return _conclude(out, state, skey, splits, source, metric, dense, device, base, max_drop, log,
                          round(time.perf_counter() - started, 1))
@@ -285,11 +292,11 @@ def _dense(recipe: Recipe, out: Path, from_checkpoint, resume: bool, common: dic
     return out / "dense" / "dense.safetensors"
 
 
-def _shape(recipe: Recipe, model: torch.nn.Module, out: Path, splits: Any, metric: Any, base: float, max_drop: float,
-           progress: bool, log: Callable[[str], Any]) -> Knapsack | Scaled:
-    if _per_layer_recipe(recipe):
-        log(f"search   from the recipe's per-layer budgets (its kept fractions scaled together)")
-        return Scaled(recipe, model)
+def _shape(recipe: Recipe, model: torch.nn.Module, out: Path, splits: Any, metric: Any, max_drop: float, start: str,
+           progress: bool, log: Callable[[str], Any]) -> Budgets:
+    if start == "recipe" or (start == "auto" and _per_layer_recipe(recipe)):
+        log("search   from the recipe's per-layer budgets (its kept fractions scaled together)")
+        return Budgets.from_recipe(recipe, model)
     path = out / "sensitivity.json"
     result = json.loads(path.read_text()) if path.is_file() else None
     if result is None:
@@ -301,14 +308,14 @@ def _shape(recipe: Recipe, model: torch.nn.Module, out: Path, splits: Any, metri
                       progress=progress)
         write_text(path, json.dumps(result, indent=1))
         plot_sensitivity(result, str(out / "sensitivity.png"))
-    return Knapsack(result, bits_drop=max_drop / 2)
+    return Budgets.from_scan(result, max_drop)
 
 
-def _candidates(recipe: Recipe, out: Path, shape: Knapsack | Scaled, dense: Path, base: float, max_drop: float,
+def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, base: float, max_drop: float,
                 max_candidates: int, precision: float, resume: bool, common: dict[str, Any],
                 log: Callable[[str], Any]) -> list[dict[str, Any]]:
-    step = 1.35 if isinstance(shape, Scaled) else 2.0
-    start = max(2.0, min(shape.start(max_drop), shape.top * 0.98))
+    step = 1.35 if shape.kind == "recipe" else 2.0  # a tuned recipe starts near the answer
+    start = max(2.0, min(shape.reference, shape.top * 0.98))
     done: list[dict[str, Any]] = []
     for index in range(1, max_candidates + 1):
         ratio = next_ratio(done, start, step, precision, shape.top)
