@@ -1,5 +1,11 @@
+import os
+import tempfile
+
 import pytest
 import torch
+
+# deepzip's trust list (models/sources.py) lives under DEEPZIP_HOME: the tests' own, never the user's.
+os.environ["DEEPZIP_HOME"] = tempfile.mkdtemp(prefix="deepzip-home-")
 
 # Test models are tiny: one thread beats two (no fork/join per op), and stays fast on a busy runner.
 torch.set_num_threads(1)

@@ -78,6 +78,15 @@ def _input_shape(text: str | None, file: Path) -> tuple[int, ...] | None:
 
 
 
+def _input_dtype(file: Path) -> str:
+    """The dtype of the inputs the file's model was fed when it was saved ("float32", "int64" for token ids)."""
+    from ..report import inspect
+
+    meta = inspect(file)["meta"]
+    recorded = (meta.get("input") or {}).get("dtype") if isinstance(meta, dict) else None
+    return recorded if isinstance(recorded, str) else "float32"
+
+
 @app.command()
 def evaluate(
     file: Path,
@@ -143,7 +152,7 @@ def benchmark(
             raise ConfigError(f"{file.name} records no input shape; pass --input-shape, e.g. 1,28,28.")
         runtimes = ("dense", "sparse", "csr", "codebook")
         models = {name: _load(file, model_py, name) for name in runtimes}
-        row = compare(models, shape, device=str(where), reps=reps)
+        row = compare(models, shape, device=str(where), reps=reps, tokens=_input_dtype(file).startswith("int"))
         if as_json:
             typer.echo(json.dumps({**row, "choice": models["sparse"].deepzip_runtime}))
             return

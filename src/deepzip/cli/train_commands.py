@@ -94,6 +94,20 @@ def compress(
     _run(go)
 
 
+@app.command()
+def recipes() -> None:
+    """List the recipes deepzip ships, a line each (use one with --recipe NAME)."""
+    from ..pipeline import shipped_recipes
+
+    def go():
+        rows = shipped_recipes()
+        width = max(len(name) for name, _ in rows)
+        for name, summary in rows:
+            typer.echo(f"{name:<{width}}  {summary}")
+
+    _run(go)
+
+
 def _user_model(model_py: str | None, model_arg: list[str], hf: Path | None, weights: Path | None):
     """The user's module from --model-py (with --from's weights loaded) or --hf, or None."""
     if hf is not None:

@@ -99,6 +99,7 @@ def load_hf_dir(path: str | Path) -> nn.Module:
         raise ConfigError(f"--hf {path} holds no safetensors weights"
                           + (f" (only {', '.join(found)}, which deepzip does not unpickle)" if found else "")
                           + "; save the model with save_pretrained(DIR) (safetensors is its default).")
+    transformers.utils.logging.disable_progress_bar()  # deepzip shows its own progress, one line per stage
     try:
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         cls = _architecture(transformers, config, f"--hf {path}")
@@ -153,6 +154,7 @@ def save_hf_dir(model: nn.Module, out: str | Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     subclass = type(model)
+    transformers_module().utils.logging.disable_progress_bar()
     try:
         model.__class__ = base  # the original class, so the config names it and from_pretrained builds it
         model.save_pretrained(tmp, safe_serialization=True)

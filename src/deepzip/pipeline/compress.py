@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..models.sources import describe
 from ..reparam import capture
 from ..train import metric_of, save_checkpoint
-from .recipe import Recipe, from_dict, load_recipe
+from .recipe import Recipe, find_recipe, from_dict, load_recipe
 from .run import Source, run_recipe
 from .search import search as run_search
 from .sweep import sweep
@@ -64,20 +64,6 @@ def _recipe(recipe: Recipe | str | os.PathLike | dict | None, name: str, overrid
     if recipe is None:
         return from_dict({}, model=name, **overrides)
     return load_recipe(find_recipe(recipe), model=name, **overrides)
-
-
-def find_recipe(recipe: str | os.PathLike) -> Path:
-    """A recipe file by path, or by the name of a shipped one ("best-lenet300").
-
-    Example:
-        >>> find_recipe("best-lenet300")
-        PosixPath('.../deepzip/recipes/best-lenet300.yaml')
-    """
-    path = Path(recipe)
-    if path.is_file() or path.suffix in (".yaml", ".yml") or os.sep in str(recipe):
-        return path
-    shipped = Path(__file__).resolve().parents[1] / "recipes" / f"{recipe}.yaml"
-    return shipped if shipped.is_file() else path
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -192,6 +178,11 @@ def compress(
     splits, key = _splits(r, train_data, eval_data, val_data, val_split, data_dir, limit)
     source = None if registry else Source.module(model, {"module": name})
     start = from_checkpoint
+    if (trained and not registry or from_checkpoint is not None) and splits.info["val"]["source"] == "held out" \
+            and not _held_out_by(from_checkpoint, splits):
+        log("note     the dense weights were trained outside this run: if the training data they saw includes "
+            "the samples held out for validation, validation scores flatter the file (the test split does not); "
+            "pass a validation split the model never saw (val_data=, or a data set's own val split) to be sure")
     if not registry:
         check_fit(model, splits)
         if trained and from_checkpoint is None:
@@ -210,6 +201,19 @@ def compress(
         return _result(out, result["chosen"], metric.name, result, result.get("test"))
     report = run_recipe(r, out, from_checkpoint=start, **common)
     return _result(out, str(out), metric.name, None, report.get("test"))
+
+
+def _held_out_by(path: str | os.PathLike | None, splits: Splits) -> bool:
+    """Whether dense weights come from a deepzip run that held out this very validation split."""
+    from ..train import read_checkpoint
+
+    if path is None or Path(path).suffix != ".safetensors":
+        return False
+    try:
+        meta = read_checkpoint(path)[1].get("meta") or {}
+    except ConfigError:
+        return False
+    return isinstance(meta, dict) and meta.get("validation") == splits.info.get("val")
 
 
 def _splits(recipe: Recipe, train_data: Any, eval_data: Any, val_data: Any, val_split: float, data_dir: Any,

@@ -393,6 +393,40 @@ def load_recipe(path: str | Path, **overrides: Any) -> Recipe:
     return from_dict({} if data is None else data, **overrides)
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def find_recipe(recipe: str | Path) -> Path:
+    """A recipe file by path, or by the name of one deepzip ships ("best-lenet300").
+
+    Example:
+        >>> find_recipe("best-lenet300").name
+        'best-lenet300.yaml'
+    """
+    path = Path(recipe)
+    if path.is_file() or path.suffix in (".yaml", ".yml") or "/" in str(recipe):
+        return path
+    shipped = SHIPPED / f"{recipe}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"Recipe not found: {recipe} is neither a file nor a shipped recipe "
+                      f"({', '.join(name for name, _ in shipped_recipes())}).")
+
+
+def shipped_recipes() -> list[tuple[str, str]]:
+    """(name, what it is in a line) of every recipe deepzip ships, from each file's first comment.
+
+    Example:
+        >>> dict(shipped_recipes())["best-lenet300"]
+        "deepzip's recipe for LeNet-300-100. ..."
+    """
+    out = []
+    for path in sorted(SHIPPED.glob("*.yaml")):
+        first = next((line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
+        out.append((path.stem, first))
+    return out
+
+
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
     write_text(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 

@@ -56,8 +56,8 @@ class Dense:
             else:
                 run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "dense", resume=resume)
             # A student's checkpoint too: later runs (--from, sweeps, benches) start from it.
-            if run.main:
-                save_checkpoint(run.model, run.out / "dense.safetensors")
+            if run.main:  # it records the validation split it never trained on
+                save_checkpoint(run.model, run.out / "dense.safetensors", meta={"validation": run.splits.info.get("val")})
             barrier()  # the teacher of later stages is read back from it, on every rank
         run.acc["dense"] = run.score(run.model)
         run.log(f"dense    {run.metric.name} {run.show(run.acc['dense'])}")

@@ -210,7 +210,8 @@ def candidates_png(points: list[dict[str, Any]], max_drop: float | None = None, 
     ax.set_xlabel("compression ratio (dense bytes / file bytes)")
     ax.set_ylabel(f"validation {'accuracy (%)' if metric == 'accuracy' else metric}, from the file")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower left" if lower else "upper left")
+    if done or references:
+        ax.legend(fontsize=7, loc="lower left" if lower else "upper left")
     return _png(plt, fig)
 
 

@@ -57,7 +57,7 @@ def latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
 
 
 def compare(models: dict[str, nn.Module], input_shape: tuple[int, ...], *, device: str = "cpu",
-            batches: tuple[int, ...] = (1, 64), reps: int = 100) -> dict[str, Any]:
+            batches: tuple[int, ...] = (1, 64), reps: int = 100, tokens: bool = False) -> dict[str, Any]:
     """Time the same model in several runtimes, side by side, on the same threads.
 
     Args:
@@ -66,6 +66,7 @@ def compare(models: dict[str, nn.Module], input_shape: tuple[int, ...], *, devic
         device: where to run them.
         batches: batch sizes to time.
         reps: timed calls at batch 1 (a quarter of that, at least 10, at larger batches).
+        tokens: inputs are token ids (int64 0 and 1, valid in any vocabulary), not floats.
 
     Returns a flat row: "<runtime>_weight_bytes", and per batch b "b<b>_<runtime>_ms" (median),
     "b<b>_<runtime>_min_ms" and "b<b>_<runtime>_speedup" (dense median / this median).
@@ -78,7 +79,8 @@ def compare(models: dict[str, nn.Module], input_shape: tuple[int, ...], *, devic
     for name, m in models.items():
         row[f"{name}_weight_bytes"] = resident_weight_bytes(m)
     for batch in batches:
-        x = torch.randn(batch, *input_shape, device=device)
+        x = (torch.randint(0, 2, (batch, *input_shape), device=device) if tokens else
+             torch.randn(batch, *input_shape, device=device))
         n = reps if batch == 1 else max(10, reps // 4)
         for name, m in models.items():
             times = latencies_ms(m, x, n)
