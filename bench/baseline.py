@@ -36,9 +36,9 @@ from torch import nn
 from torch.nn.utils import prune
 
 from deepzip.data import Dataset
+from deepzip.files import atomic_path
 from deepzip.prune import ramp
 from deepzip.train import evaluate, train
-from deepzip.files import atomic_path
 
 # The paper's relative-index widths: 5 bits for fc layers, 8 for conv.
 INDEX_BITS = {"linear": 5, "conv": 8}

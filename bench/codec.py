@@ -126,8 +126,8 @@ def dzip_streams(path: Path) -> None:
             codes[positions] = kept
             grid = codes.reshape(grid_shape(d.info.shape))
             in_file = sum(r.streams[e[k]]["length"] for k in ("values", "gaps", "rows", "cols") if k in e)
-            t, data = best_time(lambda: context.encode(grid, codebook.size), 1)
-            t_dec, out = best_time(lambda: context.decode(data, *grid.shape, codebook.size), 3)
+            t, data = best_time(lambda: context.encode(grid, codebook.size), 1)  # noqa: B023 (called here)
+            t_dec, out = best_time(lambda: context.decode(data, *grid.shape, codebook.size), 3)  # noqa: B023
             assert np.array_equal(out, grid)
             print(json.dumps({"file": path.name, "layer": e["name"], "positions_in_file": e["positions"],
                               "bytes_in_file": in_file, "context_bytes_whole_matrix": len(data),
@@ -142,6 +142,7 @@ def context_bounds(grid: np.ndarray, kept: np.ndarray, alphabet: int, coded: int
     column, fitted to the very matrix and stored for free); its codes (the rest), without and
     with left contexts, against their zeroth-order entropy. `coded`: the layer's context-coded bytes."""
     import torch
+
     from deepzip.encode import context
 
     mask = grid != 0
@@ -207,7 +208,7 @@ def main() -> None:
             encode, decode, expected, repeats = make(symbols, alphabet)
             decode(encode())  # warm-up: JIT compilation and first-touch page faults
             t_enc, data = best_time(encode, repeats)
-            t_dec, out = best_time(lambda: decode(data), repeats)
+            t_dec, out = best_time(lambda: decode(data), repeats)  # noqa: B023 (called here)
             assert np.array_equal(np.asarray(out), expected), f"{name} did not round-trip {stream}"
             bits = 8 * len(data) / len(expected)
             print(json.dumps({"stream": stream, "coder": name, "symbols": len(expected),

@@ -33,18 +33,16 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on the benchmark machine
 import matplotlib.pyplot as plt  # noqa: E402
+from baseline import stock_compress, stock_load  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from baseline import stock_compress, stock_load  # noqa: E402
 from deepzip import data as datasets  # noqa: E402
 from deepzip import models  # noqa: E402
-from deepzip.train import load_checkpoint, save_checkpoint  # noqa: E402
-from deepzip.selection import per_layer, weights  # noqa: E402
+from deepzip.files import atomic_path, write_text
 from deepzip.pipeline import run_recipe  # noqa: E402
 from deepzip.pipeline.recipe import Recipe, load_recipe  # noqa: E402
-from deepzip.train import evaluate, seed_everything, train  # noqa: E402
-from deepzip.files import write_text
-from deepzip.files import atomic_path
+from deepzip.selection import per_layer, weights  # noqa: E402
+from deepzip.train import evaluate, load_checkpoint, save_checkpoint, seed_everything, train  # noqa: E402  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 DATASET = "fashion-mnist"
@@ -280,7 +278,8 @@ def bench_model(name: str, args) -> None:
 
 def check(rows: list[dict[str, Any]], dense_accuracy: float) -> dict[str, Any]:
     """The issue's two criteria, from the measured rows: best's recipe run at iso-accuracy (≥ dense
-    − 0.3 points; with several seeds, their mean accuracy and ratio), and every stock point beaten by some deepzip point (best recipe or curve) with a
+    − 0.3 points; with several seeds, their mean accuracy and ratio), and every stock point beaten by some
+    deepzip point (best recipe or curve) with a
     smaller file and equal or better accuracy."""
     iso = round(dense_accuracy - 0.3, 2)
     mains = [r for r in rows if r["run"] == "best" and r["target"] is None]

@@ -17,11 +17,11 @@ import json
 import sys
 from pathlib import Path
 
+from _runs import finished
+
 import deepzip as dz
 from deepzip.files import atomic_path, write_text
-from deepzip.pipeline import run_recipe, from_dict
-
-from _runs import finished
+from deepzip.pipeline import from_dict, run_recipe
 
 
 def recipe(args, **changes) -> dz.pipeline.Recipe:

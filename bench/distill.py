@@ -28,10 +28,10 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from deepzip.files import write_text
-from deepzip.pipeline import run_recipe, from_dict
-
 from _runs import finished
+
+from deepzip.files import write_text
+from deepzip.pipeline import from_dict, run_recipe
 
 ROWS = {  # name: the recipe's distill stage (None: no teacher)
     "scratch": None,
@@ -61,7 +61,7 @@ def depth_sparsity(width: float) -> dict[str, float]:
     """Each convolution's and linear layer's sparsity, by DEPTH_SPARSITY on its name."""
     import deepzip as dz
     model = dz.create_model("resnet18", in_channels=1, image_size=32, classes=10, width=width)
-    names = [n for n, m in model.named_modules() if hasattr(m, "weight") and getattr(m, "weight").dim() >= 2]
+    names = [n for n, m in model.named_modules() if hasattr(m, "weight") and m.weight.dim() >= 2]
     return {n: DEPTH_SPARSITY[n.split(".")[0]] for n in names if DEPTH_SPARSITY[n.split(".")[0]] > 0}
 
 

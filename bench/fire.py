@@ -19,7 +19,6 @@ from deepzip.files import write_text
 from deepzip.pipeline import run_recipe
 from deepzip.pipeline.recipe import from_dict
 
-
 CIFAR_NETS = ("vgg16", "vgg16-fire", "resnet18")
 
 

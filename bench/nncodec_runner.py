@@ -24,12 +24,12 @@ import importlib.util
 import io
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
+
 
 # ---------------------------------------------------------------------------------------------
 # torchvision shim. nncodec imports torchvision (dataset modules) at import time. The PyPI

@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 from _runs import finished
+
 from deepzip.files import write_text
-from deepzip.pipeline import run_recipe, load_recipe
+from deepzip.pipeline import load_recipe, run_recipe
 
 BENCH = Path(__file__).resolve().parent
 

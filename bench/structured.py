@@ -25,16 +25,15 @@ import sys
 from pathlib import Path
 
 import torch
+from _runs import finished
 
 import deepzip as dz
 from deepzip.export import onnx_runner
 from deepzip.files import atomic_path, write_text
-from deepzip.pipeline import run_recipe, from_dict
+from deepzip.pipeline import from_dict, run_recipe
 from deepzip.report.plots import widths_png
 from deepzip.runtime.timing import call_times_ms
 from deepzip.structured import costs, trace
-
-from _runs import finished
 
 CRITERIA = ("l1", "apoz", "taylor", "knapsack")
 
@@ -80,7 +79,7 @@ def measure(model: torch.nn.Module, dense: torch.nn.Module, reps: int) -> dict:
                 times: dict[str, list[float]] = {"dense": [], "slim": []}
                 for block in range(max(1, (reps if b == 1 else max(10, reps // 5)) // 10)):
                     for name, run in pair.items():
-                        times[name] += call_times_ms(lambda: run(x), 10, warmup=3 if block == 0 else 0)
+                        times[name] += call_times_ms(lambda: run(x), 10, warmup=3 if block == 0 else 0)  # noqa: B023
                 for name, ts in times.items():
                     row[f"b{b}_{rt}{name}_ms"] = round(statistics.median(ts), 3)
                     row[f"b{b}_{rt}{name}_min_ms"] = round(min(ts), 3)

@@ -15,8 +15,8 @@ bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 at_sparsity, check, new_model = bench.at_sparsity, bench.check, bench.new_model
 
-from deepzip.selection import weights  # noqa: E402
 from deepzip.pipeline.recipe import from_dict  # noqa: E402
+from deepzip.selection import weights  # noqa: E402
 
 
 def _overall(recipe, model):

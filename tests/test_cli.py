@@ -179,8 +179,9 @@ class Tiny(torch.nn.Module):
 def test_files_of_a_users_own_module_are_served_by_every_command(tmp_path):
     import importlib.util
 
-    import deepzip as dz
     from safetensors.torch import load_file
+
+    import deepzip as dz
 
     (tmp_path / "mynet.py").write_text(USER_MODEL)
     spec = importlib.util.spec_from_file_location("mynet", tmp_path / "mynet.py")

@@ -84,7 +84,7 @@ def test_remove_keeps_zeros_and_drops_hooks(tiny_mlp):
 
 @pytest.mark.parametrize("kwargs, words", [
     ({}, "exactly one"),
-    ({"sparsity": 0.5, "quality": 1.0}, "exactly one"),
+    ({"sparsity": 0.5, "quality": 1.0}, "quality must be absent when sparsity is given"),
     ({"sparsity": 1.5}, "sparsity"),
     ({"quality": -1.0}, "quality"),
     ({"sparsity": {"fc9": 0.5}}, "fc9"),

@@ -120,9 +120,9 @@ def test_training_with_a_rate_weight_gives_a_smaller_file_that_still_learns(tmp_
 
 def test_bad_settings_are_refused():
     layer = nn.Linear(4, 4)
-    with pytest.raises(dz.ConfigError, match="rate weight"):
+    with pytest.raises(dz.ConfigError, match="weight must be a finite number ≥ 0"):
         dz.RateLoss(layer, weight=-1)
-    with pytest.raises(dz.ConfigError, match="rate bits"):
+    with pytest.raises(dz.ConfigError, match="bits must be a whole number from 1 to 8"):
         dz.RateLoss(layer, weight=1, bits=12)
     dz.share_weights_(layer, bits=2)
     with pytest.raises(dz.ConfigError, match="already shared"):

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 import deepzip as dz
 from deepzip.cli import app
-from deepzip.pipeline import run_recipe, from_dict
+from deepzip.pipeline import from_dict, run_recipe
 
 
 class Page(HTMLParser):

@@ -5,8 +5,8 @@ import torch
 
 import deepzip as dz
 from deepzip.data import load as load_data
-from deepzip.prune.schedule import GradualPruning, agp_sparsity
 from deepzip.pipeline.sensitivity import allocate, plot, scan
+from deepzip.prune.schedule import GradualPruning, agp_sparsity
 
 
 def test_agp_values_follow_the_cubic_ramp():
@@ -43,8 +43,8 @@ def test_bad_schedules_are_refused(tiny_mlp):
 def _fake_scan():
     # fc1 tolerates pruning, fc2 does not; fc2 quantizes down to 3 bits, fc1 needs 5.
     return {"baseline": 90.0, "sparsities": [0.5, 0.9, 0.99], "bit_widths": [2, 3, 5, 8],
-            "layers": {"fc1": {"kind": "linear", "weights": 1000, "sparsity": [90.0, 89.8, 80.0], "bits": [80.0, 88.0, 89.9, 90.0]},
-                       "fc2": {"kind": "linear", "weights": 100, "sparsity": [89.0, 70.0, 20.0], "bits": [85.0, 89.8, 90.0, 90.0]}}}
+            "layers": {"fc1": {"kind": "linear", "weights": 1000, "sparsity": [90.0, 89.8, 80.0], "bits": [80.0, 88.0, 89.9, 90.0]},  # noqa: E501 (a table)
+                       "fc2": {"kind": "linear", "weights": 100, "sparsity": [89.0, 70.0, 20.0], "bits": [85.0, 89.8, 90.0, 90.0]}}}  # noqa: E501 (a table)
 
 
 def test_allocation_meets_a_drop_budget():

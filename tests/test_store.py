@@ -118,7 +118,7 @@ def test_header_records_arch_and_metadata(tmp_path, tiny_mlp):
 def test_bad_save_arguments(tmp_path, tiny_mlp):
     with pytest.raises(dz.ConfigError, match="coder"):
         dz.save(tiny_mlp, tmp_path / "m.dzip", coder="zip")
-    with pytest.raises(dz.ConfigError, match="index bits"):
+    with pytest.raises(dz.ConfigError, match="index_bits must be a whole number from 1 to 16"):
         dz.save(tiny_mlp, tmp_path / "m.dzip", index_bits=0)
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
 

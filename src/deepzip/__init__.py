@@ -1,33 +1,92 @@
 """deepzip: Deep Compression for PyTorch, down to a real file and a real speed-up.
 
-    import deepzip as dz
-    dz.prune_(model, sparsity=0.9)
-    dz.train(model, data, epochs=4)              # masks respected by any loop
-    dz.share_weights_(model, bits={"conv": 8, "linear": 5})
-    dz.train(model, data, epochs=2)              # centroids fine-tuned
-    dz.save(model, "model.dzip")
-    model = dz.load("model.dzip")
+import deepzip as dz
+dz.prune_(model, sparsity=0.9)
+dz.train(model, data, epochs=4)              # masks respected by any loop
+dz.share_weights_(model, bits={"conv": 8, "linear": 5})
+dz.train(model, data, epochs=2)              # centroids fine-tuned
+dz.save(model, "model.dzip")
+model = dz.load("model.dzip")
 """
+
 from ._version import __version__
 from .distill import AdversarialLoss, DistillLoss, HintLoss, SoftTargetLoss, soft_target_loss
 from .dzip import load, recode, save
+from .errors import (
+    ConfigError,
+    DataError,
+    DeepzipError,
+    DeepzipWarning,
+    DzipFormatError,
+    ModelMismatchError,
+    NumericsError,
+    RunStateError,
+    TrainingError,
+)
 from .export import export_onnx
-from .errors import (ConfigError, DataError, DeepzipError, DeepzipWarning, DzipFormatError, ModelMismatchError,
-                     NumericsError, RunStateError, TrainingError)
 from .models import create as create_model
+from .pipeline import CompressResult, compress
 from .prune import GradualPruning, MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of
 from .quantize import KMeans, RateLoss, harden_, round_, share_weights_
 from .reparam import strip_
-from .structured import prune_channels_
 from .report import inspect
-from .pipeline import CompressResult, compress
-from .train import (Checkpoint, Evaluate, History, TensorBoard, evaluate, load_checkpoint, predict, save_checkpoint,
-                    train)
+from .structured import prune_channels_
+from .train import (
+    Checkpoint,
+    Evaluate,
+    History,
+    TensorBoard,
+    evaluate,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+    train,
+)
 
 __all__ = [
-    "CompressResult", "compress", "AdversarialLoss", "Checkpoint", "DistillLoss", "HintLoss", "ConfigError", "DataError", "DeepzipError", "DeepzipWarning", "DzipFormatError", "NumericsError", "Evaluate", "GradualPruning",
-    "History", "KMeans", "RateLoss", "harden_", "MagnitudePruning", "ModelMismatchError", "RunStateError", "SoftTargetLoss", "TensorBoard",
-    "TrainingError", "__version__", "create_model", "evaluate", "export_onnx", "inspect", "load", "load_checkpoint", "predict",
-    "prune_", "recode", "prune_channels_", "prune_dead_inputs_", "prune_units_", "round_", "save", "save_checkpoint", "share_weights_",
-    "soft_target_loss", "sparsity_of", "strip_", "train",
+    "CompressResult",
+    "compress",
+    "AdversarialLoss",
+    "Checkpoint",
+    "DistillLoss",
+    "HintLoss",
+    "ConfigError",
+    "DataError",
+    "DeepzipError",
+    "DeepzipWarning",
+    "DzipFormatError",
+    "NumericsError",
+    "Evaluate",
+    "GradualPruning",
+    "History",
+    "KMeans",
+    "RateLoss",
+    "harden_",
+    "MagnitudePruning",
+    "ModelMismatchError",
+    "RunStateError",
+    "SoftTargetLoss",
+    "TensorBoard",
+    "TrainingError",
+    "__version__",
+    "create_model",
+    "evaluate",
+    "export_onnx",
+    "inspect",
+    "load",
+    "load_checkpoint",
+    "predict",
+    "prune_",
+    "recode",
+    "prune_channels_",
+    "prune_dead_inputs_",
+    "prune_units_",
+    "round_",
+    "save",
+    "save_checkpoint",
+    "share_weights_",
+    "soft_target_loss",
+    "sparsity_of",
+    "strip_",
+    "train",
 ]

@@ -5,11 +5,13 @@ an untrusted number the same way.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from .errors import NumericsError
+from .errors import InvalidSetting, NumericsError
 
 
 def is_uint(value: Any, below: int | None = None) -> bool:
@@ -44,3 +46,57 @@ def require_finite(tensor: torch.Tensor, name: str, doing: str) -> None:
         raise NumericsError(f"{name} holds {bad} non-finite value{'s' * (bad > 1)} (NaN or inf), so deepzip will not "
                             f"{doing} it; the model diverged or was damaged: retrain it (a lower learning rate) "
                             f"or repair those weights first.")
+
+
+def check(cond: bool, key: str, rule: str, value: Any) -> None:
+    """Raise InvalidSetting(key, rule, value) unless `cond`.
+
+    Example:
+        >>> check(lr > 0, "lr", "a finite number > 0", lr)
+    """
+    if not cond:
+        raise InvalidSetting(key, rule, value)
+
+
+def check_each(setting: Any, key: str, rule: str, ok: Callable[[Any], bool]) -> None:
+    """Check one value, or each value of a per-layer dict (naming its key: "bits.fc1"); None passes.
+
+    Example:
+        >>> check_each({"fc1": 13}, "bits", "a whole number from 1 to 12", whole(1, 12))
+        InvalidSetting: bits.fc1 must be a whole number from 1 to 12, not 13.
+    """
+    if setting is None:
+        return
+    items = setting.items() if isinstance(setting, Mapping) else [(None, setting)]
+    for name, value in items:
+        check(ok(value), key if name is None else f"{key}.{name}", rule, value)
+
+
+def whole(low: int, high: int | None = None) -> Callable[[Any], bool]:
+    """A rule: a whole number (not a bool) from `low` to `high` (no upper bound if None)."""
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+
+
+def number(low: float = -math.inf, high: float = math.inf, *, above: bool = False, below: bool = False
+           ) -> Callable[[Any], bool]:
+    """A rule: a finite real number (not a bool) in [low, high]; `above`/`below` make an end open."""
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        return (v > low if above else v >= low) and (v < high if below else v <= high)
+    return ok
+
+
+def is_amount(v: Any) -> bool:
+    """torch's rule for an amount: a float fraction in [0, 1], or an int count ≥ 0."""
+    if isinstance(v, bool):
+        return False
+    return (isinstance(v, int) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1)
+
+
+AMOUNT = "a fraction in [0, 1] (or a whole count of weights)"
+
+
+def is_units(v: Any) -> bool:
+    """The rule for units or channels to remove: a fraction in [0, 1] or a count (a layer keeps one either way)."""
+    return not isinstance(v, bool) and ((isinstance(v, int) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1))

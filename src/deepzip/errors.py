@@ -35,3 +35,13 @@ class NumericsError(DeepzipError, ValueError):
 
 class DeepzipWarning(UserWarning):
     """Something deepzip did that a user may not expect (a weight matrix left uncompressed, say)."""
+
+
+class InvalidSetting(ConfigError):
+    """A setting out of range: `key` is where (its name or path, "bits.fc1"), `rule` what it must
+    be, `value` what was given. The recipe reader adds the stage's path to `key`, so one rule,
+    written once beside the API that needs it, speaks for the recipe too."""
+
+    def __init__(self, key: str, rule: str, value: object) -> None:
+        self.key, self.rule, self.value = key, rule, value
+        super().__init__(f"{key} must be {rule}, not {value!r}.")

@@ -42,7 +42,7 @@ def restored(x: torch.Tensor) -> np.ndarray:
 
 def check(data, parts) -> None:
     pixels = np.concatenate([p for p, _ in parts])
-    labels = np.concatenate([l for _, l in parts])
+    labels = np.concatenate([y for _, y in parts])
     assert data.x.shape == (len(pixels), 3, 32, 32) and data.classes == 10
     assert data.y.tolist() == labels.tolist()
     np.testing.assert_array_equal(restored(data.x), pixels)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deepzip.encode.floats import HIGH_ALPHABET, join_float32, split_float32
 from deepzip.errors import DzipFormatError

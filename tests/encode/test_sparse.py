@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import deepzip as dz
 from deepzip.encode import from_gaps, to_gaps
 from deepzip.errors import DzipFormatError
 
@@ -75,7 +77,9 @@ def test_all_zero_and_empty():
 def test_gap_dtypes():
     assert to_gaps(np.ones(3), 8)[0].dtype == np.uint8
     assert to_gaps(np.ones(3), 9)[0].dtype == np.uint16
-    assert to_gaps(np.ones(3), 17)[0].dtype == np.uint32
+    assert to_gaps(np.ones(3), 16)[0].dtype == np.uint16
+    with pytest.raises(dz.ConfigError, match="from 1 to 16"):  # the format's limit (deepzip/limits.py)
+        to_gaps(np.ones(3), 17)
 
 
 def test_to_gaps_rejects_bad_arguments():

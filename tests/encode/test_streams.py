@@ -1,12 +1,12 @@
 import json
 
 import numpy as np
-
-from deepzip.encode.dtypes import symbol_dtype
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deepzip.encode import CODERS, decode_stream, encode_stream, table_bytes
+from deepzip.encode.dtypes import symbol_dtype
 from deepzip.errors import DzipFormatError
 
 SETTINGS = settings(max_examples=50, deadline=None)

@@ -53,7 +53,8 @@ def test_units_and_distillation_recipe(tmp_path):
     assert (model.fc1.weight == 0).float().mean() == pytest.approx(0.9, abs=1e-3)
     assert report["accuracy"]["from_file"] == report["accuracy"]["quantized"]
     meta = dz.inspect(tmp_path / "model.dzip")["meta"]
-    assert meta["recipe"]["distill"] == {"temperature": 3} and "seed" not in meta["recipe"]  # what differs from distill's defaults
+    # what differs from distill's defaults
+    assert meta["recipe"]["distill"] == {"temperature": 3} and "seed" not in meta["recipe"]
 
 
 def test_a_stage_that_leaves_the_model_at_chance_stops_the_run_and_writes_no_file(tmp_path):

@@ -7,7 +7,7 @@ import torch
 
 import deepzip as dz
 from deepzip.errors import ConfigError
-from deepzip.pipeline import run_recipe, from_dict, parse_weights, sweep
+from deepzip.pipeline import from_dict, parse_weights, run_recipe, sweep
 from deepzip.pipeline.recipe import load_recipe
 
 QUIET = {"progress": False, "log": lambda *a: None}
@@ -17,7 +17,8 @@ def _recipe(weight, **changes):
     return from_dict({
         "model": "lenet300", "dataset": "synthetic", "coder": "auto", "index_bits": "auto",
         "dense": {"epochs": 1, "lr": 2e-3},
-        "prune": {"units": {"fc1": 0.5}, "sparsity": {"fc1": 0.8, "fc2": 0.5}, "steps": 1, "retrain": {"epochs": 0.25, "lr": 1e-3}},
+        "prune": {"units": {"fc1": 0.5}, "sparsity": {"fc1": 0.8, "fc2": 0.5}, "steps": 1,
+                  "retrain": {"epochs": 0.25, "lr": 1e-3}},
         "rate": {"weight": weight, "bits": {"fc1": 3, "fc2": 3}, "train": {"epochs": 2, "lr": 5e-3}},
         "share": {"bits": 2, "finetune": {"epochs": 0.25, "lr": 1e-4}, "half_codebooks": True},
         **changes,

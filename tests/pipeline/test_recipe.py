@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 import deepzip as dz
+from deepzip.pipeline.recipe import Recipe, default_recipe, from_dict, load_recipe, save_recipe
 from deepzip.prune import ramp
 from deepzip.selection import select
-from deepzip.pipeline.recipe import Recipe, default_recipe, from_dict, load_recipe, save_recipe
 
 
 def test_round_trip_through_yaml(tmp_path):
@@ -30,7 +30,7 @@ def test_round_trip_through_yaml(tmp_path):
     ({"channels": {"round_to": 0}}, "channels.round_to"),
     ({"channels": {"select": "knapsack", "budget": {"params": 0.5}, "round_to": 8}}, "channels.round_to"),
     ({"distill": {"weights": [1, 2]}}, "distill.weights must be three numbers"),
-    ({"prune": {"units": {"fc1": 1.0}}}, "prune.units"),
+    ({"prune": {"units": {"fc1": 1.5}}}, "prune.units.fc1 must be a fraction in"),
     ({"share": {"bias_bits": 0}}, "share.bias_bits"),
     ({"share": {"bits": {"fc1": 13}}}, "share.bits"),
     ({"share": {"bias_bits": True}}, "share.bias_bits"),

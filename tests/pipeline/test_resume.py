@@ -9,7 +9,7 @@ import time
 import pytest
 
 import deepzip as dz
-from deepzip.pipeline import run_recipe, from_dict, load_recipe
+from deepzip.pipeline import from_dict, load_recipe, run_recipe
 from deepzip.train import read_checkpoint
 
 # Small enough to run in seconds, with epochs long enough (~0.2 s) to be killed inside.

@@ -4,7 +4,6 @@ import json
 import math
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -147,10 +146,11 @@ def test_a_target_no_candidate_reaches_names_the_closest_and_keeps_every_file(us
                                       "--max-candidates", "2", "--val-split", "0.2", "--out", str(tmp_path / "o"),
                                       "--quiet"])
     _one_error_line(result, "no candidate kept the validation accuracy within 0.5 of the dense model")
-    assert "closest: #" in result.output and "every candidate's file is kept" in result.output
+    assert "closest: #" in result.output and "every candidate's file is kept" in result.output, result.output
     search = json.loads((tmp_path / "o" / "search.json").read_text())
     assert search["validation"]["size"] == 287 and not any(c["accepted"] for c in search["candidates"])
-    assert len(list((tmp_path / "o" / "candidates").glob("*/model.dzip"))) == 2
+    finished = [c for c in search["candidates"] if "failed" not in c]  # a collapsed run writes no file
+    assert finished and len(list((tmp_path / "o" / "candidates").glob("*/model.dzip"))) == len(finished)
     assert not (tmp_path / "o" / "model.dzip").exists()
 
 

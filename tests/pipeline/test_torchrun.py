@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import deepzip as dz
-from deepzip.pipeline import run_recipe, load_recipe
+from deepzip.pipeline import load_recipe, run_recipe
 from deepzip.train import read_checkpoint
 
 RECIPE = """

@@ -57,4 +57,4 @@ def main() -> None:
     app(prog_name="deepzip")
 
 
-from . import train_commands, file_commands  # noqa: E402,F401  (register their commands on app)
+from . import file_commands, train_commands  # noqa: E402,F401  (register their commands on app)

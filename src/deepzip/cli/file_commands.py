@@ -102,7 +102,8 @@ def evaluate(
     """Load a .dzip and report its top-1 accuracy on the test split."""
     from .. import data as datasets
     from ..errors import ConfigError
-    from ..train import evaluate as accuracy, resolve_device
+    from ..train import evaluate as accuracy
+    from ..train import resolve_device
 
     def go():
         where = resolve_device(device)
@@ -192,20 +193,31 @@ def report(
 @app.command()
 def export(
     file: Path,
-    onnx: Path = typer.Option(..., "--onnx", help="the ONNX file to write"),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="the ONNX file to write"),
+    c: Optional[Path] = typer.Option(None, "--c", help="a directory of C sources to write: the file in flash, "
+                                     "its op list, dz_predict(), a desktop main.c and a Makefile (also Cortex-M4)"),
     input_shape: str = typer.Option(None, help="one sample's shape, e.g. 1,28,28 [default: from the recorded architecture]"),
     model_py: Optional[str] = typer.Option(None, help="for a file saved from your own module: module:Class or file.py:Class"),
 ) -> None:
-    """Export the decoded model (dense weights, slim after channel surgery) to ONNX."""
+    """Export the decoded model to ONNX (dense weights, slim after channel surgery), or to C
+    sources that run it on a microcontroller from its codes (--c)."""
     import torch
 
     from ..errors import ConfigError
-    from ..export import export_onnx
+    from ..export import export_c, export_onnx
+    from ..models import from_spec
 
     def go():
+        if (onnx is None) == (c is None):
+            raise ConfigError("give one of --onnx FILE.onnx and --c DIR.")
         shape = _input_shape(input_shape, file)
         if shape is None:
             raise ConfigError(f"{file.name} records no input shape; pass --input-shape, e.g. 1,28,28.")
+        if c is not None:
+            info = export_c(file, c, model=from_spec(model_py) if model_py else None, input_shape=shape)
+            typer.echo(f"wrote {c} ({info.n_ops} ops): make -C {c} builds ./model, make -C {c} m4 a Cortex-M4 image")
+            typer.echo(info.summary())
+            return
         export_onnx(_load(file, model_py), onnx, torch.randn(1, *shape))
         typer.echo(f"wrote {onnx}")
 
@@ -223,7 +235,7 @@ def decompress(file: Path, out: Optional[Path] = typer.Option(None, help="dense 
     Face model's file into a directory that transformers loads."""
     from safetensors.torch import save_file
 
-    from ..dzip import load, read_tensors
+    from ..dzip import read_tensors
     from ..errors import ConfigError
     from ..files import atomic_path
     from ..report import inspect

@@ -41,6 +41,9 @@ def compress(
                                              "most this far below dense (points; % for perplexity): a search over "
                                              "per-layer budgets, or with --rate-weights the pick among λ"),
     max_candidates: int = typer.Option(8, help="with --max-drop: the most candidate runs of the search"),
+    confidence: float = typer.Option(0.84, help="with --max-drop: accept a file when its validation drop plus z "
+                                     "standard errors of it is within the drop (z of this confidence: 1 at 0.84; "
+                                     "0.5 = the drop alone)"),
 ) -> None:
     """Train (or load), prune, share weights, encode to OUT/model.dzip, reload it and evaluate.
 
@@ -59,7 +62,8 @@ def compress(
     Watch the curves live with `tensorboard --logdir OUT/tb`.
     """
     from ..data.splits import check_fraction
-    from ..pipeline import compress as run, parse_weights
+    from ..pipeline import compress as run
+    from ..pipeline import parse_weights
 
     def go():
         check_fraction(val_split)
@@ -79,7 +83,8 @@ def compress(
         result = run(given, data, recipe=recipe, max_drop=max_drop, rate_weights=weights, out=out, val_split=val_split,
                      metric=metric, trained=net is None or hf is not None or from_ is not None,
                      from_checkpoint=from_ if net is None else None, data_dir=data_dir, limit=limit, seed=seed,
-                     coder=coder, max_candidates=max_candidates, resume=resume, device=device, progress=not quiet,
+                     coder=coder, max_candidates=max_candidates, confidence=confidence, resume=resume, device=device,
+                     progress=not quiet,
                      log=typer.echo)
         if not result.report:  # a rank other than 0 of a torchrun job: rank 0 reports
             return
@@ -165,7 +170,8 @@ def distill(
     """Train a smaller student from a teacher (soft targets, hint regressors, an adversarial
     loss), then, with --recipe, prune, share and code it into OUT/model.dzip."""
     from ..errors import ConfigError
-    from ..pipeline import from_dict, load_recipe, run_recipe as run
+    from ..pipeline import from_dict, load_recipe
+    from ..pipeline import run_recipe as run
 
     def go():
         try:
@@ -206,7 +212,8 @@ def sensitivity(
     out: Path = typer.Option(Path("out/sensitivity"), help="output directory"),
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
     samples: int = typer.Option(5000, help="training samples the probes are scored on (the test set stays unseen)"),
-    max_drop: Optional[float] = typer.Option(None, help="allocate: the smallest file whose summed per-layer drops stay within this many points"),
+    max_drop: Optional[float] = typer.Option(None, help="allocate: the smallest file whose summed per-layer drops stay "
+                                             "within this many points"),
     target_ratio: Optional[float] = typer.Option(None, help="allocate: the most accurate allocation that reaches this ratio"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     quiet: bool = typer.Option(False, help="no progress bars"),
@@ -219,7 +226,8 @@ def sensitivity(
     from ..files import write_text
     from ..pipeline import from_dict, save_recipe
     from ..pipeline.sensitivity import allocate, plot, scan, verify
-    from ..train import evaluate as accuracy, load_checkpoint, resolve_device
+    from ..train import evaluate as accuracy
+    from ..train import load_checkpoint, resolve_device
 
     def go():
         where = resolve_device(device)

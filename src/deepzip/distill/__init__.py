@@ -5,6 +5,7 @@ three (λ1, λ2, λ3), so a smaller student can learn from a larger or a compres
 from .adversarial import AdversarialLoss
 from .hints import FeatureTap, HintLoss
 from .loss import DistillLoss
-from .soft import SoftTargetLoss, soft_target_loss
+from .soft import SoftTargetLoss, check_distillation, soft_target_loss
 
-__all__ = ["AdversarialLoss", "DistillLoss", "FeatureTap", "HintLoss", "SoftTargetLoss", "soft_target_loss"]
+__all__ = ["AdversarialLoss", "DistillLoss", "FeatureTap", "HintLoss", "SoftTargetLoss", "check_distillation",
+           "soft_target_loss"]

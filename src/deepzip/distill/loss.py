@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from .adversarial import AdversarialLoss
 from .hints import FeatureTap, HintLoss, match
-from .soft import soft_target_loss
+from .soft import check_distillation, soft_target_loss
 
 
 class DistillLoss(nn.Module):
@@ -49,11 +49,7 @@ class DistillLoss(nn.Module):
                  hints: Mapping[str, str] | None = None, weights: Sequence[float] = (1.0, 0.0, 0.0),
                  temperature: float = 4.0, alpha: float = 0.5, adversary: str = "logits") -> None:
         super().__init__()
-        if len(weights) != 3 or any(not w >= 0 for w in weights):
-            raise ConfigError(f"weights are (λ1, λ2, λ3) for backbone, hints and adversarial terms, each ≥ 0, "
-                              f"not {tuple(weights)}.")
-        if not temperature > 0 or not 0 <= alpha <= 1:
-            raise ConfigError(f"temperature must be > 0 and alpha in [0, 1], not {temperature} and {alpha}.")
+        check_distillation(temperature=temperature, alpha=alpha, weights=tuple(weights))
         self.weights, self.temperature, self.alpha = tuple(float(w) for w in weights), temperature, alpha
         self.hints = dict(hints or {})
         if self.weights[1] > 0 and not self.hints:

@@ -6,11 +6,29 @@ near (+0.3 to +0.6 points on LeNet-300-100 at 96.6 % sparsity, same epochs; READ
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
+from ..checks import check, number
+
+
+def check_distillation(*, weight: Any = 0.5, temperature: Any = 4.0, alpha: Any = 0.5,
+                       weights: Any = (1.0, 0.0, 0.0)) -> None:
+    """Distillation's settings: the soft term's `weight` and `alpha` in [0, 1], a finite
+    `temperature` > 0, and three `weights` ≥ 0 (λ1 backbone, λ2 hints, λ3 adversarial). The losses
+    and the recipe's distill stage both ask this.
+
+    Example:
+        >>> check_distillation(weight=0.7, temperature=2)
+    """
+    check(number(0, 1)(weight), "weight", "in [0, 1]", weight)
+    check(number(0, above=True)(temperature), "temperature", "a finite number > 0", temperature)
+    check(number(0, 1)(alpha), "alpha", "in [0, 1]", alpha)
+    check(isinstance(weights, (list, tuple)) and len(weights) == 3 and all(number(0)(w) for w in weights), "weights",
+          "three numbers ≥ 0 (λ1 backbone, λ2 hints, λ3 adversarial)", weights)
 
 
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -50,10 +68,7 @@ class SoftTargetLoss(nn.Module):
 
     def __init__(self, teacher: nn.Module, weight: float = 0.5, temperature: float = 4.0) -> None:
         super().__init__()
-        if not 0.0 <= weight <= 1.0:
-            raise ConfigError(f"the distillation weight must be in [0, 1], not {weight}.")
-        if not temperature > 0:
-            raise ConfigError(f"the distillation temperature must be > 0, not {temperature}.")
+        check_distillation(weight=weight, temperature=temperature)
         self.teacher = teacher.eval().requires_grad_(False)
         self.weight, self.temperature = weight, temperature
 

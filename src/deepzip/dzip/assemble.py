@@ -17,17 +17,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import models, runtime as rt
+from .. import models
+from .. import runtime as rt
 from ..checks import is_uint
 from ..errors import ConfigError, DzipFormatError, ModelMismatchError
+from ..models.hf import build_hf
+from ..models.sources import rebuild_python
 from ..models.widths import apply_widths_
 from ..reparam import slots, strip_
 from .container import DzipReader
 from .decode import TensorDecoder
-from ..models.hf import build_hf
-from ..models.sources import rebuild_python
 from .spec import MAX_DIM, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, STREAM_KEYS
-
 
 
 def targets(model: nn.Module) -> dict[str, tuple[nn.Module, str, str]]:
@@ -97,7 +97,8 @@ def _check_entries(entries: list, count: int, path_name: str) -> None:
         if not (isinstance(e, dict) and all(isinstance(e.get(k), str) for k in keys)):
             raise DzipFormatError(f"{path_name} is corrupt: tensor entry {i} lacks a valid {' or '.join(keys)}.")
         shape = e.get("shape")
-        if "alias" not in e and not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d, MAX_DIM) for d in shape)):
+        valid = isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d, MAX_DIM) for d in shape)
+        if "alias" not in e and not valid:
             raise DzipFormatError(f"{path_name} is corrupt: tensor {e['name']!r} has an invalid shape {shape!r}.")
     used = [e[k] for e in entries if "alias" not in e for k in STREAM_KEYS if k in e]
     if sorted(map(repr, used)) != sorted(map(repr, range(count))):

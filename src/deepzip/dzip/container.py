@@ -256,7 +256,8 @@ def read_leb128(raw: bytes, count: int, what: str) -> tuple[list[int], int]:
 
 
 def unpack_ints(text: Any, limit: int, what: str) -> list[int]:
-    """A version 1 or 2 code table (base64 of LEB128 varints, in the header); refuses more than `limit` values or a value over 2^63."""
+    """A version 1 or 2 code table (base64 of LEB128 varints, in the header); refuses more than
+    `limit` values or a value over 2^63."""
     _need(isinstance(text, str), f"{what} is not a packed integer table.")
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)

@@ -21,8 +21,19 @@ from ..encode.floats import HIGH_ALPHABET, join_float32
 from ..encode.streams import MAX_ALPHABET, decode_stream
 from ..errors import DzipFormatError
 from .container import DzipReader, read_leb128, unpack_ints
-from .spec import (DTYPES, ENCODINGS, LEAN_VERSION, LEFT_VERSION, MAX_DIM, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, MAX_INDEX_BITS, POSITIONS,
-                   STORED_FLOATS, grid_shape)
+from .spec import (
+    DTYPES,
+    ENCODINGS,
+    LEAN_VERSION,
+    LEFT_VERSION,
+    MAX_DIM,
+    MAX_DIMS,
+    MAX_ELEMENTS_PER_BYTE,
+    MAX_INDEX_BITS,
+    POSITIONS,
+    STORED_FLOATS,
+    grid_shape,
+)
 
 Live = tuple[np.ndarray, np.ndarray]  # indices of the live rows, of the live columns
 

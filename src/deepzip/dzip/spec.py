@@ -9,6 +9,8 @@ import struct
 
 import torch
 
+from ..limits import MAX_INDEX_BITS  # noqa: F401 (the format's limit; spec constants are read from here)
+
 MAGIC = b"DZIP"
 VERSION = 4  # the newest this deepzip reads
 LEAN_VERSION = 3  # streams back to back without offsets or checksums of their own; code tables in the payload
@@ -38,7 +40,6 @@ MAX_ELEMENTS_PER_BYTE = 256
 CODERS = ("huffman", "ans", "context", "auto")
 PAPER_INDEX_BITS = {"conv": 8, "linear": 5, "embedding": 8, "default": 8}
 AUTO_WIDTHS = range(2, 11)
-MAX_INDEX_BITS = 16
 
 
 def grid_shape(shape) -> tuple[int, int]:

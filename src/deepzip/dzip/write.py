@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..checks import check_each, require_finite, whole
 from ..encode import context
 from ..encode.floats import HIGH_ALPHABET, split_float32
 from ..encode.sparse import to_gaps
@@ -34,10 +35,19 @@ from ..errors import ConfigError, DeepzipWarning
 from ..models import arch_of
 from ..models.widths import widths_of
 from ..reparam import slots
-from ..checks import require_finite
 from ..selection import kind_of, lookup
 from .container import DzipWriter, leb128
-from .spec import AUTO_WIDTHS, CODERS, DTYPES, MAX_DIMS, MAX_INDEX_BITS, PAPER_INDEX_BITS, LEAN_VERSION, LEFT_VERSION, grid_shape
+from .spec import (
+    AUTO_WIDTHS,
+    CODERS,
+    DTYPES,
+    LEAN_VERSION,
+    LEFT_VERSION,
+    MAX_DIMS,
+    MAX_INDEX_BITS,
+    PAPER_INDEX_BITS,
+    grid_shape,
+)
 
 
 @dataclass
@@ -238,6 +248,17 @@ def _live_choices(array: np.ndarray) -> Iterator[tuple[dict[str, bytes], np.ndar
     yield live, grid[np.ix_(rows, cols)]
 
 
+def check_index_bits(setting: Any) -> None:
+    """The relative index's width: a whole number from 1 to 16, or "auto" (per layer, the
+    smallest), one value or per layer. `save` and the recipe's index_bits both ask this.
+
+    Example:
+        >>> check_index_bits({"fc1": "auto", "default": 8})
+    """
+    check_each(setting, "index_bits", f"a whole number from 1 to {MAX_INDEX_BITS} or 'auto'",
+               lambda w: w == "auto" or whole(1, MAX_INDEX_BITS)(w))
+
+
 def save(
     model: nn.Module,
     path: str | os.PathLike,
@@ -270,9 +291,7 @@ def save(
     if coder not in CODERS:
         raise ConfigError(f"coder must be one of {', '.join(CODERS)}, not {coder!r}.")
     widths = PAPER_INDEX_BITS if index_bits is None else index_bits
-    for b in (widths.values() if isinstance(widths, Mapping) else [widths]):
-        if b != "auto" and (not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= MAX_INDEX_BITS):
-            raise ConfigError(f"index bits must be a whole number from 1 to {MAX_INDEX_BITS} or 'auto', not {b!r}.")
+    check_index_bits(widths)
     arch = dict(arch) if arch is not None else arch_of(model)
     logical = list(_logical_tensors(model))
     plain = [t for t in logical if not isinstance(t, tuple)]

@@ -1,6 +1,9 @@
 """Entropy coding of integer symbol streams (Huffman, ANS) and the sparse relative index."""
-from .ans import decode as ans_decode, encode as ans_encode
-from .huffman import code_lengths, decode as huffman_decode, encode as huffman_encode
+from .ans import decode as ans_decode
+from .ans import encode as ans_encode
+from .huffman import code_lengths
+from .huffman import decode as huffman_decode
+from .huffman import encode as huffman_encode
 from .sparse import from_gaps, to_gaps
 from .streams import CODERS, decode_stream, encode_stream, table_bytes
 

@@ -79,7 +79,8 @@ def decode(data: bytes, rows: int, cols: int, alphabet: int, left_codes: bool = 
     unsigned type the alphabet needs.
 
     A code outside the alphabet, or bytes left over after the last weight, raise DzipFormatError
-    (the encoder drops trailing zero bytes, so a stream may end before its decoder stops reading). The caller bounds rows × cols (a file's tensor shapes do).
+    (the encoder drops trailing zero bytes, so a stream may end before its decoder stops reading).
+    The caller bounds rows × cols (a file's tensor shapes do).
 
     Example:
         >>> decode(encode(np.eye(3, dtype=np.uint8), 2), 3, 3, 2).trace()

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DzipFormatError
-
-MAX_INDEX_BITS = 32
+from ..errors import ConfigError, DzipFormatError
+from ..limits import MAX_INDEX_BITS
 
 
 def to_gaps(flat: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -22,9 +21,9 @@ def to_gaps(flat: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """
     flat = np.asarray(flat)
     if flat.ndim != 1:
-        raise ValueError(f"to_gaps takes a 1-D array, not one of shape {flat.shape}.")
+        raise ConfigError(f"to_gaps takes a 1-D array, not one of shape {flat.shape}.")
     if not isinstance(index_bits, (int, np.integer)) or not 1 <= index_bits <= MAX_INDEX_BITS:
-        raise ValueError(f"index_bits must be an integer from 1 to {MAX_INDEX_BITS}, not {index_bits!r}.")
+        raise ConfigError(f"index_bits must be an integer from 1 to {MAX_INDEX_BITS}, not {index_bits!r}.")
     width = 1 << int(index_bits)
     positions = np.flatnonzero(flat)
     skipped = np.diff(positions, prepend=-1) - 1

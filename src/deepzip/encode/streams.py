@@ -6,12 +6,13 @@ per symbol of the alphabet.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import DzipFormatError
 from ..checks import is_uint
+from ..errors import DzipFormatError
 from . import ans, huffman
 
 MAX_ALPHABET = 1 << 16

@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..models.sources import describe
 from ..reparam import capture
 from ..train import metric_of, save_checkpoint
+from ..train.checkpoint import load_weights
 from .recipe import Recipe, find_recipe, from_dict, load_recipe
 from .run import Source, run_recipe
 from .search import search as run_search
@@ -122,6 +123,7 @@ def compress(
     seed: int | None = None,
     coder: str | None = None,
     max_candidates: int = 8,
+    confidence: float = 0.84,
     resume: bool = False,
     device: str = "auto",
     progress: bool = True,
@@ -152,6 +154,9 @@ def compress(
         data_dir, limit: where a named data set's files are; use its first N samples only.
         seed, coder: override the recipe's.
         max_candidates: most candidate runs of a search.
+        confidence: a search accepts a file when its validation drop plus z standard errors of
+            it (z the normal quantile of `confidence`: one error at 0.84) is within max_drop;
+            0.5 accepts on the drop alone (pipeline/search.py).
         resume: continue a killed run or search in `out`.
         device, progress, log: where to train; progress bars; where the one-line summaries go.
 
@@ -178,6 +183,11 @@ def compress(
     splits, key = _splits(r, train_data, eval_data, val_data, val_split, data_dir, limit)
     source = None if registry else Source.module(model, {"module": name})
     start = from_checkpoint
+    if from_checkpoint is not None:  # weights that do not fit: one sentence now, not after the data is split
+        with torch.random.fork_rng(devices=[]):
+            probe = (Source.registry(r, splits.train) if registry else source).build()
+        load_weights(probe, from_checkpoint)
+        del probe
     if (trained and not registry or from_checkpoint is not None) and splits.info["val"]["source"] == "held out" \
             and not _held_out_by(from_checkpoint, splits):
         log("note     the dense weights were trained outside this run: if the training data they saw includes "
@@ -197,7 +207,8 @@ def compress(
         result = sweep(r, rate_weights, out, max_drop=max_drop, from_checkpoint=start, **common)
         return _result(out, result.get("chosen"), metric.name, result, result.get("test"))
     if max_drop is not None:
-        result = run_search(r, out, max_drop=max_drop, from_checkpoint=start, max_candidates=max_candidates, **common)
+        result = run_search(r, out, max_drop=max_drop, from_checkpoint=start, max_candidates=max_candidates,
+                            confidence=confidence, **common)
         return _result(out, result["chosen"], metric.name, result, result.get("test"))
     report = run_recipe(r, out, from_checkpoint=start, **common)
     return _result(out, str(out), metric.name, None, report.get("test"))

@@ -18,10 +18,17 @@ from typing import Any, Literal
 
 import yaml
 
-from ..errors import ConfigError
+from ..checks import check, check_each, is_units, whole
+from ..distill import check_distillation
+from ..dzip import check_index_bits
+from ..errors import ConfigError, InvalidSetting
 from ..files import write_text
+from ..prune import UNITS_RULE, MagnitudePruning, check_schedule
+from ..quantize import KMeans, check_rate
+from ..structured import check_channels
+from ..train.loop import check_training
 
-PerLayer = float | dict[str, float] | None
+PerLayer = float | dict[str, float] | None  # a recipe's per-layer setting, as YAML gives it
 
 
 @dataclass(frozen=True)
@@ -34,12 +41,7 @@ class TrainStage:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 0, "epochs", "≥ 0", self.epochs)
-        _check(self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0", self.lr)
-        _check(self.batch_size >= 1, "batch_size", "≥ 1", self.batch_size)
-        _check(self.weight_decay >= 0, "weight_decay", "≥ 0", self.weight_decay)
-        _check(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
-        _check(self.optimizer in ("adam", "sgd"), "optimizer", "'adam' or 'sgd'", self.optimizer)
+        check_training(self.epochs, self.lr, self.optimizer, self.momentum, self.weight_decay, self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -66,19 +68,13 @@ class PruneStage:
     units: PerLayer = None
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 1, "steps", "≥ 1", self.steps)
-        _check(0 < self.ramp_end <= 1, "ramp_end", "in (0, 1]", self.ramp_end)
-        _check(self.every >= 1, "every", "≥ 1", self.every)
-        _per_layer(self.units, "units", "a fraction in [0, 1)", lambda v: not isinstance(v, bool) and 0 <= v < 1)
-        _per_layer(self.sparsity, "sparsity", "a fraction in [0, 1] (or a whole count of weights)", _is_amount)
-        _per_layer(self.quality, "quality", "a finite number ≥ 0 (× the layer's std)",
-                   lambda v: not isinstance(v, bool) and 0 <= v < math.inf)
-        _check(self.schedule != "agp" or self.quality is None, "schedule", "iterative or direct with quality",
-               self.schedule)
-        _check(self.scope == "layer" or isinstance(self.sparsity, (int, float)), "scope",
-               "layer when sparsity is per layer (global takes one sparsity for the whole model)", self.scope)
-        _check(self.sparsity is None or self.quality is None, "quality", "absent when sparsity is given",
-               self.quality)
+        check(whole(1)(self.steps), "steps", "≥ 1", self.steps)
+        check_schedule(self.ramp_end, self.every)
+        check_each(self.units, "units", UNITS_RULE, is_units)
+        if self.sparsity is not None or self.quality is not None:  # units alone prune no magnitudes
+            MagnitudePruning(quality=self.quality, sparsity=self.sparsity, scope=self.scope)
+        check(self.schedule != "agp" or self.quality is None, "schedule", "iterative or direct with quality",
+              self.schedule)
 
 
 @dataclass(frozen=True)
@@ -100,19 +96,8 @@ class ChannelStage:
     round_to: int = 1
 
     def __post_init__(self) -> None:
-        _check(self.iterations >= 1, "iterations", "≥ 1", self.iterations)
-        _check(isinstance(self.round_to, int) and not isinstance(self.round_to, bool) and self.round_to >= 1,
-               "round_to", "a whole number ≥ 1", self.round_to)
-        _check(self.round_to == 1 or self.select != "knapsack", "round_to", "1 with select knapsack (its budget is "
-               "exact)", self.round_to)
-        _per_layer(self.amount, "amount", "a fraction in [0, 1)", lambda v: not isinstance(v, bool) and 0 <= v < 1)
-        _check(self.select != "knapsack" or (isinstance(self.budget, dict) and len(self.budget) == 1
-                                             and set(self.budget) <= {"params", "flops"}),
-               "budget", "{params: f} or {flops: f} with select knapsack", self.budget)
-        for key, value in (self.budget or {}).items():
-            _check(isinstance(value, (int, float)) and 0 < value <= 1, f"budget.{key}", "a fraction in (0, 1]", value)
-        _check(self.select == "knapsack" or self.amount is not None, "amount", "set unless select is knapsack",
-               self.amount)
+        check(whole(1)(self.iterations), "iterations", "≥ 1", self.iterations)
+        check_channels(self.amount, self.select, self.budget, self.round_to)
 
 
 @dataclass(frozen=True)
@@ -129,9 +114,11 @@ class ShareStage:
     bias_bits: int | dict[str, int] | None = None
 
     def __post_init__(self) -> None:
-        for what, setting in (("bits", self.bits), ("bias_bits", self.bias_bits)):
-            _per_layer(setting, what, "a whole number from 1 to 12",
-                       lambda b: isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 12)
+        KMeans(bits=self.bits, init=self.init)
+        try:
+            KMeans(bits=self.bias_bits)
+        except InvalidSetting as e:  # the same rule, under this setting's own name
+            raise InvalidSetting(e.key.replace("bits", "bias_bits", 1), e.rule, e.value) from None
 
 
 @dataclass(frozen=True)
@@ -149,10 +136,7 @@ class RateStage:
     train: TrainStage = field(default_factory=lambda: TrainStage(epochs=6, lr=1e-3))
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.weight, (int, float)) and 0 <= self.weight < math.inf, "weight",
-               "a finite number ≥ 0", self.weight)
-        _per_layer(self.bits, "bits", "a whole number from 1 to 8",
-                   lambda b: isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 8)
+        check_rate(self.weight, self.bits)
 
 
 @dataclass(frozen=True)
@@ -177,13 +161,9 @@ class DistillStage:
     adversary: str = "logits"
 
     def __post_init__(self) -> None:
-        _check(0 <= self.weight <= 1, "weight", "in [0, 1]", self.weight)
-        _check(0 < self.temperature < math.inf, "temperature", "a finite number > 0", self.temperature)
-        _check(0 <= self.alpha <= 1, "alpha", "in [0, 1]", self.alpha)
-        _check(len(self.weights) == 3 and all(isinstance(w, (int, float)) and w >= 0 for w in self.weights),
-               "weights", "three numbers ≥ 0 (λ1 backbone, λ2 hints, λ3 adversarial)", self.weights)
-        _check(all(isinstance(k, str) and isinstance(v, str) for k, v in self.hints.items()), "hints",
-               "a mapping of student layer names to teacher layer names", self.hints)
+        check_distillation(weight=self.weight, temperature=self.temperature, alpha=self.alpha, weights=self.weights)
+        check(all(isinstance(k, str) and isinstance(v, str) for k, v in self.hints.items()), "hints",
+              "a mapping of student layer names to teacher layer names", self.hints)
 
 
 @dataclass(frozen=True)
@@ -203,9 +183,8 @@ class Recipe:
     index_bits: int | str | dict[str, int | str] | None = None
 
     def __post_init__(self) -> None:
-        _per_layer(self.index_bits, "index_bits", "a whole number from 1 to 16 or 'auto'",
-                   lambda w: w == "auto" or (isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 16))
-        _check(self.image_size is None or self.image_size >= 1, "image_size", "≥ 1", self.image_size)
+        check_index_bits(self.index_bits)
+        check(self.image_size is None or whole(1)(self.image_size), "image_size", "≥ 1", self.image_size)
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
@@ -237,41 +216,12 @@ def _diff(value: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Invalid(Exception):
-    """A value out of range; _build adds where in the recipe it is."""
-
-    def __init__(self, key: str, rule: str, value: Any) -> None:
-        super().__init__(key)
-        self.key, self.rule, self.value = key, rule, value
-
-
 def _yaml_float(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
         return None
     return value if math.isfinite(value) and text.strip().lower() not in ("nan", "inf", "infinity") else None
-
-
-def _check(cond: bool, key: str, rule: str, value: Any) -> None:
-    if not cond:
-        raise _Invalid(key, rule, value)
-
-
-def _is_amount(v: Any) -> bool:
-    """torch's rule: a float fraction in [0, 1], or an int count ≥ 0."""
-    if isinstance(v, bool):
-        return False
-    return (isinstance(v, int) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1)
-
-
-def _per_layer(setting: Any, key: str, rule: str, ok) -> None:
-    """Check one value, or each value of a per-layer dict (naming its key in the error)."""
-    if setting is None:
-        return
-    items = setting.items() if isinstance(setting, dict) else [(None, setting)]
-    for name, value in items:
-        _check(ok(value), key if name is None else f"{key}.{name}", rule, value)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -296,7 +246,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"Invalid recipe: {where or 'the recipe'}: {e}.") from None
-    except _Invalid as e:
+    except InvalidSetting as e:
         raise ConfigError(f"Invalid recipe: {where + '.' if where else ''}{e.key} must be {e.rule}, "
                           f"not {e.value!r}.") from None
 

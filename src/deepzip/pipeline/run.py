@@ -36,11 +36,24 @@ from ..errors import ConfigError, RunStateError, TrainingError
 from ..files import write_text
 from ..models.sources import describe
 from ..prune import sparsity_of
+from ..reparam import capture
 from ..report import inspect, report_markdown, weight_histograms, write_report
 from ..selection import check_keys
-from ..reparam import capture
-from ..train import (Checkpoint, Evaluate, History, Metric, TensorBoard, load_checkpoint, metric_of, predict,
-                     read_checkpoint, resolve_device, save_checkpoint, seed_everything, train)
+from ..train import (
+    Checkpoint,
+    Evaluate,
+    History,
+    Metric,
+    TensorBoard,
+    load_checkpoint,
+    metric_of,
+    predict,
+    read_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    seed_everything,
+    train,
+)
 from ..train.checkpoint import load_weights
 from ..train.distributed import barrier, init_from_env, is_main, local_device, world
 from .recipe import Recipe, TrainStage

@@ -36,6 +36,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import torch
@@ -46,16 +47,23 @@ from ..report import candidates_png, write_search_report
 from ..selection import per_layer, weights
 from ..train import metric_of
 from ..train.checkpoint import load_weights
-from ..train.distributed import is_main
 from .recipe import PruneStage, Recipe, ShareStage
 from .run import Source, _lock, prepare, run_recipe, score_chosen
-from .sensitivity import _bits, allocate, plot as plot_sensitivity, scan
+from .sensitivity import _bits, allocate, scan
+from .sensitivity import plot as plot_sensitivity
 
 GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995)
 BITS = (3, 4, 5, 6, 8)  # 2-bit codebooks (3 centroids) lose more after pruning than a probe on dense weights shows
 MAX_LAYER_SPARSITY = 0.999
 SCAN_SAMPLES = 2000  # validation samples the sensitivity probes score on (each probe is one pass)
 INDEX_BITS = 5.0     # the size model's cost of a kept weight's position (the paper's relative index)
+
+
+def _count(data: Any) -> int:
+    try:
+        return len(data)
+    except TypeError:
+        return SCAN_SAMPLES
 
 
 def _subset(data: Any, n: int) -> Any:
@@ -199,6 +207,7 @@ def search(
     key: dict[str, Any] | None = None,
     max_candidates: int = 8,
     precision: float = 1.1,
+    confidence: float = 0.84,
     start: str = "auto",
     resume: bool = False,
     device: str = "auto",
@@ -218,6 +227,10 @@ def search(
         data_dir, limit, val_split, splits, source, metric, key: as for `run_recipe`.
         max_candidates: most candidate runs.
         precision: stop bisecting when the accepted and rejected ratios are this close.
+        confidence: a candidate is accepted when its validation drop plus z standard errors of
+            that drop (the normal quantile z of `confidence`: one error at 0.84) is within
+            `max_drop`, so that a file chosen on one validation split keeps the drop on data it
+            has not seen as often; 0.5 accepts on the drop alone.
         start: "recipe" (scale the recipe's per-layer sparsities), "sensitivity" (the knapsack
             over the scan), or "auto": the recipe's if it names sparsities per layer (not kinds).
         resume: continue a killed search (refused if OUT holds another search's work).
@@ -235,6 +248,8 @@ def search(
     if start == "recipe" and not _per_layer_recipe(recipe):
         raise ConfigError("a search from the recipe's budgets needs a recipe with per-layer sparsities "
                           "(prune: {sparsity: {layer: …}}); start='sensitivity' derives them from the model.")
+    if not (isinstance(confidence, (int, float)) and 0.5 <= confidence < 1):
+        raise ConfigError(f"--confidence must be in [0.5, 1), not {confidence!r}.")
     if not (isinstance(max_candidates, int) and max_candidates >= 1):
         raise ConfigError(f"--max-candidates must be a whole number ≥ 1, not {max_candidates!r}.")
     out = Path(out_dir)
@@ -246,7 +261,7 @@ def search(
     common = dict(splits=splits, source=source, metric=metric, key=key, device=device, progress=progress, log=log)
     skey = _key(recipe, {"start": start, "max_drop": max_drop, "metric": metric.name, "model": source.key, "data": key,
                          "validation": splits.info.get("val"), "from": None if from_checkpoint is None else str(from_checkpoint),
-                         "max_candidates": max_candidates, "precision": precision})
+                         "max_candidates": max_candidates, "precision": precision, "confidence": confidence})
     out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
         _claim(out, skey, resume)
@@ -257,7 +272,8 @@ def search(
         model.to(torch.device("cpu"))
         base = metric(model, splits.val)
         shape = _shape(recipe, model, out, splits, metric, max_drop, start, progress, log)
-        state = _candidates(recipe, out, shape, dense, base, max_drop, max_candidates, precision, resume, common, log)
+        judge = Judge(metric, model, splits.val, source, max_drop, NormalDist().inv_cdf(confidence))
+        state = _candidates(recipe, out, shape, dense, judge, max_candidates, precision, resume, common, log)
         return _conclude(out, state, skey, splits, source, metric, dense, device, base, max_drop, log,
                          round(time.perf_counter() - started, 1))
 
@@ -302,8 +318,7 @@ def _shape(recipe: Recipe, model: torch.nn.Module, out: Path, splits: Any, metri
     if result is None:
         probe = _subset(splits.val, SCAN_SAMPLES)
         reference = metric(model, probe)
-        log(f"search   sensitivity of every layer on {min(SCAN_SAMPLES, len(probe) if hasattr(probe, '__len__') else SCAN_SAMPLES)} "
-            f"validation samples")
+        log(f"search   sensitivity of every layer on {min(SCAN_SAMPLES, _count(probe))} validation samples")
         result = scan(model, lambda m: -metric.drop(reference, metric(m, probe)), sparsities=GRID, bits=BITS,
                       progress=progress)
         write_text(path, json.dumps(result, indent=1))
@@ -311,8 +326,25 @@ def _shape(recipe: Recipe, model: torch.nn.Module, out: Path, splits: Any, metri
     return Budgets.from_scan(result, max_drop)
 
 
-def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, base: float, max_drop: float,
-                max_candidates: int, precision: float, resume: bool, common: dict[str, Any],
+class Judge:
+    """Accepts or rejects a candidate's file: its paired drop from the dense model on the
+    validation split, plus z standard errors of that drop, must be within max_drop."""
+
+    def __init__(self, metric: Any, dense: torch.nn.Module, val: Any, source: Source, max_drop: float, z: float):
+        self.metric, self.dense, self.val, self.source, self.max_drop, self.z = metric, dense, val, source, max_drop, z
+
+    def __call__(self, path: Path) -> dict[str, Any]:
+        from ..dzip import load
+
+        model = load(path, model=None if "registry" in self.source.key else self.source.build())
+        drop, se = self.metric.paired(self.dense, model, self.val)
+        margin = self.z * (se or 0.0)
+        return {"drop": round(drop, 4), "se": None if se is None else round(se, 4),
+                "accepted": bool(drop + margin <= self.max_drop + 1e-9)}
+
+
+def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: Judge, max_candidates: int,
+                precision: float, resume: bool, common: dict[str, Any],
                 log: Callable[[str], Any]) -> list[dict[str, Any]]:
     step = 1.35 if shape.kind == "recipe" else 2.0  # a tuned recipe starts near the answer
     start = max(2.0, min(shape.reference, shape.top * 0.98))
@@ -335,13 +367,12 @@ def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, base: fl
             row.update(failed=str(e), accepted=False, drop=math.inf)
             log(f"candidate {index}: failed ({e})")
         else:
-            drop = report["metric"]["drop"]
             row.update(bytes=report["file_bytes"], ratio=report["ratio"], score=round(report["scores"]["from_file"], 4),
-                       dense=round(report["scores"]["dense"], 4), drop=round(drop, 4),
-                       accepted=bool(drop <= max_drop + 1e-9),
+                       dense=round(report["scores"]["dense"], 4), **judge(where / "model.dzip"),
                        minutes=round(sum(report["seconds"].values()) / 60, 2))
+            se = f" ± {row['se']:.2f}" if row["se"] is not None else ""
             log(f"candidate {index}: {row['bytes']:,} B, {row['ratio']:.1f}×, validation {row['score']:.2f} "
-                f"(drop {drop:.2f}): {'accepted' if row['accepted'] else 'rejected'}")
+                f"(drop {row['drop']:.2f}{se}): {'accepted' if row['accepted'] else 'rejected'}")
         row["seconds"] = round(time.perf_counter() - begin, 1)
         done.append(row)
         state = json.loads((out / "search.json").read_text())

@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..files import atomic_path
-from ..selection import weights
-from ..quantize.kmeans import kmeans_1d
 from ..prune.magnitude import keep_largest
+from ..quantize.kmeans import kmeans_1d
+from ..selection import weights
 
 SPARSITIES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
 BITS = (2, 3, 4, 5, 6, 8)
@@ -45,7 +45,8 @@ def scan(model: nn.Module, accuracy: Callable[[nn.Module], float], *, sparsities
     base = accuracy(model)
     layers: dict[str, Any] = {}
     items = list(weights(model))
-    with tqdm(total=len(items) * (len(sparsities) + len(bits)), desc="sensitivity", disable=None if progress else True, leave=False) as bar:
+    with tqdm(total=len(items) * (len(sparsities) + len(bits)), desc="sensitivity", disable=None if progress else True,
+              leave=False) as bar:
         for item in items:
             w, name = item.value, item.layer if item.param == "weight" else item.name
             original = w.detach().clone()
@@ -105,7 +106,7 @@ def allocate(result: dict[str, Any], *, max_drop: float | None = None, target_ra
     options = []  # per layer: [(sparsity, drop in grid steps, bits of the layer)]
     for name in names:
         row = layers[name]
-        size = lambda s: _bits(row["weights"], s, bits[name], bits_per_index)  # noqa: E731
+        size = lambda s, row=row, name=name: _bits(row["weights"], s, bits[name], bits_per_index)  # noqa: E731
         opts = [(0.0, 0, size(0.0))] + [(s, math.ceil(max(0.0, base - a) / RESOLUTION - 1e-9), size(s))
                                         for s, a in zip(result["sparsities"], row["sparsity"])]
         options.append(opts)

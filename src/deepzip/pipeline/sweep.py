@@ -6,7 +6,8 @@ scored on the validation split, the pick is made on it, and only the picked file
 model) is then scored on the test split, once. (A recipe whose
 model is a student of a named teacher writes no dense checkpoint: each of its runs trains it.) Each run is a
 normal run directory (resumable, with its report); the sweep adds OUT/sweep.json, a comparison
-report.html, OUT/sweep.png (accuracy against ratio, one point per λ), and with `max_drop` OUT/model.dzip, a copy of the smallest file at iso-accuracy.
+report.html, OUT/sweep.png (accuracy against ratio, one point per λ), and with `max_drop`
+OUT/model.dzip, a copy of the smallest file within it.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from typing import Any
 from ..errors import ConfigError, TrainingError
 from ..files import atomic_path, write_text
 from ..report import sweep_png, write_report
-from ..train.distributed import is_main
 from ..train import metric_of
+from ..train.distributed import is_main
 from .recipe import Recipe
 from .run import prepare, run_recipe, score_chosen
 

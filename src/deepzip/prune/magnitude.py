@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..checks import require_finite
+from ..checks import AMOUNT, check, check_each, is_amount, number, require_finite
 from ..errors import ConfigError
 from ..reparam import get_mask, is_shared, reattach_masks_, set_mask_
 from ..selection import Filter, Weight, per_layer, select, unselected, weights
@@ -43,26 +43,14 @@ class MagnitudePruning:
     scope: Literal["layer", "global"] = "layer"
 
     def __post_init__(self) -> None:
-        if (self.quality is None) == (self.sparsity is None):
+        check_each(self.sparsity, "sparsity", AMOUNT, is_amount)
+        check_each(self.quality, "quality", "a finite number ≥ 0 (× the layer's std)", number(0))
+        check(self.scope in ("layer", "global"), "scope", "'layer' or 'global'", self.scope)
+        check(self.scope == "layer" or (self.sparsity is not None and not isinstance(self.sparsity, Mapping)),
+              "scope", "layer when sparsity is per layer (global takes one sparsity for the whole model)", self.scope)
+        check(self.sparsity is None or self.quality is None, "quality", "absent when sparsity is given", self.quality)
+        if self.quality is None and self.sparsity is None:
             raise ConfigError("MagnitudePruning needs exactly one of quality= or sparsity=.")
-        if self.scope not in ("layer", "global"):
-            raise ConfigError(f"scope must be 'layer' or 'global', not {self.scope!r}.")
-        if self.scope == "global" and (self.sparsity is None or isinstance(self.sparsity, Mapping)):
-            raise ConfigError("scope='global' needs a single sparsity value.")
-        for value in _values(self.quality):
-            if not value >= 0:
-                raise ConfigError(f"quality must be ≥ 0, not {value}.")
-        for value in _values(self.sparsity):
-            count = isinstance(value, int) and not isinstance(value, bool)
-            if isinstance(value, bool) or not (0 <= value <= 1 or (count and value >= 0)):
-                raise ConfigError(f"sparsity must be a fraction in [0, 1] (float) or a count of weights (int), "
-                                  f"not {value!r}.")
-
-
-def _values(setting: PerLayer) -> list[float]:
-    if setting is None:
-        return []
-    return list(setting.values()) if isinstance(setting, Mapping) else [setting]
 
 
 def amount_of(sparsity: float, numel: int) -> int:

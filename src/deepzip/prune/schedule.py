@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from ..checks import check, number, whole
 from ..errors import ConfigError
 from .magnitude import PerLayer, prune_
 
@@ -59,6 +60,17 @@ def scaled(setting: PerLayer, fraction: float) -> PerLayer:
     return setting * fraction
 
 
+def check_schedule(end: Any, every: Any) -> None:
+    """The AGP ramp's settings: it ends at a fraction of the run in (0, 1], and updates the masks
+    every ≥ 1 optimizer steps (GradualPruning and the recipe's prune stage ask this).
+
+    Example:
+        >>> check_schedule(0.75, 50)
+    """
+    check(number(0, 1, above=True)(end), "ramp_end", "in (0, 1]", end)
+    check(whole(1)(every), "every", "≥ 1", every)
+
+
 class GradualPruning:
     """A training callback that prunes along the AGP ramp: `dz.train(..., callbacks=[GradualPruning(model, 0.9)])`.
 
@@ -76,10 +88,9 @@ class GradualPruning:
 
     def __init__(self, model: nn.Module, sparsity: PerLayer, *, start: float = 0.0, end: float = 0.75,
                  every: int = 50, scope: str = "layer") -> None:
+        check_schedule(end, every)
         if not 0 <= start <= end <= 1:
             raise ConfigError(f"the ramp needs 0 ≤ start ≤ end ≤ 1, not start={start}, end={end}.")
-        if every < 1:
-            raise ConfigError(f"every must be ≥ 1, not {every}.")
         self.model, self.sparsity, self.start, self.end, self.every = model, sparsity, start, end, every
         self.scope = scope
         self.history: list[tuple[int, float]] = []

@@ -16,17 +16,17 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..checks import check_each, is_units
 from ..data import Dataset
 from ..data.loader import Batch, inputs
-from ..errors import ConfigError
 from ..models.hf import is_conv1d
 from ..reparam import get_mask, reattach_masks_, set_mask_
 from ..selection import Filter, per_layer, select, weights
 from .magnitude import PerLayer, amount_of
 
-
 # Layers whose weight's rows are output units and whose columns read input features/channels.
 UNIT_KINDS = ("linear", "conv")
+UNITS_RULE = "a fraction in [0, 1] (or a whole count of units; a layer keeps one)"
 
 
 def unit_scores(module: nn.Module) -> torch.Tensor:
@@ -54,14 +54,13 @@ def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None 
         >>> dz.prune_units_(model, {"fc1": 0.667})
         {'fc1': 200}
     """
+    check_each(units, "units", UNITS_RULE, is_units)
     reattach_masks_(model)
     removed: dict[str, int] = {}
     for w in select(model, units, "the unit pruning setting", filter_fn):
         name, module, setting = w.layer, w.module, per_layer(units, w)
         if w.kind not in UNIT_KINDS or w.param != "weight":
             continue
-        if isinstance(setting, bool) or not (0 <= setting <= 1 or (isinstance(setting, int) and setting >= 0)):
-            raise ConfigError(f"units for {name} must be a fraction in [0, 1] or a count, not {setting!r}.")
         transposed = is_conv1d(module)  # its units are the weight's columns
         count = module.weight.shape[1 if transposed else 0]
         drop = min(amount_of(setting, count), count - 1)

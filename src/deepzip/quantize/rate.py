@@ -30,9 +30,8 @@ shrank a toy file by 3 %. The quantizer's own decision is where the rate belongs
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..checks import require_finite
+from ..checks import check, check_each, number, require_finite, whole
 from ..errors import ConfigError
+from ..limits import MAX_RATE_BITS
 from ..reparam import is_shared, lookup, set_mask_, share_
 from ..selection import Filter, Weight, per_layer, select
 from .kmeans import kmeans_1d
@@ -75,6 +75,17 @@ class _Quantized(nn.Module):
         return functional_call(self.inner, self.weights, args, kwargs)
 
 
+def check_rate(weight: Any, bits: Any) -> None:
+    """The rate term's settings: a finite weight λ ≥ 0, and codebook bits from 1 to 8 (one value
+    or per layer). RateLoss and the recipe's rate stage both ask this.
+
+    Example:
+        >>> check_rate(0.05, {"fc1": 3})
+    """
+    check(number(0)(weight), "weight", "a finite number ≥ 0", weight)
+    check_each(bits, "bits", f"a whole number from 1 to {MAX_RATE_BITS}", whole(1, MAX_RATE_BITS))
+
+
 class RateLoss(nn.Module):
     """Task loss on the model quantized by an entropy-constrained quantizer (see the module's text).
 
@@ -105,8 +116,7 @@ class RateLoss(nn.Module):
                  task: Callable[[nn.Module, Any], torch.Tensor] | None = None,
                  filter_fn: Filter | None = None) -> None:
         super().__init__()
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight < math.inf:
-            raise ConfigError(f"the rate weight must be a finite number ≥ 0, not {weight!r}.")
+        check_rate(weight, bits)
         self.weight = float(weight)
         # Not a submodule: a distillation loss's teacher must not land in this loss's state, and
         # what of the task trains or is checkpointed is the task's own say (trainable_parameters).
@@ -118,8 +128,6 @@ class RateLoss(nn.Module):
             if is_shared(w.module, w.param):
                 raise ConfigError(f"{w.name} is already shared; RateLoss rates plain (or pruned) weights.")
             b = per_layer(bits, w)
-            if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 8:
-                raise ConfigError(f"rate bits must be a whole number from 1 to 8, not {b!r} ({w.name}).")
             value = w.value.detach()
             require_finite(value, w.name, "rate")
             kept = value[value != 0].cpu().double().numpy()

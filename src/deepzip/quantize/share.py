@@ -13,15 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import require_finite
+from ..checks import check, check_each, require_finite, whole
 from ..errors import ConfigError
+from ..limits import MAX_SHARE_BITS
 from ..reparam import SharedWeight, is_shared, share_, sharing
 from ..selection import Filter, Weight, per_layer, select
 from .kmeans import INITS, Init, kmeans_1d
 
 # The paper's 8 bits for conv and 5 for fc; matrices it did not study get the safer 8.
 PAPER_BITS = {"conv": 8, "linear": 5, "embedding": 8, "attention": 8, "recurrent": 8, "other": 8}
-MAX_BITS = 12
+BITS_RULE = f"a whole number from 1 to {MAX_SHARE_BITS}"
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,8 @@ class KMeans:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.init not in INITS:
-            raise ConfigError(f"k-means init must be one of {', '.join(INITS)}, not {self.init!r}.")
-        bits = self.bits.values() if isinstance(self.bits, Mapping) else [self.bits]
-        for b in bits:
-            if b is not None and (not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= MAX_BITS):
-                raise ConfigError(f"bits must be a whole number from 1 to {MAX_BITS}, not {b!r}.")
+        check(self.init in INITS, "init", " or ".join(map(repr, INITS)), self.init)
+        check_each(self.bits, "bits", BITS_RULE, whole(1, MAX_SHARE_BITS))
 
     @property
     def setting(self) -> int | Mapping[str, int]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import weakref
 
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ..errors import ConfigError
 

@@ -1,9 +1,21 @@
 """Reports: the paper's per-layer table from a file's header; a run's report as Markdown and as a
 self-contained HTML page with its plots."""
+
 from .html import build_html, read_run, write_report, write_search_report
 from .markdown import report_markdown
 from .plots import candidates_png, sweep_png, weight_histograms
 from .tables import inspect, layer_rows, layers_markdown
 
-__all__ = ["build_html", "candidates_png", "inspect", "layer_rows", "layers_markdown", "read_run", "report_markdown", "sweep_png", "weight_histograms",
-           "write_report", "write_search_report"]
+__all__ = [
+    "build_html",
+    "candidates_png",
+    "inspect",
+    "layer_rows",
+    "layers_markdown",
+    "read_run",
+    "report_markdown",
+    "sweep_png",
+    "weight_histograms",
+    "write_report",
+    "write_search_report",
+]

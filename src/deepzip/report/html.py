@@ -101,7 +101,7 @@ def _summary(run: dict[str, Any]) -> str:
 def _layers(run: dict[str, Any]) -> str:
     rows = []
     for r in run["report"]["layers"]:
-        coded = lambda k: f"{r[k]:.2f}" if k in r else "—"  # noqa: E731
+        coded = lambda k, r=r: f"{r[k]:.2f}" if k in r else "—"  # noqa: E731
         rows.append([r["layer"], f"{r['weights']:,}", f"{100 * r['kept']:.1f} %", r.get("weight_bits", 32),
                      coded("weight_bits_coded"), r.get("index_bits", "—"), coded("index_bits_coded"),
                      f"{r['bytes']:,}", f"{r['percent_of_dense']:.2f} %", r["runtime"]])

@@ -17,10 +17,11 @@ def report_markdown(r: dict[str, Any]) -> str:
     test = r.get("test")
     lines = [f"# deepzip: {r['model']} on {r['dataset']}", "",
              "| dense bytes | file bytes | ratio | sparsity | coder |", "|---:|---:|---:|---:|---|",
-             f"| {r['dense_bytes']:,} | {r['file_bytes']:,} | **{r['ratio']:.1f}×** | {100 * r['sparsity']:.1f}% | {r['coder']} |",
+             f"| {r['dense_bytes']:,} | {r['file_bytes']:,} | **{r['ratio']:.1f}×** | {100 * r['sparsity']:.1f}% "
+             f"| {r['coder']} |",
              "", f"| {metric} (validation) | " + " | ".join(acc) + " |", "|---|" + "---:|" * len(acc),
              f"| {'top-1 %' if metric == 'accuracy' else metric} | " + " | ".join(f"{v:.2f}" for v in acc.values()) + " |",
-             *([f"", f"Test split, read once for this file: dense {test['dense']:.2f}, from the file "
+             *(["", f"Test split, read once for this file: dense {test['dense']:.2f}, from the file "
                      f"{test['from_file']:.2f} (drop {test['drop']:.2f})."] if test else []), "",
              "## Layers (the paper's Table 2, from the file)", "", layers_markdown(r["layers"]), "",
              "## Seconds per stage", "", " | ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()), ""]

@@ -68,8 +68,8 @@ def history_png(history: list[dict[str, Any]], metric: str = "accuracy") -> byte
         if i == len(history) or history[i]["stage"] != history[start]["stage"]:
             spans.append((start, i, history[start]["stage"]))
             start = i
-    label = "validation accuracy (%)" if metric == "accuracy" else f"validation {metric}"
-    for ax, label in ((loss_ax, "training loss"), (acc_ax, label)):
+    score = "validation accuracy (%)" if metric == "accuracy" else f"validation {metric}"
+    for ax, label in ((loss_ax, "training loss"), (acc_ax, score)):
         for k, (a, b, stage) in enumerate(spans):
             ax.axvspan(a + 0.5, b + 0.5, color=("#f4f6f7", "#e3eef8")[k % 2], zorder=0)
             # Inside the span, at its top left; upright text only where the span is wide enough for it.

@@ -124,7 +124,7 @@ def layers_markdown(rows: list[dict[str, Any]]) -> str:
            "| % of dense | sparse runtime |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        coded = lambda k: f"{r[k]:.2f}" if k in r else "—"  # noqa: E731
+        coded = lambda k, r=r: f"{r[k]:.2f}" if k in r else "—"  # noqa: E731
         out.append(f"| {r['layer']} | {r['weights']:,} | {100 * r['kept']:.1f}% | {r.get('weight_bits', 32)} | "
                    f"{coded('weight_bits_coded')} | {r.get('index_bits', '—')} | {coded('index_bits_coded')} | "
                    f"{r['bytes']:,} | {r['percent_of_dense']:.2f}% | {r['runtime']} ({r['runtime_reason']}) |")

@@ -3,6 +3,7 @@ importance criteria, selection (rank, global, knapsack), and the surgery itself.
 
     dz.prune_channels_(model, 0.5, importance="apoz", example_inputs=x, data=train_set)
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -16,11 +17,23 @@ from ..errors import ConfigError
 from ..reparam import masked_names, shared_names
 from .graph import ChannelGroup, Graph, trace
 from .importance import CRITERIA, Score, scores
-from .select import SELECTS, choose, clusters, costs
+from .select import SELECTS, check_channels, choose, clusters, costs
 from .surgery import remove_
 
-__all__ = ["CRITERIA", "ChannelGroup", "Graph", "SELECTS", "choose", "clusters", "costs", "prune_channels_", "remove_",
-           "scores", "trace"]
+__all__ = [
+    "CRITERIA",
+    "ChannelGroup",
+    "Graph",
+    "SELECTS",
+    "check_channels",
+    "choose",
+    "clusters",
+    "costs",
+    "prune_channels_",
+    "remove_",
+    "scores",
+    "trace",
+]
 
 
 def prune_channels_(
@@ -65,10 +78,11 @@ def prune_channels_(
     """
     structured = [n for n, m in model.named_modules() if masked_names(m) or shared_names(m)]
     if structured:
-        raise ConfigError(f"{structured[0]} is already pruned or shared; remove channels first, then prune weights "
-                          f"and share them (or deepzip.strip_ the model).")
-    if select != "knapsack" and amount is None:
-        raise ConfigError(f"select={select!r} needs an amount.")
+        raise ConfigError(
+            f"{structured[0]} is already pruned or shared; remove channels first, then prune weights "
+            f"and share them (or deepzip.strip_ the model)."
+        )
+    check_channels(amount, select, budget, round_to)
     graph = trace(model, example_inputs)
     ignore = set(ignore)
     unknown = ignore - set(graph.modules)

@@ -29,11 +29,35 @@ from typing import Any
 import numpy as np
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..checks import check, check_each, is_units, number, whole
 from ..errors import ConfigError
 from ..selection import kind_of
 from .graph import ChannelGroup, Graph
 
 SELECTS = ("rank", "global", "knapsack")
+CHANNELS_RULE = "a fraction in [0, 1] (or a whole count of channels; a layer keeps one)"
+
+
+def check_channels(amount: Any, select: str, budget: Any, round_to: Any) -> None:
+    """Channel surgery's settings (prune_channels_ and the recipe's channels stage both ask this):
+    an amount below 1 or a count (per layer with select "rank"), a known select, a budget
+    {params: f} or {flops: f} with f in (0, 1] for the knapsack, and round_to a whole number ≥ 1
+    (1 with the knapsack: its budget is exact).
+
+    Example:
+        >>> check_channels(0.5, "rank", None, 8)
+    """
+    check(select in SELECTS, "select", " or ".join(map(repr, SELECTS)), select)
+    check_each(amount, "amount", CHANNELS_RULE, is_units)
+    check(select == "knapsack" or amount is not None, "amount", "set unless select is knapsack", amount)
+    check(select != "global" or not isinstance(amount, Mapping), "amount", "one value with select global", amount)
+    check(whole(1)(round_to), "round_to", "a whole number ≥ 1", round_to)
+    check(round_to == 1 or select != "knapsack", "round_to", "1 with select knapsack (its budget is exact)", round_to)
+    if select == "knapsack":
+        check(isinstance(budget, Mapping) and len(budget) == 1 and set(budget) <= {"params", "flops"}, "budget",
+              "{params: f} or {flops: f} with select knapsack", budget)
+        for key, value in budget.items():
+            check(number(0, 1, above=True)(value), f"budget.{key}", "a fraction in (0, 1]", value)
 KNAPSACK_UNITS = 4000
 
 
@@ -103,8 +127,6 @@ def _amount(amount: Any, cluster: tuple[str, ...], graph: Graph, n: int) -> int:
         value = next((amount[k] for k in (first, kind, "default") if k in amount), 0)
     else:
         value = amount
-    if isinstance(value, bool) or not (isinstance(value, int) and value >= 0 or isinstance(value, float) and 0 <= value <= 1):
-        raise ConfigError(f"the amount for {cluster[0]} must be a fraction in [0, 1] or a count, not {value!r}.")
     count = value if isinstance(value, int) else round(value * n)
     return min(count, n - 1)
 
@@ -139,12 +161,7 @@ def choose(graph: Graph, importance: np.ndarray, amount: Any = None, select: str
         >>> [g.producers for g in choose(graph, scores(graph, "l1"), 0.5)][:1]
         [['stem.0']]
     """
-    if select not in SELECTS:
-        raise ConfigError(f"select must be one of {', '.join(SELECTS)}, not {select!r}.")
-    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
-        raise ConfigError(f"round_to must be a whole number ≥ 1, not {round_to!r}.")
-    if round_to > 1 and select == "knapsack":
-        raise ConfigError("round_to works with select='rank' or 'global'; a knapsack's budget is exact.")
+    check_channels(amount, select, budget, round_to)
     groups = clusters(graph)
     if select == "rank":
         counts = {key: _amount(amount, key, graph, len(members)) for key, members in groups.items()}
@@ -154,8 +171,6 @@ def choose(graph: Graph, importance: np.ndarray, amount: Any = None, select: str
         ids = [g.id for g in members]
         normalised[ids] = normalised[ids] / max(float(np.mean(normalised[ids])), 1e-12)
     if select == "global":
-        if isinstance(amount, Mapping) or amount is None:
-            raise ConfigError("select='global' takes one amount for the whole model.")
         total = sum(len(m) for m in groups.values())
         count = amount if isinstance(amount, int) and not isinstance(amount, bool) else round(float(amount) * total)
         left = {key: len(m) for key, m in groups.items()}
@@ -185,11 +200,7 @@ def _least(groups: dict, importance: np.ndarray, counts: dict, round_to: int) ->
 
 
 def _knapsack(graph: Graph, value: np.ndarray, groups: dict, budget: Mapping[str, float] | None) -> list[ChannelGroup]:
-    if not isinstance(budget, Mapping) or len(budget) != 1 or next(iter(budget)) not in ("params", "flops"):
-        raise ConfigError("select='knapsack' needs budget={'params': f} or {'flops': f}.")
     what, fraction = next(iter(budget.items()))
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"the {what} budget must be a fraction in (0, 1], not {fraction!r}.")
     cost, total = costs(graph, what)
     value = value * cost  # a channel's share of its layer's importance, weighted by its share of the network
     fixed = total - cost.sum()  # what no group carries stays whatever is removed

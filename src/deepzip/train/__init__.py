@@ -1,9 +1,29 @@
 """Training: one loop with a loss function and callbacks; checkpoints that resume it exactly."""
+
 from .callbacks import Checkpoint, Evaluate, History, TensorBoard
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .loop import ProgressBar, TrainState, cross_entropy, evaluate, predict, resolve_device, seed_everything, train
 from .metrics import Custom, Metric, Perplexity, Top1, metric_of
-from .loop import (ProgressBar, TrainState, cross_entropy, evaluate, predict, resolve_device, seed_everything,
-                   train)
 
-__all__ = ["Custom", "Metric", "Perplexity", "Top1", "metric_of", "Checkpoint", "Evaluate", "History", "ProgressBar", "TensorBoard", "TrainState", "cross_entropy",
-           "evaluate", "load_checkpoint", "predict", "read_checkpoint", "resolve_device", "save_checkpoint", "seed_everything", "train"]
+__all__ = [
+    "Custom",
+    "Metric",
+    "Perplexity",
+    "Top1",
+    "metric_of",
+    "Checkpoint",
+    "Evaluate",
+    "History",
+    "ProgressBar",
+    "TensorBoard",
+    "TrainState",
+    "cross_entropy",
+    "evaluate",
+    "load_checkpoint",
+    "predict",
+    "read_checkpoint",
+    "resolve_device",
+    "save_checkpoint",
+    "seed_everything",
+    "train",
+]

@@ -94,9 +94,9 @@ class History:
 
 class TensorBoard:
     """Scalars for TensorBoard under `log_dir`: loss every `every` steps, and per epoch the mean
-    loss, the metrics (under val/ unless a key names its group), learning rate and sparsity. `offset` places this run's steps after the
-    runs before it (one axis for a whole pipeline); `purge_step` discards events a killed run
-    wrote past the point a resumed one restarts from.
+    loss, the metrics (under val/ unless a key names its group), learning rate and sparsity.
+    `offset` places this run's steps after the runs before it (one axis for a whole pipeline);
+    `purge_step` discards events a killed run wrote past the point a resumed one restarts from.
 
     Open with `tensorboard --logdir <log_dir>`.
 

@@ -21,8 +21,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ..checks import check, number, whole
 from ..data import Dataset
-from ..data.loader import Batch, batches as make_batches
+from ..data.loader import Batch
+from ..data.loader import batches as make_batches
 from ..errors import ConfigError, TrainingError
 from ..reparam import reattach_masks_
 from .distributed import sum_all, world
@@ -70,6 +72,20 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 def seed_everything(seed: int) -> None:
     """Seed torch's global generator (model initialisation, dropout)."""
     torch.manual_seed(seed)
+
+
+def check_training(epochs: Any, lr: Any, optimizer: Any, momentum: Any, weight_decay: Any, batch_size: Any) -> None:
+    """A training run's settings (`train` and a recipe's training stages both ask this).
+
+    Example:
+        >>> check_training(4, 1e-3, "adam", 0.9, 0.0, 128)
+    """
+    check(number(0)(epochs), "epochs", "≥ 0", epochs)
+    check(number(0, above=True)(lr), "lr", "a finite number > 0", lr)
+    check(callable(optimizer) or optimizer in ("adam", "sgd"), "optimizer", "'adam' or 'sgd'", optimizer)
+    check(number(0, 1, below=True)(momentum), "momentum", "in [0, 1)", momentum)
+    check(number(0)(weight_decay), "weight_decay", "≥ 0", weight_decay)
+    check(whole(1)(batch_size), "batch_size", "≥ 1", batch_size)
 
 
 def make_optimizer(params, name: Optim | Callable[..., torch.optim.Optimizer], lr: float, momentum: float,
@@ -199,7 +215,8 @@ def train(
         >>> dz.train(model, my_loader, epochs=2, loss_fn=dz.SoftTargetLoss(teacher, weight=0.7),
         ...          callbacks=[dz.GradualPruning(model, 0.9)])
     """
-    if epochs <= 0:
+    check_training(epochs, lr, optimizer, momentum, weight_decay, batch_size)
+    if epochs == 0:
         return []
     loss_fn = cross_entropy if loss_fn is None else loss_fn
     extra = [*modules, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])]

@@ -19,7 +19,7 @@ from ..data import Dataset
 from ..data.loader import batches
 from ..errors import ConfigError
 from .distributed import sum_all, world
-from .loop import evaluate
+from .loop import _outputs, evaluate
 
 
 @runtime_checkable
@@ -34,6 +34,13 @@ class Metric(Protocol):
     def drop(self, reference: float, value: float) -> float: ...
 
     def chance(self, model: nn.Module, data: Any) -> float | None: ...
+
+    def paired(self, reference: nn.Module, model: nn.Module, data: Any) -> tuple[float, float | None]: ...
+
+
+def _spread(d: torch.Tensor) -> float | None:
+    """The standard error of the mean of per-sample differences (None for fewer than two)."""
+    return float(d.std(unbiased=True) / math.sqrt(d.numel())) if d.numel() > 1 else None
 
 
 class Top1:
@@ -59,6 +66,21 @@ class Top1:
         if labels.numel() == 0:
             return None
         return 100.0 * float(torch.bincount(labels).max()) / labels.numel()
+
+    def paired(self, reference: nn.Module, model: nn.Module, data: Any) -> tuple[float, float | None]:
+        """The drop from `reference` to `model` on the same samples, and its standard error: each
+        sample counts +1 where only the reference is right, −1 where only the model is, so the
+        error comes from the samples on which they disagree (paired, far smaller than either
+        accuracy's own error).
+
+        Example:
+            >>> Top1().paired(dense, compressed, val_set)
+            (0.3, 0.21)
+        """
+        a, labels = _outputs(reference, data, 1000)
+        b, _ = _outputs(model, data, 1000)
+        d = 100.0 * ((a == labels).double() - (b == labels).double()).reshape(-1)
+        return float(d.mean()), _spread(d)
 
 
 class Perplexity:
@@ -102,6 +124,29 @@ class Perplexity:
     def chance(self, model: nn.Module, data: Any) -> float | None:
         return None  # a uniform guess is a perplexity of the vocabulary's size; retraining is judged by the drop
 
+    @torch.no_grad()
+    def paired(self, reference: nn.Module, model: nn.Module, data: Any) -> tuple[float, float | None]:
+        """The relative rise in perplexity (%) from `reference` to `model`, and its standard error
+        from the per-sequence differences of their mean token losses (tokens of a sequence are
+        not independent; sequences are treated as the samples)."""
+        diffs = []
+        for x, y in batches(data, 64):
+            losses = []
+            for net in (reference, model):
+                was = net.training
+                net.eval()
+                try:
+                    device = next(net.parameters(), torch.empty(0)).device
+                    ce = F.cross_entropy(net(x.to(device)).float(), y.to(device), reduction="none")
+                finally:
+                    net.train(was)
+                losses.append(ce.reshape(len(y), -1).mean(1).double().cpu())
+            diffs.append(losses[1] - losses[0])
+        d = torch.cat(diffs)
+        rise = math.exp(float(d.mean()))
+        se = _spread(d)
+        return 100.0 * (rise - 1.0), None if se is None else 100.0 * rise * se
+
 
 class Custom:
     """A user's `fn(model, data) -> float`, higher is better, drops in its own units."""
@@ -122,6 +167,9 @@ class Custom:
 
     def chance(self, model: nn.Module, data: Any) -> float | None:
         return None
+
+    def paired(self, reference: nn.Module, model: nn.Module, data: Any) -> tuple[float, float | None]:
+        return self.drop(self(reference, data), self(model, data)), None  # no per-sample view of a user's metric
 
 
 METRICS = {"top1": Top1, "accuracy": Top1, "perplexity": Perplexity}

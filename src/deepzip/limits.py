@@ -1,0 +1,5 @@
+"""Limits that several layers enforce, defined once (the format's, the coders', the stages')."""
+
+MAX_SHARE_BITS = 12  # k-means codebooks: 2^12 − 1 centroids; the context coder's trees are sized by it
+MAX_RATE_BITS = 8    # rate training's codebooks: the rate term prices every code of every weight each step
+MAX_INDEX_BITS = 16  # the relative index's widest gap in the file (docs/FORMAT.md): alphabets ≤ 65536
