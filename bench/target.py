@@ -57,6 +57,7 @@ def run_one(model: str, recipe: str, seed: int, out: Path, args: argparse.Namesp
         chosen = next(c for c in done["candidates"] if c["dir"] == done["chosen"])
         t = done["test"]
         row.update(ratio=chosen["ratio"], bytes=chosen["bytes"], val_dense=done["dense"], val_drop=chosen["drop"],
+                   val_se=chosen.get("se"),
                    test_dense=t["dense"], test_file=t["from_file"], test_drop=t["drop"])
     else:
         row["failed"] = done.get("failed", "no file within the drop")

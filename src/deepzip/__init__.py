@@ -1,4 +1,6 @@
-"""deepzip: Deep Compression for PyTorch, down to a real file and a real speed-up.
+"""deepzip: Deep Compression for PyTorch, down to a real file that runs where the model ships.
+
+result = dz.compress(model, train_loader, test_loader, max_drop=0.5)   # the whole pipeline
 
 import deepzip as dz
 dz.prune_(model, sparsity=0.9)
@@ -18,12 +20,13 @@ from .errors import (
     DeepzipError,
     DeepzipWarning,
     DzipFormatError,
+    InvalidSetting,
     ModelMismatchError,
     NumericsError,
     RunStateError,
     TrainingError,
 )
-from .export import export_onnx
+from .export import export_c, export_onnx
 from .models import create as create_model
 from .pipeline import CompressResult, compress
 from .prune import GradualPruning, MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of
@@ -63,6 +66,7 @@ __all__ = [
     "RateLoss",
     "harden_",
     "MagnitudePruning",
+    "InvalidSetting",
     "ModelMismatchError",
     "RunStateError",
     "SoftTargetLoss",
@@ -71,6 +75,7 @@ __all__ = [
     "__version__",
     "create_model",
     "evaluate",
+    "export_c",
     "export_onnx",
     "inspect",
     "load",

@@ -21,7 +21,7 @@ def is_uint(value: Any, below: int | None = None) -> bool:
         value: anything parsed from JSON.
         below: an exclusive upper bound, or None.
 
-    Example:
+    Examples:
         >>> is_uint(3), is_uint(True), is_uint(-1), is_uint(7, below=7)
         (True, False, False, False)
     """
@@ -36,7 +36,7 @@ def require_finite(tensor: torch.Tensor, name: str, doing: str) -> None:
         name: what to call it ("fc1.weight").
         doing: what was refused ("prune", "share", "save").
 
-    Example:
+    Examples:
         >>> require_finite(model.fc1.weight, "fc1.weight", "prune")
     """
     if not tensor.is_floating_point():
@@ -51,7 +51,7 @@ def require_finite(tensor: torch.Tensor, name: str, doing: str) -> None:
 def check(cond: bool, key: str, rule: str, value: Any) -> None:
     """Raise InvalidSetting(key, rule, value) unless `cond`.
 
-    Example:
+    Examples:
         >>> check(lr > 0, "lr", "a finite number > 0", lr)
     """
     if not cond:
@@ -61,7 +61,7 @@ def check(cond: bool, key: str, rule: str, value: Any) -> None:
 def check_each(setting: Any, key: str, rule: str, ok: Callable[[Any], bool]) -> None:
     """Check one value, or each value of a per-layer dict (naming its key: "bits.fc1"); None passes.
 
-    Example:
+    Examples:
         >>> check_each({"fc1": 13}, "bits", "a whole number from 1 to 12", whole(1, 12))
         InvalidSetting: bits.fc1 must be a whole number from 1 to 12, not 13.
     """

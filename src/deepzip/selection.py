@@ -50,7 +50,7 @@ def kind_of(module: nn.Module) -> str | None:
     """The kind of a module deepzip knows ("linear", "conv", …), or None. transformers' Conv1D
     (GPT-2's projections, a Linear stored transposed) is "linear".
 
-    Example:
+    Examples:
         >>> kind_of(nn.Conv2d(1, 4, 3)), kind_of(nn.ReLU())
         ('conv', None)
     """
@@ -105,7 +105,7 @@ def weights(model: nn.Module, filter_fn: Filter | None = None, named: Iterable[s
         named: parameter or module names that are selected whatever their module (the keys
             of a per-layer setting).
 
-    Example:
+    Examples:
         >>> [w.name for w in weights(nn.LSTM(4, 8))]
         ['weight_ih_l0', 'weight_hh_l0']
     """
@@ -139,7 +139,7 @@ def _named_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 def unselected(model: nn.Module, filter_fn: Filter | None = None) -> list[Weight]:
     """The model's weight matrices (float, ≥ 2-D) that `weights` does not select.
 
-    Example:
+    Examples:
         >>> [w.name for w in unselected(MyNet())]
         ['block.custom.kernel']
     """
@@ -155,7 +155,7 @@ def per_layer(setting: T | Mapping[str, T] | None, weight: Weight) -> T | None:
     A parameter's own name wins over its layer's, which wins over its kind, which wins over
     "default"; a weight no key names gets None (it is left alone by that stage).
 
-    Example:
+    Examples:
         >>> per_layer({"fc1": 0.95, "linear": 0.9}, w)   # w: fc2's weight
         0.9
     """
@@ -188,7 +188,7 @@ def select(model: nn.Module, setting: Any, what: str, filter_fn: Filter | None =
         what: how to name the setting in an error ("the pruning setting").
         filter_fn: as in `weights`.
 
-    Example:
+    Examples:
         >>> [w.name for w in select(model, {"fc1": 0.9}, "sparsity")]
         ['fc1.weight']
     """
@@ -208,7 +208,7 @@ def select(model: nn.Module, setting: Any, what: str, filter_fn: Filter | None =
 def check_keys(setting: Any, model: nn.Module, what: str) -> None:
     """Reject dict keys that name no weight, no layer and no kind, so a typo never silently does nothing.
 
-    Example:
+    Examples:
         >>> check_keys({"fc9": 0.9}, model, "prune.sparsity")
         ConfigError: prune.sparsity names 'fc9', which is neither a layer or weight of this model (…) …
     """

@@ -14,32 +14,11 @@ from . import _run, app
 @app.command(name="inspect")
 def inspect_cmd(file: Path, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show what a .dzip holds: architecture, sizes, and the per-layer table."""
-    from ..models.sources import describe
-    from ..report import inspect, layers_markdown
+    from ..report import inspect, inspect_text
 
     def go():
         info = inspect(file)
-        if as_json:
-            typer.echo(json.dumps(info, indent=2))
-            return
-        arch = describe(info["arch"])
-        typer.echo(f"{file}: {arch}, {info['parameters']:,} parameters, {info['file_bytes']:,} bytes on disk, "
-                   f"{info['ratio']:.1f}× smaller than {info['dense_bytes']:,} dense bytes")
-        acc = info["meta"].get("accuracy")
-        if isinstance(acc, dict) and all(isinstance(v, (int, float)) for v in acc.values()):
-            typer.echo("accuracy when saved (validation): " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
-        typer.echo(layers_markdown(info["layers"]))
-        typer.echo("bytes: " + " + ".join(f"{v:,} {k}" for k, v in info["bytes"].items() if v or k != "unused")
-                   + f" = {info['file_bytes']:,} (metadata — versions, accuracy, recipe — is {info['meta_bytes']:,} "
-                   f"of the header's bytes; save(metadata=…) chooses it)")
-        if info["uncompressed"]:
-            typer.echo(f"not compressed (stored as they were): {', '.join(info['uncompressed'])}")
-        if info["widths"]:
-            typer.echo(f"channel surgery: {info['original_parameters']:,} → {info['parameters']:,} parameters")
-            typer.echo("| layer | " + " | ".join(["width", "original", "kept"]) + " |\n|---|---|---:|---:|")
-            for name, change in info["widths"].items():
-                for attr, (was, now) in change.items():
-                    typer.echo(f"| {name} | {attr} | {was if was is not None else '?'} | {now} |")
+        typer.echo(json.dumps(info, indent=2) if as_json else inspect_text(info, str(file)))
 
     _run(go)
 

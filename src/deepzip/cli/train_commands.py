@@ -1,7 +1,6 @@
 """The commands that train: compress, distill, sensitivity."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -170,8 +169,8 @@ def distill(
     """Train a smaller student from a teacher (soft targets, hint regressors, an adversarial
     loss), then, with --recipe, prune, share and code it into OUT/model.dzip."""
     from ..errors import ConfigError
-    from ..pipeline import from_dict, load_recipe
     from ..pipeline import run_recipe as run
+    from ..pipeline import student_recipe
 
     def go():
         try:
@@ -180,20 +179,9 @@ def distill(
             lambdas = []
         if len(lambdas) != 3:
             raise ConfigError(f"--weights takes three numbers λ1,λ2,λ3, not {weights!r}.")
-        changes = {"model": student, "model_args": _key_values(student_arg, "--student-arg"), "dataset": data,
-                   "image_size": image_size, "dense": {"epochs": epochs, "lr": lr},
-                   "distill": {"teacher": str(teacher), "hints": _key_values(hint, "--hint", ":"),
-                               "weights": lambdas, "temperature": temperature, "alpha": alpha,
-                               "adversary": adversary}}
-        if recipe:  # later stages learn from the teacher's soft targets as the recipe's distill.weight says
-            r = load_recipe(recipe, model=student)
-            base = r.to_dict()
-            base["distill"] = {**(base["distill"] or {}), **changes.pop("distill")}
-            r = from_dict({**base, **{k: v for k, v in changes.items() if k not in ("dense",)},
-                           "dense": {**base["dense"], **changes["dense"]}})
-        else:
-            changes["distill"]["weight"] = 0.0
-            r = from_dict({**changes, "prune": None, "share": None})
+        r = student_recipe(student, teacher, recipe=recipe, model_args=_key_values(student_arg, "--student-arg"),
+                           hints=_key_values(hint, "--hint", ":"), weights=lambdas, temperature=temperature,
+                           alpha=alpha, adversary=adversary, epochs=epochs, lr=lr, dataset=data, image_size=image_size)
         report = run(r, out, data_dir=data_dir, limit=limit, resume=resume, device=device, progress=not quiet,
                      log=typer.echo)
         if report:
@@ -221,31 +209,14 @@ def sensitivity(
     """Prune each layer alone over a grid, and share its weights over a grid of bits; write the
     curves (JSON, plot) and, with --max-drop or --target-ratio, a recipe with per-layer budgets,
     checked by applying it (without retraining) and measuring the file and the accuracy."""
-    from .. import data as datasets
-    from .. import models
-    from ..files import write_text
-    from ..pipeline import from_dict, save_recipe
-    from ..pipeline.sensitivity import allocate, plot, scan, verify
-    from ..train import evaluate as accuracy
-    from ..train import load_checkpoint, resolve_device
+    from ..pipeline.sensitivity import analyse
 
     def go():
-        where = resolve_device(device)
-        probe = datasets.load(data, data_dir, train=True, limit=samples)
-        net = models.create(model, in_channels=probe.x.shape[1], image_size=probe.x.shape[2], classes=probe.classes)
-        load_checkpoint(net, from_)
-        net.to(where)
-        result = scan(net, lambda m: accuracy(m, probe), progress=not quiet)
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "sensitivity.json", json.dumps(result, indent=2))
-        plot(result, str(out / "sensitivity.png"))
+        done = analyse(model, data, from_, out, data_dir=data_dir, samples=samples, max_drop=max_drop,
+                       target_ratio=target_ratio, device=device, progress=not quiet)
+        result, choice, measured = done["scan"], done.get("choice"), done.get("measured")
         typer.echo(f"wrote {out / 'sensitivity.json'} and {out / 'sensitivity.png'} (baseline {result['baseline']:.2f}%)")
-        if max_drop is not None or target_ratio is not None:
-            choice = allocate(result, max_drop=max_drop, target_ratio=target_ratio)
-            measured = verify(net, choice, lambda m: accuracy(m, probe), out / "verify.dzip")
-            recipe = from_dict({"prune": {"sparsity": choice["sparsity"]}, "share": {"bits": choice["bits"]}},
-                               model=model, dataset=data)
-            save_recipe(recipe, out / "recipe.yaml")
+        if choice is not None:
             typer.echo(f"allocated: sparsity {choice['sparsity']}, bits {choice['bits']}")
             typer.echo(f"estimated {choice['estimated_ratio']:.1f}× at {choice['estimated_drop']:.2f} points below "
                        f"{result['baseline']:.2f}% (summed per-layer drops, before retraining); measured by applying "

@@ -111,7 +111,7 @@ def load_validation(name: str, root: str | Path | None = None, *, limit: int | N
                     size: int | None = None) -> Dataset | None:
     """Data set `name`'s own validation split, normalised like its other splits, or None if it has none.
 
-    Example:
+    Examples:
         >>> load_validation("npz", "mydata/")   # mydata/val.npz, if there is one
     """
     if name not in _REGISTRY:

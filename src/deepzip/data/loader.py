@@ -31,7 +31,7 @@ class Batches:
         shuffle: a new random order every epoch.
         seed: seeds the order's own generator (its state is what a checkpoint saves).
 
-    Example:
+    Examples:
         >>> batches = Batches(dataset, 128, shuffle=True, seed=0)
         >>> for x, y in batches: ...
     """
@@ -97,7 +97,7 @@ def batches(data: Dataset | Iterable[Batch], batch_size: int = 128, *, shuffle: 
         shard: (rank, ranks) of a distributed run: this rank's share of every global batch
             (an iterable is taken as already sharded, as a DataLoader with a DistributedSampler is).
 
-    Example:
+    Examples:
         >>> for x, y in batches(my_dataloader): ...
     """
     if isinstance(data, Dataset):
@@ -111,7 +111,7 @@ def batches(data: Dataset | Iterable[Batch], batch_size: int = 128, *, shuffle: 
 def inputs(data: Dataset | Iterable[Batch], batch_size: int = 1000) -> Iterator[torch.Tensor]:
     """The input tensor of every batch of `data`, in order (for statistics over a data set).
 
-    Example:
+    Examples:
         >>> for x in inputs(test_set): model(x)
     """
     for batch in batches(data, batch_size):

@@ -37,7 +37,7 @@ class Splits:
 def check_fraction(fraction: Any) -> float:
     """A validation fraction in (0, 0.5], or ConfigError in one sentence.
 
-    Example:
+    Examples:
         >>> check_fraction(0.1)
         0.1
     """
@@ -66,7 +66,7 @@ def holdout(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         fraction: in (0, 0.5].
         seed: the hold-out's own generator's seed (recorded with the run).
 
-    Example:
+    Examples:
         >>> train, val = holdout(dz.data.load("digits", train=True), 0.1, seed=0)
     """
     fraction = check_fraction(fraction)
@@ -104,7 +104,7 @@ def split(train: Any, test: Any | None = None, *, val: Any | None = None, fracti
           seed: int = 0) -> Splits:
     """Splits from what a user brings: `val` if given, else `fraction` of `train` held out.
 
-    Example:
+    Examples:
         >>> s = split(train_loader, test_loader, fraction=0.1, seed=0); s.info["val"]["size"]
     """
     if val is not None:
@@ -121,7 +121,7 @@ def load_splits(name: str, root: Any = None, *, limit: int | None = None, size: 
     """A named data set's splits: its own validation split where it has one, else `fraction` of
     its (first `limit`) training samples held out with `seed`.
 
-    Example:
+    Examples:
         >>> load_splits("fashion-mnist", fraction=0.1, seed=0).info["val"]
         {'source': 'held out', 'fraction': 0.1, 'seed': 0, 'size': 6000}
     """
@@ -138,7 +138,7 @@ def load_splits(name: str, root: Any = None, *, limit: int | None = None, size: 
 def example_inputs(data: Dataset | Iterable, n: int = 2) -> torch.Tensor:
     """The first `n` inputs of `data` (for tracing a model, or sizing a regressor).
 
-    Example:
+    Examples:
         >>> example_inputs(train_set, 2).shape
         torch.Size([2, 1, 28, 28])
     """

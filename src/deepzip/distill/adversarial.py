@@ -27,7 +27,7 @@ class AdversarialLoss(nn.Module):
         hidden: D's hidden width.
         lr: the learning rate of D's own Adam.
 
-    Example:
+    Examples:
         >>> adv = AdversarialLoss(10)
         >>> loss = adv.student_loss(student_logits)   # the student's term, to minimise
         >>> adv.step(student_logits, teacher_logits)  # one update of D

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 class FeatureTap:
     """Forward hooks that keep the outputs of named layers of a model, call after call.
 
-    Example:
+    Examples:
         >>> tap = FeatureTap(model, ["layer3"]); model(x); tap.features["layer3"].shape
     """
 
@@ -55,10 +55,11 @@ class HintLoss(nn.Module):
     average-pooled down to the smaller (so a student stage at half the resolution still hints).
 
     Args:
-        student_channels, teacher_channels: channels (or features, for 2-D outputs) of the pair.
+        student_channels: channels (or features, for 2-D outputs) of the student's side.
+        teacher_channels: the same of the teacher's side.
         dims: 2 for (batch, features), 4 for feature maps (1×1 convolution regressor).
 
-    Example:
+    Examples:
         >>> hint = HintLoss(32, 128); hint(student_map, teacher_map)
     """
 

@@ -40,7 +40,7 @@ class DistillLoss(nn.Module):
         adversary: "logits", or a student layer named in `hints`: D then compares the teacher's
             pooled features with the student's through the hint's regressor.
 
-    Example:
+    Examples:
         >>> loss = dz.DistillLoss(teacher, student, x[:2], hints={"layer3": "layer3"}, weights=(1, 0.5, 0.1))
         >>> dz.train(student, data, epochs=10, loss_fn=loss)
     """

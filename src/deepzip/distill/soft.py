@@ -21,7 +21,7 @@ def check_distillation(*, weight: Any = 0.5, temperature: Any = 4.0, alpha: Any 
     `temperature` > 0, and three `weights` ≥ 0 (λ1 backbone, λ2 hints, λ3 adversarial). The losses
     and the recipe's distill stage both ask this.
 
-    Example:
+    Examples:
         >>> check_distillation(weight=0.7, temperature=2)
     """
     check(number(0, 1)(weight), "weight", "in [0, 1]", weight)
@@ -37,10 +37,11 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     T² keeps the soft term's gradients on the scale of the hard term's as T changes.
 
     Args:
-        student_logits, teacher_logits: (batch, classes).
+        student_logits: (batch, classes).
+        teacher_logits: (batch, classes).
         temperature: T > 0.
 
-    Example:
+    Examples:
         >>> soft_target_loss(torch.zeros(2, 3), torch.zeros(2, 3), 4.0)
         tensor(0.)
     """
@@ -60,7 +61,7 @@ class SoftTargetLoss(nn.Module):
         weight: the soft term's share of the loss, in [0, 1].
         temperature: T > 0; higher spreads the teacher's probabilities further.
 
-    Example:
+    Examples:
         >>> teacher = copy.deepcopy(model)
         >>> dz.prune_(model, sparsity=0.95)
         >>> dz.train(model, data, epochs=3, loss_fn=dz.SoftTargetLoss(teacher, weight=0.7, temperature=2))

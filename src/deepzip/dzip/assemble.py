@@ -155,7 +155,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
             force one. No dense weight matrix is built for a layer that is not dense.
         strict: False skips names the file and the model do not share.
 
-    Example:
+    Examples:
         >>> model = dz.load("model.dzip")
         >>> fast = dz.load("model.dzip", runtime="sparse"); fast.deepzip_runtime
         {'fc1.weight': 'sparse (density 0.050)', ...}
@@ -202,7 +202,7 @@ def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Every tensor of a .dzip by name, dense, without building any module: what a file saved
     from a custom module can always be turned back into (tied names get copies of one tensor).
 
-    Example:
+    Examples:
         >>> safetensors.torch.save_file(read_tensors("model.dzip"), "model.safetensors")
     """
     with DzipReader(path) as reader:

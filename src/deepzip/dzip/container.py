@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..checks import is_uint
-from ..errors import DzipFormatError
+from ..errors import ConfigError, DzipFormatError
 from ..files import atomic_path
 from .spec import FLAG_DEFLATE, LEAN_VERSION, MAGIC, MAX_HEADER_BYTES, PREAMBLE, TRAILER, VERSION
 
@@ -41,7 +41,7 @@ class DzipWriter:
     file, fsyncs it and renames it over the target. An error, or a kill, at any point leaves the
     previous file at `path` untouched and nothing under the final name.
 
-    Example:
+    Examples:
         >>> with DzipWriter("m.dzip") as w:
         ...     i = w.add(b"\\x00\\x01", {"coder": "raw"})
         ...     w.finish({"tensors": [...]})
@@ -66,7 +66,7 @@ class DzipWriter:
         """Write the file (at format `version`, 3 or later: streams back to back, one checksum);
         returns its size in bytes."""
         if version < LEAN_VERSION:
-            raise ValueError(f"this deepzip writes .dzip version {LEAN_VERSION} or later, not {version}.")
+            raise ConfigError(f"this deepzip writes .dzip version {LEAN_VERSION} or later, not {version}.")
         header = {**header, "streams": self.streams}
         blob = zlib.compress(json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8"), 9)
         self._spool.flush()
@@ -111,7 +111,7 @@ def _need(cond: bool, message: str) -> None:
 class DzipReader:
     """Opens and validates a .dzip; `read(i)` returns stream i's bytes after checking its crc32.
 
-    Example:
+    Examples:
         >>> with DzipReader("model.dzip") as r:
         ...     r.header["arch"], len(r.streams)
     """

@@ -110,7 +110,7 @@ def _lookup(table: np.ndarray, codes: np.ndarray, chunk: int = 1 << 22) -> np.nd
 class TensorDecoder:
     """Decodes the tensor entries of one open file; counts what they allocate against the bound.
 
-    Example:
+    Examples:
         >>> with DzipReader("model.dzip") as r:
         ...     dec = TensorDecoder(r)
         ...     weight = dec.decode(r.header["tensors"][0], 0).dense()

@@ -43,7 +43,7 @@ def recode(src: str | os.PathLike, dst: str | os.PathLike, *, model: nn.Module |
     untie them) and DzipFormatError for a corrupt one; nothing is written then. The new file is
     read back and its tensors compared, bit for bit, with the old one's.
 
-    Example:
+    Examples:
         >>> dz.recode("model.dzip", "small.dzip", coder="auto")["file_bytes"]
         20087
     """

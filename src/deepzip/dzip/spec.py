@@ -46,7 +46,7 @@ def grid_shape(shape) -> tuple[int, int]:
     """The matrix a tensor's codes are laid out as, for live bitmaps and the context coder: rows =
     dim 0 (output units), columns = the rest (inputs × kernel); a vector is one row.
 
-    Example:
+    Examples:
         >>> grid_shape((50, 20, 5, 5)), grid_shape((300,))
         ((50, 500), (1, 300))
     """

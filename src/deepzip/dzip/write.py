@@ -252,7 +252,7 @@ def check_index_bits(setting: Any) -> None:
     """The relative index's width: a whole number from 1 to 16, or "auto" (per layer, the
     smallest), one value or per layer. `save` and the recipe's index_bits both ask this.
 
-    Example:
+    Examples:
         >>> check_index_bits({"fc1": "auto", "default": 8})
     """
     check_each(setting, "index_bits", f"a whole number from 1 to {MAX_INDEX_BITS} or 'auto'",
@@ -284,7 +284,7 @@ def save(
         arch: the registry record to rebuild the model from (default: the model's own, if any).
         progress: a progress bar over the tensors.
 
-    Example:
+    Examples:
         >>> dz.save(model, "model.dzip", coder="auto")["file_bytes"]
         20726
     """

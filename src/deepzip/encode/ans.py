@@ -10,7 +10,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from ..errors import DzipFormatError
+from ..errors import ConfigError, DzipFormatError
 from .dtypes import symbol_dtype
 
 
@@ -42,12 +42,12 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     """
     symbols = np.asarray(symbols)
     if symbols.ndim != 1 or (symbols.size and symbols.dtype.kind not in "iu"):
-        raise ValueError("symbols must be a 1-D array of integers.")
+        raise ConfigError("symbols must be a 1-D array of integers.")
     counts = _check_counts(counts, ValueError, need_symbol=symbols.size > 0)
     if not symbols.size:
         return b""
     if symbols.min() < 0 or symbols.max() >= len(counts):
-        raise ValueError(f"a symbol is outside the {len(counts)}-symbol alphabet.")
+        raise ConfigError(f"a symbol is outside the {len(counts)}-symbol alphabet.")
     coder = constriction.stream.stack.AnsCoder()
     model = _model(counts)
     # ANS is a stack: pushing the last chunk first leaves the very stream one call would, while
@@ -55,7 +55,7 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     for start in reversed(range(0, symbols.size, _CHUNK)):
         chunk = symbols[start:start + _CHUNK].astype(np.int32)
         if not counts[chunk].all():
-            raise ValueError("a symbol to encode has a zero count.")
+            raise ConfigError("a symbol to encode has a zero count.")
         coder.encode_reverse(chunk, model)
     return coder.get_compressed().astype("<u4").tobytes()
 

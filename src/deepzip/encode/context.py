@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DzipFormatError
+from ..errors import ConfigError, DzipFormatError
 from .dtypes import symbol_dtype
 
 MAX_ALPHABET = 1 << 16
@@ -50,18 +50,18 @@ def encode(grid: np.ndarray, alphabet: int, left_codes: bool = False) -> bytes:
             neighbour's code (pays where neighbouring inputs are pixels; a conv layer's kernel
             taps gained under 0.3 %; the decoder must be told the same).
 
-    Example:
+    Examples:
         >>> data = encode(np.array([[0, 3], [1, 0]], np.uint8), 4)
         >>> decode(data, 2, 2, 4).tolist()
         [[0, 3], [1, 0]]
     """
     grid = np.ascontiguousarray(grid)
     if grid.ndim != 2 or (grid.size and grid.dtype.kind not in "iu"):
-        raise ValueError("the context coder takes a 2-D array of unsigned integer codes.")
+        raise ConfigError("the context coder takes a 2-D array of unsigned integer codes.")
     if not isinstance(alphabet, (int, np.integer)) or not 1 <= alphabet <= MAX_ALPHABET:
-        raise ValueError(f"alphabet must be an integer from 1 to {MAX_ALPHABET}, not {alphabet!r}.")
+        raise ConfigError(f"alphabet must be an integer from 1 to {MAX_ALPHABET}, not {alphabet!r}.")
     if grid.size and (grid.min() < 0 or grid.max() >= alphabet):
-        raise ValueError(f"a code lies outside the alphabet 0..{alphabet - 1}.")
+        raise ConfigError(f"a code lies outside the alphabet 0..{alphabet - 1}.")
     if grid.size == 0:
         return b""
     kernels = _kernels()
@@ -82,7 +82,7 @@ def decode(data: bytes, rows: int, cols: int, alphabet: int, left_codes: bool = 
     (the encoder drops trailing zero bytes, so a stream may end before its decoder stops reading).
     The caller bounds rows × cols (a file's tensor shapes do).
 
-    Example:
+    Examples:
         >>> decode(encode(np.eye(3, dtype=np.uint8), 2), 3, 3, 2).trace()
         3
     """

@@ -11,7 +11,7 @@ import numpy as np
 def symbol_dtype(alphabet: int) -> np.dtype:
     """uint8 for alphabets up to 256 symbols, uint16 up to 65,536, else uint32.
 
-    Example:
+    Examples:
         >>> symbol_dtype(32), symbol_dtype(300)
         (dtype('uint8'), dtype('uint16'))
     """

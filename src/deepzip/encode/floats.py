@@ -20,7 +20,7 @@ def split_float32(values: np.ndarray) -> tuple[np.ndarray, bytes]:
     """(high, mantissas) of float32 `values`: high = (sign, exponent) + 1 as uint16 codes 1 … 512,
     mantissas = 23 bits a value, most significant first, packed and zero-padded to a byte.
 
-    Example:
+    Examples:
         >>> high, low = split_float32(np.array([1.0, -2.0], np.float32))
         >>> high.tolist(), len(low)
         ([128, 385], 6)
@@ -37,7 +37,7 @@ def join_float32(high: np.ndarray, mantissas: bytes, n: int) -> np.ndarray:
     """Inverse of split_float32 for `n` values; a mantissa stream of the wrong length or with
     bits set in its padding, or a high code outside 1 … 512, raises DzipFormatError.
 
-    Example:
+    Examples:
         >>> join_float32(*split_float32(np.array([0.5, 3.0], np.float32)), 2).tolist()
         [0.5, 3.0]
     """

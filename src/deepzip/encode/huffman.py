@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DzipFormatError
+from ..errors import ConfigError, DzipFormatError
 from .dtypes import symbol_dtype
 
 MAX_LEN = 15
@@ -34,11 +34,11 @@ def code_lengths(counts: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
     """
     counts = np.asarray(counts)
     if counts.ndim != 1 or (counts.size and counts.dtype.kind not in "iu"):
-        raise ValueError("counts must be a 1-D array of integers.")
+        raise ConfigError("counts must be a 1-D array of integers.")
     if not 1 <= max_len <= MAX_LEN:
-        raise ValueError(f"max_len must be between 1 and {MAX_LEN}, not {max_len}.")
+        raise ConfigError(f"max_len must be between 1 and {MAX_LEN}, not {max_len}.")
     if counts.size and counts.min() < 0:
-        raise ValueError("counts must not be negative.")
+        raise ConfigError("counts must not be negative.")
     lengths = np.zeros(len(counts), np.uint8)
     used = np.flatnonzero(counts)
     if len(used) == 1:
@@ -46,7 +46,7 @@ def code_lengths(counts: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
     if len(used) <= 1:
         return lengths
     if len(used) > 1 << max_len:
-        raise ValueError(f"{len(used)} symbols cannot all get codes of at most {max_len} bits.")
+        raise ConfigError(f"{len(used)} symbols cannot all get codes of at most {max_len} bits.")
     weights = counts[used].astype(np.int64)
     depths = _kernels().tree_depths(weights)
     while depths.max() > max_len:
@@ -90,12 +90,12 @@ def encode(symbols: np.ndarray, lengths: np.ndarray) -> bytes:
     """Pack `symbols` with the canonical code of `lengths`, MSB first, last byte zero-padded."""
     symbols = np.ascontiguousarray(symbols)
     if symbols.ndim != 1 or (symbols.size and symbols.dtype.kind not in "iu"):
-        raise ValueError("symbols must be a 1-D array of integers.")
+        raise ConfigError("symbols must be a 1-D array of integers.")
     lengths = _check_lengths(lengths, ValueError, need_symbol=symbols.size > 0)
     total = _kernels().total_bits(symbols, lengths)
     if total < 0:
         i = -total - 1
-        raise ValueError(f"symbol {symbols[i]} at index {i} has no Huffman code in a {len(lengths)}-symbol table.")
+        raise ConfigError(f"symbol {symbols[i]} at index {i} has no Huffman code in a {len(lengths)}-symbol table.")
     codes = np.zeros(len(lengths), np.int64)
     if symbols.size:
         order, span, top = _layout(lengths)

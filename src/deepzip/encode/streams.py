@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..checks import is_uint
-from ..errors import DzipFormatError
+from ..errors import ConfigError, DzipFormatError
 from . import ans, huffman
 
 MAX_ALPHABET = 1 << 16
@@ -45,14 +45,14 @@ def encode_stream(symbols: np.ndarray, alphabet: int, coder: str) -> tuple[bytes
     tie since it decodes faster. Returns (bytes, {"coder", "count", "alphabet", "table"}).
     """
     if coder != "auto" and coder not in _REGISTRY:
-        raise ValueError(f"coder must be one of {', '.join(CODERS)} or auto, not {coder!r}.")
+        raise ConfigError(f"coder must be one of {', '.join(CODERS)} or auto, not {coder!r}.")
     if not isinstance(alphabet, (int, np.integer)) or not 1 <= alphabet <= MAX_ALPHABET:
-        raise ValueError(f"alphabet must be an integer from 1 to {MAX_ALPHABET}, not {alphabet!r}.")
+        raise ConfigError(f"alphabet must be an integer from 1 to {MAX_ALPHABET}, not {alphabet!r}.")
     symbols = np.asarray(symbols)
     if symbols.ndim != 1 or (symbols.size and symbols.dtype.kind not in "iu"):
-        raise ValueError("symbols must be a 1-D array of integers.")
+        raise ConfigError("symbols must be a 1-D array of integers.")
     if symbols.size and (symbols.min() < 0 or symbols.max() >= alphabet):
-        raise ValueError(f"a symbol lies outside the alphabet 0..{alphabet - 1}.")
+        raise ConfigError(f"a symbol lies outside the alphabet 0..{alphabet - 1}.")
     counts = _counts(symbols, alphabet)
     best = None
     for name in CODERS if coder == "auto" else (coder,):

@@ -51,7 +51,7 @@ class CExport:
     def summary(self) -> str:
         """Two lines for the command line: RAM and flash.
 
-        Example:
+        Examples:
             >>> print(export_c("model.dzip", "out/c").summary())
             RAM: arena 37,960 bytes = packed weights 22,392 + max(activations 14,976, init 15,568), plus the stack
             flash: 56,586 bytes = file 10,589 + op list 632 + code 45,365 (Cortex-M4, -O2)
@@ -70,7 +70,7 @@ def input_shape_of(path: Path) -> tuple[int, ...] | None:
     Args:
         path: a .dzip.
 
-    Example:
+    Examples:
         >>> input_shape_of(Path("out/lenet300/model.dzip"))
         (1, 28, 28)
     """
@@ -113,7 +113,7 @@ def code_bytes(directory: Path) -> int | None:
     Args:
         directory: an export's directory (its dzip/ sources are compiled).
 
-    Example:
+    Examples:
         >>> code_bytes(Path("out/c"))
         45365
     """
@@ -168,7 +168,7 @@ def export_c(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Modul
         measure_code: compile the runtime for a Cortex-M4 to report its code size (when
             arm-none-eabi-gcc is installed).
 
-    Example:
+    Examples:
         >>> from deepzip.export import export_c
         >>> info = export_c("model.dzip", "out/c"); print(info.summary())
         >>> # then: make -C out/c && ./out/c/model inputs.f32 > logits.f32

@@ -350,7 +350,7 @@ def trace(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
         model: a plain module (deepzip.load's), traceable by torch.fx.
         input_shape: one sample's shape, e.g. (1, 28, 28).
 
-    Example:
+    Examples:
         >>> g = trace(dz.load("model.dzip"), (1, 28, 28)); [op.kind for op in g.ops]
         ['conv', 'conv', 'linear', 'linear']
     """

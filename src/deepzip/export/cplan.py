@@ -62,7 +62,7 @@ class Packed:
     def layout_bytes(self) -> int:
         """dzrt__layout's total (libdzip/runtime/src/run.c), the same arithmetic.
 
-        Example:
+        Examples:
             >>> Packed(form=2, rows=10, cols=500, kept=750, book=14, ptr_bytes=2, entry_bytes=2, bias=3).layout_bytes()
             1620
         """
@@ -154,7 +154,7 @@ def libdzip_sizes(path: Path) -> dict[str, int]:
     Args:
         path: a .dzip.
 
-    Example:
+    Examples:
         >>> libdzip_sizes(Path("model.dzip"))
         {'arena': 7415, 'scratch': 6616}
     """
@@ -237,7 +237,7 @@ def plan(graph: Graph, path: Path, sizes: dict[str, int] | None = None) -> Plan:
         path: the .dzip they are packed from.
         sizes: libdzip's figures for the file (default: measured with dzip-dump).
 
-    Example:
+    Examples:
         >>> p = plan(trace(dz.load(f), (1, 28, 28)), f); p.arena_bytes
     """
     tensors = _Tensors(path)

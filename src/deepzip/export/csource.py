@@ -15,7 +15,7 @@ POOLS = ["DZRT_POOL_NONE", "DZRT_POOL_MAX", "DZRT_POOL_AVG", "DZRT_POOL_ADAPTIVE
 def c_bytes(data: bytes, per_line: int = 20) -> str:
     """`data` as the body of a C array initialiser, `per_line` bytes a line.
 
-    Example:
+    Examples:
         >>> c_bytes(b"DZIP")
         '    0x44,0x5a,0x49,0x50,'
     """
@@ -28,7 +28,7 @@ def c_bytes(data: bytes, per_line: int = 20) -> str:
 def c_float(v: float) -> str:
     """A float32 as an exact C99 hexadecimal literal.
 
-    Example:
+    Examples:
         >>> c_float(1e-5)
         '0x1.4f8b58p-17f'
     """
@@ -80,7 +80,7 @@ def model_h(plan: Plan, graph, info: dict) -> str:
         graph: cgraph.trace's.
         info: file_name, file_bytes and sha256 of the .dzip.
 
-    Example:
+    Examples:
         >>> Path("out/c/model.h").write_text(model_h(plan, graph, info))
     """
     shape = "x".join(str(s) for s in graph.input_shape)
@@ -140,7 +140,7 @@ def model_c(plan: Plan, graph, data: bytes, info: dict) -> str:
         data: the .dzip's bytes.
         info: file_name, file_bytes and sha256 of the .dzip.
 
-    Example:
+    Examples:
         >>> Path("out/c/model.c").write_text(model_c(plan, graph, path.read_bytes(), info))
     """
     bufs = ",\n".join(f"    {{{'DZRT_EXTERNAL' if off == EXTERNAL else off}, {n}}}" for off, n in plan.bufs)
@@ -200,7 +200,7 @@ def samples_h(x: np.ndarray, placeholder: bool = False) -> str:
         x: N samples of the input's shape (float32; finite).
         placeholder: they are zeros standing in for real inputs (said in the file).
 
-    Example:
+    Examples:
         >>> Path("out/c/samples.h").write_text(samples_h(test.x[:10].numpy()))
     """
     x = np.asarray(x, np.float32).reshape(len(x), -1)

@@ -38,7 +38,7 @@ def export_onnx(model: nn.Module | str | os.PathLike, path: str | os.PathLike, e
         opset: the ONNX opset version.
         dynamic_batch: leave the batch dimension free.
 
-    Example:
+    Examples:
         >>> dz.export_onnx("model.dzip", "model.onnx", torch.randn(1, 1, 28, 28))
     """
     try:
@@ -79,7 +79,7 @@ def onnx_runner(model: nn.Module | str | os.PathLike, example_inputs: torch.Tens
         example_inputs: a batch to export with (any batch size runs afterwards).
         threads: intra-op threads (default: torch's, so the two runtimes are timed alike).
 
-    Example:
+    Examples:
         >>> run = onnx_runner("model.dzip", torch.randn(1, 1, 32, 32)); run(torch.randn(8, 1, 32, 32))[0].shape
         (8, 10)
     """
@@ -109,7 +109,7 @@ def onnx_latencies_ms(model: nn.Module | str | os.PathLike, x: torch.Tensor, rep
         reps: timed calls.
         threads: intra-op threads (default: torch's).
 
-    Example:
+    Examples:
         >>> min(onnx_latencies_ms("model.dzip", torch.randn(1, 1, 32, 32), reps=200))
     """
     run = onnx_runner(model, x, threads)

@@ -36,7 +36,7 @@ def create(name: str, **kwargs: Any) -> nn.Module:
         **kwargs: the model's arguments; every model takes in_channels, image_size and classes,
             the CIFAR-style ones a `width` too.
 
-    Example:
+    Examples:
         >>> dz.create_model("resnet18", in_channels=1, image_size=32, classes=10, width=0.25)
     """
     if name not in _REGISTRY:
@@ -56,7 +56,7 @@ def from_spec(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     This imports (runs) that code: it is only ever done when a user asks for it by name (the
     command line's --model-py), never because a file says so (models/sources.py).
 
-    Example:
+    Examples:
         >>> from_spec("mynets.py:TinyNet")
     """
     from .sources import python_model

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def scaled(channels: int, width: float) -> int:
     """`channels` × `width`, at least 1: lets tests build the same topology a few kB in size."""
     if not width > 0:
-        raise ValueError(f"width must be > 0, not {width}")
+        raise ConfigError(f"width must be > 0, not {width}")
     return max(1, round(channels * width))
 
 

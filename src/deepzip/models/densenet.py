@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from . import register
 
 
@@ -35,9 +36,9 @@ def densenet100(in_channels: int = 1, image_size: int = 28, classes: int = 10,
     769,162 parameters at 3×32×32, 10 classes (the paper's "0.8 M").
     """
     if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"DenseNet-BC depth must be 6·n + 4 with n ≥ 1 (10, 16, …, 100, …), not {depth}")
+        raise ConfigError(f"DenseNet-BC depth must be 6·n + 4 with n ≥ 1 (10, 16, …, 100, …), not {depth}")
     if growth < 1:
-        raise ValueError(f"growth must be ≥ 1, not {growth}")
+        raise ConfigError(f"growth must be ≥ 1, not {growth}")
     per_block = (depth - 4) // 6
     channels = 2 * growth
     model = nn.Sequential()

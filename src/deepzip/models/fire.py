@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
 from . import register
 from .common import conv_bn, scaled
 from .squeezenet import Fire, add_head, fire_channels
@@ -31,7 +32,7 @@ def lenet5_fire(in_channels: int = 1, image_size: int = 28, classes: int = 10,
     30,846 parameters at 3×32×32, 10 classes; 29,846 at 1×28×28 (LeNet-5: 431,080).
     """
     if image_size < 5:
-        raise ValueError(f"lenet5-fire needs images of at least 5 pixels a side, not {image_size}")
+        raise ConfigError(f"lenet5-fire needs images of at least 5 pixels a side, not {image_size}")
     model = nn.Sequential()
     model.add_module("conv1", nn.Sequential(nn.Conv2d(in_channels, 20, 5), nn.ReLU()))
     model.add_module("fire2", Fire(20, *fire_channels(50, squeeze_ratio, pct3x3), kernel=5, batch_norm=True))

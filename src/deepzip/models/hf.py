@@ -56,7 +56,7 @@ def as_logits_(model: nn.Module) -> nn.Module:
     place (its class becomes a subclass of its own; nothing else changes), and record its
     architecture (`{"hf": {"class", "config"}}`) so a .dzip can rebuild it.
 
-    Example:
+    Examples:
         >>> lm = as_logits_(GPT2LMHeadModel(config)); lm(ids).shape   # N×V×T
     """
     base = getattr(type(model), "deepzip_hf_class", type(model))
@@ -87,7 +87,7 @@ def load_hf_dir(path: str | Path) -> nn.Module:
     """A Hugging Face model directory (config.json + safetensors weights), read offline, as a
     logits model (`as_logits_`).
 
-    Example:
+    Examples:
         >>> model = load_hf_dir("my-gpt2/")
     """
     transformers = transformers_module()
@@ -141,7 +141,7 @@ def save_hf_dir(model: nn.Module, out: str | Path) -> None:
     `from_pretrained(out)` loads: config.json and model.safetensors, written aside and renamed
     into place, so a failure leaves nothing half-written.
 
-    Example:
+    Examples:
         >>> save_hf_dir(dz.load("gpt2.dzip"), "gpt2-out/")
     """
     base = getattr(type(model), "deepzip_hf_class", None)

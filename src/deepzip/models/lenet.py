@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
 from . import register
 
 
@@ -27,7 +28,7 @@ def lenet5(in_channels: int = 1, image_size: int = 28, classes: int = 10) -> nn.
     """
     side = ((image_size - 4) // 2 - 4) // 2
     if side < 1:
-        raise ValueError(f"lenet5 needs images of at least 16 pixels a side, not {image_size}")
+        raise ConfigError(f"lenet5 needs images of at least 16 pixels a side, not {image_size}")
     model = nn.Sequential()
     model.add_module("conv1", nn.Conv2d(in_channels, 20, 5))
     model.add_module("pool1", nn.MaxPool2d(2))

@@ -150,7 +150,7 @@ def python_model(spec: str, kwargs: dict[str, Any] | None = None, *, remember: b
         kwargs: its arguments (plain JSON values, recorded in the file).
         remember: put the file on the trust list.
 
-    Example:
+    Examples:
         >>> net = python_model("mynets.py:TinyNet", {"width": 16})
     """
     where, name = _split_spec(spec)
@@ -215,7 +215,7 @@ def rebuild_python(arch: dict[str, Any], where: str) -> nn.Module:
 def describe(arch: dict[str, Any] | None) -> str:
     """A few words naming a record: "lenet300", "mynets.py:Net", "GPT2LMHeadModel (Hugging Face)".
 
-    Example:
+    Examples:
         >>> describe({"name": "lenet300", "kwargs": {}})
         'lenet300'
     """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from . import register
 from .common import conv_bn, scaled
 
@@ -48,11 +49,11 @@ def fire_channels(expand: int, squeeze_ratio: float, pct3x3: float) -> tuple[int
     Both expand branches keep at least one filter, so every Fire has the same set of layers.
     """
     if not 0 < pct3x3 < 1:
-        raise ValueError(f"pct3x3 must be between 0 and 1 (exclusive), not {pct3x3}")
+        raise ConfigError(f"pct3x3 must be between 0 and 1 (exclusive), not {pct3x3}")
     if not squeeze_ratio > 0:
-        raise ValueError(f"squeeze_ratio must be > 0, not {squeeze_ratio}")
+        raise ConfigError(f"squeeze_ratio must be > 0, not {squeeze_ratio}")
     if expand < 2:
-        raise ValueError(f"a Fire module needs at least 2 expand channels, not {expand}")
+        raise ConfigError(f"a Fire module needs at least 2 expand channels, not {expand}")
     k = min(expand - 1, max(1, round(expand * pct3x3)))
     return max(1, round(expand * squeeze_ratio)), expand - k, k
 

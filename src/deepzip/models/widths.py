@@ -35,7 +35,7 @@ def _attrs(module: nn.Module) -> tuple[str, ...]:
 def resize_(module: nn.Module, **widths: int) -> None:
     """Give `module` new widths, reallocating its parameters and buffers (values undefined).
 
-    Example:
+    Examples:
         >>> resize_(conv, out_channels=24)
     """
     for attr, value in widths.items():
@@ -64,7 +64,7 @@ def apply_widths_(model: nn.Module, widths: Any, where: str = "the width record"
     """Resize the layers a width record names; every value is checked first (a file's record is
     untrusted): known layer, known attribute, a whole number no larger than the layer has now.
 
-    Example:
+    Examples:
         >>> apply_widths_(fresh, slim.deepzip_widths)
     """
     if not isinstance(widths, dict):

@@ -2,7 +2,7 @@
 sensitivity scan that writes recipes."""
 
 from .compress import CompressResult, compress
-from .recipe import Recipe, default_recipe, find_recipe, from_dict, load_recipe, save_recipe, shipped_recipes
+from .recipe import Recipe, default_recipe, find_recipe, from_dict, load_recipe, save_recipe, shipped_recipes, student_recipe
 from .run import Source, prepare, run_recipe, score_chosen
 from .search import search
 from .sweep import parse_weights, sweep
@@ -23,5 +23,6 @@ __all__ = [
     "parse_weights",
     "save_recipe",
     "shipped_recipes",
+    "student_recipe",
     "sweep",
 ]

@@ -151,18 +151,22 @@ def compress(
             deepzip Metric, or any function (model, data) -> float (higher is better).
         trained: the model's weights are the dense model (else the recipe's dense stage trains it).
         from_checkpoint: dense weights to start from (safetensors or a state dict) instead.
-        data_dir, limit: where a named data set's files are; use its first N samples only.
-        seed, coder: override the recipe's.
+        data_dir: where a named data set's files are.
+        limit: use only the first N samples of each split.
+        seed: overrides the recipe's.
+        coder: overrides the recipe's.
         max_candidates: most candidate runs of a search.
         confidence: a search accepts a file when its validation drop plus z standard errors of
             it (z the normal quantile of `confidence`: one error at 0.84) is within max_drop;
             0.5 accepts on the drop alone (pipeline/search.py).
         resume: continue a killed run or search in `out`.
-        device, progress, log: where to train; progress bars; where the one-line summaries go.
+        device: where to train ("auto", "cpu", "cuda").
+        progress: progress bars.
+        log: where the one-line summaries go.
 
     Returns a CompressResult.
 
-    Example:
+    Examples:
         >>> result = dz.compress(net, train_loader, test_loader, max_drop=0.5, out="out/mine")
         >>> result.ratio, result.validation["drop"], result.test["drop"]
     """

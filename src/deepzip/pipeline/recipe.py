@@ -196,8 +196,8 @@ class Recipe:
         """Only the settings that differ from `Recipe()`'s, nested like to_dict: what a file
         records of its recipe (the full one costs ~3 % of a 10 KB LeNet file)."""
         default, mine = Recipe().to_dict(), self.to_dict()
-        for name, cls in (("distill", DistillStage), ("channels", ChannelStage), ("rate", RateStage)):  # off by default: when on,
-            if default[name] is None and mine[name] is not None:                   # compare with its defaults
+        for name, cls in _optional_stages().items():  # off by default: when on, compare with its defaults
+            if default[name] is None and mine[name] is not None:
                 default[name] = dataclasses.asdict(cls())
         return _diff(mine, default)
 
@@ -280,8 +280,25 @@ def _value(hint: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"Invalid recipe: {where} must be {' or '.join(names)}, not {value!r}.")
 
 
-# Fields holding a stage: a recipe's value for them is laid over the default's, key by key.
-_STAGES = ("dense", "channels", "prune", "rate", "share", "distill", "retrain", "finetune", "train")
+def _nested(cls: type) -> dict[str, type]:
+    """The fields of a settings class that hold settings of their own (a stage, a training run),
+    by name: a recipe's value for them is laid over the default's key by key."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        nested = [o for o in options if dataclasses.is_dataclass(o)]
+        if nested:
+            out[name] = nested[0]
+    return out
+
+
+def _optional_stages() -> dict[str, type]:
+    """Recipe fields holding a stage that is off (None) by default: distill, channels, rate."""
+    return {name: cls for name, cls in _nested(Recipe).items() if getattr(Recipe(), name) is None}
+
+
+# Fields holding settings of their own, at any depth of a recipe.
+_STAGES = frozenset(name for cls in (Recipe, *_nested(Recipe).values()) for name in _nested(cls))
 
 
 # Settings that replace each other: a recipe naming one drops the default's other.
@@ -315,7 +332,7 @@ def from_dict(data: dict[str, Any], **overrides: Any) -> Recipe:
         **overrides: top-level settings that win over `data` (model, dataset, seed, coder), as the
             command line's options do; the defaults are those of the model in force.
 
-    Example:
+    Examples:
         >>> from_dict({"prune": {"steps": 5}}).prune.sparsity   # lenet300's default sparsities
         {'fc1': 0.95, 'fc2': 0.9, 'fc3': 0.7}
     """
@@ -328,7 +345,7 @@ def from_dict(data: dict[str, Any], **overrides: Any) -> Recipe:
 def load_recipe(path: str | Path, **overrides: Any) -> Recipe:
     """Read a YAML recipe (see from_dict for how it combines with the defaults and overrides).
 
-    Example:
+    Examples:
         >>> load_recipe("recipes/best-lenet300.yaml", seed=1)
     """
     path = Path(path)
@@ -343,13 +360,37 @@ def load_recipe(path: str | Path, **overrides: Any) -> Recipe:
     return from_dict({} if data is None else data, **overrides)
 
 
+def student_recipe(student: str, teacher: str | Path, *, recipe: str | Path | None = None,
+                   model_args: dict[str, Any] | None = None, hints: dict[str, str] | None = None,
+                   weights: list[float] = (1.0, 0.0, 0.0), temperature: float = 4.0, alpha: float = 0.5,
+                   adversary: str = "logits", epochs: float = 10, lr: float = 1e-3,
+                   dataset: str = "fashion-mnist", image_size: int | None = None) -> Recipe:
+    """The recipe of `deepzip distill`: the student's dense stage trained by the three-part loss
+    from `teacher`; with `recipe`, its later stages too (which learn from the teacher's soft
+    targets as that recipe's distill.weight says), else nothing after the student's training.
+
+    Examples:
+        >>> student_recipe("resnet18", "teacher.dzip", model_args={"width": 0.125}, hints={"layer3": "layer3"})
+    """
+    distill = {"teacher": str(teacher), "hints": dict(hints or {}), "weights": list(weights),
+               "temperature": temperature, "alpha": alpha, "adversary": adversary}
+    changes = {"model": student, "model_args": dict(model_args or {}), "dataset": dataset,
+               "image_size": image_size}
+    if recipe is None:
+        return from_dict({**changes, "dense": {"epochs": epochs, "lr": lr}, "distill": {**distill, "weight": 0.0},
+                          "prune": None, "share": None})
+    base = load_recipe(find_recipe(recipe), model=student).to_dict()
+    return from_dict({**base, **changes, "distill": {**(base["distill"] or {}), **distill},
+                      "dense": {**base["dense"], "epochs": epochs, "lr": lr}})
+
+
 SHIPPED = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def find_recipe(recipe: str | Path) -> Path:
     """A recipe file by path, or by the name of one deepzip ships ("best-lenet300").
 
-    Example:
+    Examples:
         >>> find_recipe("best-lenet300").name
         'best-lenet300.yaml'
     """
@@ -366,7 +407,7 @@ def find_recipe(recipe: str | Path) -> Path:
 def shipped_recipes() -> list[tuple[str, str]]:
     """(name, what it is in a line) of every recipe deepzip ships, from each file's first comment.
 
-    Example:
+    Examples:
         >>> dict(shipped_recipes())["best-lenet300"]
         "deepzip's recipe for LeNet-300-100. ..."
     """
@@ -410,7 +451,7 @@ _GENERIC: dict[str, Any] = {"prune": {"sparsity": {"linear": 0.9, "conv": 0.7}}}
 def default_recipe(model: str) -> Recipe:
     """deepzip's tuned recipe for a registry model, or generic settings for any other.
 
-    Example:
+    Examples:
         >>> default_recipe("lenet5").prune.schedule
         'agp'
     """

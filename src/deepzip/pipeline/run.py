@@ -237,7 +237,7 @@ def load_teacher(path: str | os.PathLike) -> torch.nn.Module:
     """A teacher from a .dzip (decoded exactly) or a safetensors checkpoint that records its
     registry architecture, in eval mode.
 
-    Example:
+    Examples:
         >>> load_teacher("out/resnet18/model.dzip")
     """
     path = Path(path)
@@ -315,7 +315,7 @@ def run_recipe(
 
     Returns the report (also written to report.json).
 
-    Example:
+    Examples:
         >>> report = run_recipe(default_recipe("lenet300"), "out/lenet300")
         >>> report = run_recipe(default_recipe("lenet300"), "out/lenet300", resume=True)   # after a kill
     """
@@ -351,7 +351,7 @@ def prepare(recipe: Recipe, *, data_dir=None, limit: int | None = None, val_spli
     """The data, model source and identifying key of a run, loaded once: a search or a sweep
     prepares them and hands them to each of its runs.
 
-    Example:
+    Examples:
         >>> splits, source, key = prepare(recipe, val_split=0.1)
     """
     if splits is None:
@@ -412,7 +412,7 @@ def _compress(run: Run, resume: bool, data_seconds: float, *, test: bool, finish
         name = stages[i].name
         run.seconds[name] = round(run.seconds.get(name, 0.0) + time.perf_counter() - begin, 2)
         if run.main:
-            _record_weights(run, MOMENTS[name])
+            _record_weights(run, stages[i].moment)
         run.checkpoint_stage(i + 1)
     _digest(run)
     # The other ranks are done: rank 0 alone saves, reloads and reports (no barrier to time out on).
@@ -431,9 +431,6 @@ def _digest(run: Run) -> None:
         digest.update(name.encode())
         digest.update(tensors[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     write_text(Path(where) / f"rank{world()[0]}.txt", digest.hexdigest())
-
-
-MOMENTS = {"dense": "dense", "channels": "slim", "prune": "pruned", "rate": "rated", "share": "shared"}
 
 
 def _record_weights(run: Run, moment: str) -> None:
@@ -538,7 +535,7 @@ def score_chosen(path: str | os.PathLike, *, splits: Splits, source: Source, met
     """The test split's one reading for a file a search or sweep chose (on validation), and for
     the dense model whose weights are at `dense`.
 
-    Example:
+    Examples:
         >>> score_chosen("out/search/model.dzip", splits=s, source=src, metric="top1", dense="out/search/dense.safetensors")
         {'dense': 89.5, 'from_file': 89.3, 'drop': 0.2}
     """

@@ -169,7 +169,7 @@ def next_ratio(done: list[dict[str, Any]], start: float, step: float, precision:
     """The next R to try, from the finished candidates (a pure function of them, so a resumed
     search asks for the same ones), or None when the bracket is closed.
 
-    Example:
+    Examples:
         >>> next_ratio([{"target_ratio": 50, "accepted": True}, {"target_ratio": 100, "accepted": False}],
         ...            50, 2.0, 1.1, 400)
         70.71...
@@ -224,7 +224,13 @@ def search(
             chosen file), OUT/report.json|md|html.
         max_drop: points of accuracy (or % of perplexity) the file may lose on validation.
         from_checkpoint: the dense weights (else the recipe's dense stage trains them).
-        data_dir, limit, val_split, splits, source, metric, key: as for `run_recipe`.
+        data_dir: as for `run_recipe`.
+        limit: as for `run_recipe`.
+        val_split: as for `run_recipe`.
+        splits: as for `run_recipe`.
+        source: as for `run_recipe`.
+        metric: as for `run_recipe`.
+        key: as for `run_recipe`.
         max_candidates: most candidate runs.
         precision: stop bisecting when the accepted and rejected ratios are this close.
         confidence: a candidate is accepted when its validation drop plus z standard errors of
@@ -234,11 +240,13 @@ def search(
         start: "recipe" (scale the recipe's per-layer sparsities), "sensitivity" (the knapsack
             over the scan), or "auto": the recipe's if it names sparsities per layer (not kinds).
         resume: continue a killed search (refused if OUT holds another search's work).
-        device, progress, log: as for `run_recipe`.
+        device: as for `run_recipe`.
+        progress: as for `run_recipe`.
+        log: as for `run_recipe`.
 
     Returns the search: {"candidates": […], "chosen": dir, "test": {…}, …} (also OUT/search.json).
 
-    Example:
+    Examples:
         >>> search(load_recipe("recipes/best-lenet300.yaml"), "out/target", max_drop=0.3)
     """
     if not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and max_drop >= 0):

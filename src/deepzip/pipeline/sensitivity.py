@@ -9,6 +9,7 @@ allocation and measures what it really gives.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import knapsack
 from ..errors import ConfigError
 from ..files import atomic_path
 from ..prune.magnitude import keep_largest
@@ -89,7 +91,7 @@ def allocate(result: dict[str, Any], *, max_drop: float | None = None, target_ra
     in steps of 0.01 points, each drop rounded up). Size model: a kept weight costs its bits plus,
     in a pruned layer, `bits_per_index`; a dense parameter would cost 32.
 
-    Example:
+    Examples:
         >>> allocate(scan(model, accuracy), max_drop=1.0)["sparsity"]
         {'fc1': 0.97, 'fc2': 0.9, 'fc3': 0.5}
     """
@@ -111,18 +113,8 @@ def allocate(result: dict[str, Any], *, max_drop: float | None = None, target_ra
                                         for s, a in zip(result["sparsities"], row["sparsity"])]
         options.append(opts)
     cap = sum(max(o[1] for o in opts) for opts in options)
-    best = np.zeros(cap + 1)  # best[k]: fewest bits with summed drop ≤ k steps, layers so far
-    picks = []
-    for opts in options:
-        nxt = np.full(cap + 1, np.inf)
-        pick = np.zeros(cap + 1, dtype=np.int64)
-        for i, (_, d, size) in enumerate(opts):
-            cand = np.full(cap + 1, np.inf)
-            cand[d:] = best[:cap + 1 - d] + size
-            better = cand < nxt
-            nxt[better], pick[better] = cand[better], i
-        best = nxt
-        picks.append(pick)
+    weighed = [[(d, size) for _, d, size in opts] for opts in options]
+    best, picks = knapsack.solve(weighed, cap)  # best[k]: fewest bits with summed drop ≤ k steps
     dense = sum(32 * r["weights"] for r in layers.values())
     if max_drop is not None:
         k = min(cap, math.floor(max_drop / RESOLUTION + 1e-9))
@@ -132,12 +124,7 @@ def allocate(result: dict[str, Any], *, max_drop: float | None = None, target_ra
             raise ConfigError(f"no allocation from this scan reaches {target_ratio}× (at most about "
                               f"{dense / best[-1]:.0f}×); extend the sparsity grid or lower the target.")
         k = int(reach[0])
-    chosen = {}
-    for name, opts, pick in zip(reversed(names), reversed(options), reversed(picks)):
-        s, d, _ = opts[pick[k]]
-        chosen[name] = s
-        k -= d
-    sparsity = {n: chosen[n] for n in names}
+    sparsity = {n: opts[i][0] for n, opts, i in zip(names, options, knapsack.backtrack(weighed, picks, k))}
     drop = sum(max(0.0, base - a) for n in names for s, a in zip(result["sparsities"], layers[n]["sparsity"])
                if s == sparsity[n])
     size = sum(_bits(layers[n]["weights"], sparsity[n], bits[n], bits_per_index) for n in names)
@@ -156,7 +143,7 @@ def verify(model: nn.Module, choice: dict[str, Any], accuracy: Callable[[nn.Modu
     """Apply an allocation to a copy of `model` (prune, share; no retraining), save it to `path`,
     and measure what `allocate` estimated: the file's ratio and the accuracy lost.
 
-    Example:
+    Examples:
         >>> verify(model, allocate(result, max_drop=1.0), accuracy, "out/verify.dzip")
         {'ratio': 41.3, 'drop': 0.8, 'accuracy': 88.7, 'file_bytes': 25812}
     """
@@ -198,3 +185,43 @@ def plot(result: dict[str, Any], path: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def analyse(model: str, data: str, checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+            data_dir: str | os.PathLike | None = None, samples: int = 5000, max_drop: float | None = None,
+            target_ratio: float | None = None, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """`deepzip sensitivity`: scan a registry model's dense weights on `samples` training images
+    (the test split stays unseen), write OUT/sensitivity.json and .png, and with `max_drop` or
+    `target_ratio` allocate per-layer budgets, verify them (applied without retraining, saved to
+    OUT/verify.dzip) and write OUT/recipe.yaml.
+
+    Returns {"scan", and with a target "choice", "measured"}.
+
+    Examples:
+        >>> analyse("lenet300", "fashion-mnist", "out/lenet300/dense.safetensors", "out/sens", max_drop=1.0)
+    """
+    from pathlib import Path
+
+    from .. import data as datasets
+    from .. import models
+    from ..files import write_text
+    from ..train import evaluate, load_checkpoint, resolve_device
+    from .recipe import from_dict, save_recipe
+
+    out = Path(out)
+    probe = datasets.load(data, data_dir, train=True, limit=samples)
+    net = models.create(model, in_channels=probe.x.shape[1], image_size=probe.x.shape[2], classes=probe.classes)
+    load_checkpoint(net, checkpoint)
+    net.to(resolve_device(device))
+    result = scan(net, lambda m: evaluate(m, probe), progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "sensitivity.json", json.dumps(result, indent=2))
+    plot(result, str(out / "sensitivity.png"))
+    done: dict[str, Any] = {"scan": result}
+    if max_drop is not None or target_ratio is not None:
+        choice = allocate(result, max_drop=max_drop, target_ratio=target_ratio)
+        done["measured"] = verify(net, choice, lambda m: evaluate(m, probe), out / "verify.dzip")
+        save_recipe(from_dict({"prune": {"sparsity": choice["sparsity"]}, "share": {"bits": choice["bits"]}},
+                              model=model, dataset=data), out / "recipe.yaml")
+        done["choice"] = choice
+    return done

@@ -25,22 +25,37 @@ if TYPE_CHECKING:
 Resume = dict[str, Any] | None
 
 
-def stage_seed(seed: int, stage: str, round_: int = 0) -> int:
-    """The data-order seed of a training stage.
+class Stage:
+    """What a stage declares about itself, in one place: `name` (its seconds and checkpoints),
+    `field` (the recipe field that configures it), `moment` (the weights.json snapshot taken
+    after it), `score` (the validation score it reports last) and `seed` (the offset of its
+    trainings' data-order seeds from the recipe's: round r of a stage that trains in rounds adds
+    r). The offsets are the ones every published figure of this project was measured with
+    (pruning's retrain is round 1; iterative round 1 and an AGP run share it, harmlessly: they
+    never both run), so that every figure still reproduces bit for bit."""
 
-    The offsets are the ones every published figure of this project was measured with (retrain
-    +1, iterative round r +r, centroid fine-tuning +100); they are kept, in this one place, so
-    that every figure still reproduces bit for bit. Iterative round 1 and an AGP run share a
-    seed, which is harmless: they never both run.
-    """
-    return seed + {"dense": 0, "retrain": 1, "round": round_, "finetune": 100, "channels": 200 + round_,
-                   "rate": 300}[stage]
+    name: str
+    field: str
+    moment: str
+    score: str
+    seed: int
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+
+    @classmethod
+    def wanted(cls, recipe: Recipe) -> bool:
+        return getattr(recipe, cls.field) is not None
+
+    @classmethod
+    def seed_of(cls, recipe: Recipe, round_: int = 0) -> int:
+        return recipe.seed + cls.seed + round_
 
 
-class Dense:
+class Dense(Stage):
     """Train the dense model (or load it with --from); it is written to DIR/dense.safetensors."""
 
-    name = "dense"
+    name, field, moment, score, seed = "dense", "dense", "dense", "dense", 0
 
     def run(self, run: Run, resume: Resume) -> None:
         recipe, d = run.recipe, run.recipe.distill
@@ -50,11 +65,11 @@ class Dense:
             if d is not None and d.teacher:  # a student, taught by the teacher the recipe names
                 loss = run.student_loss()
                 try:
-                    run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "student", resume=resume, loss_fn=loss)
+                    run.fit(recipe.dense, self.seed_of(recipe), "student", resume=resume, loss_fn=loss)
                 finally:
                     loss.remove()
             else:
-                run.fit(recipe.dense, stage_seed(recipe.seed, "dense"), "dense", resume=resume)
+                run.fit(recipe.dense, self.seed_of(recipe), "dense", resume=resume)
             # A student's checkpoint too: later runs (--from, sweeps, benches) start from it.
             if run.main:  # it records the validation split it never trained on
                 save_checkpoint(run.model, run.out / "dense.safetensors", meta={"validation": run.splits.info.get("val")})
@@ -63,13 +78,14 @@ class Dense:
         run.log(f"dense    {run.metric.name} {run.show(run.acc['dense'])}")
 
 
-class Channels:
+class Channels(Stage):
     """Channel surgery in rounds: remove (along the cubic ramp to the target), then retrain."""
 
-    name = "channels"
+    name, field, moment, score, seed = "channels", "channels", "slim", "channels", 200
 
-    def __init__(self, config: ChannelStage) -> None:
-        self.c = config
+    @property
+    def c(self) -> ChannelStage:
+        return self.config
 
     def run(self, run: Run, resume: Resume) -> None:
         c = self.c
@@ -79,7 +95,7 @@ class Channels:
                 changed = self.cut(run, step)
                 run.log(f"channels {step}/{c.iterations}: {len(changed)} layers narrowed, "
                         f"{sum(a for a, _ in changed.values()):,} → {sum(b for _, b in changed.values()):,} channels")
-            run.fit(c.retrain, stage_seed(run.recipe.seed, "channels", step), f"channels {step}/{c.iterations}",
+            run.fit(c.retrain, self.seed_of(run.recipe, step), f"channels {step}/{c.iterations}",
                     resume=resume if step == first else None, state={"round": step}, **run.kd)
         run.acc["channels"] = run.score(run.model)
         params = sum(p.numel() for p in run.model.parameters())
@@ -105,16 +121,22 @@ class Channels:
         return prune_channels_(run.model, amount, select=c.select, round_to=c.round_to, **common)
 
 
-class Prune:
+class Prune(Stage):
     """Unit pruning (optional), then magnitude pruning by the recipe's schedule, with retraining."""
 
-    name = "prune"
+    name, field, moment, score, seed = "prune", "prune", "pruned", "pruned", 0
 
-    def __init__(self, config: PruneStage) -> None:
-        self.p = config
+    @property
+    def p(self) -> PruneStage:
+        return self.config
+
+    @classmethod
+    def wanted(cls, recipe: Recipe) -> bool:
+        p = recipe.prune
+        return p is not None and (p.sparsity is not None or p.quality is not None or p.units is not None)
 
     def run(self, run: Run, resume: Resume) -> None:
-        p, seed, model = self.p, run.recipe.seed, run.model
+        p, model = self.p, run.model
         budget = p.steps * p.retrain.epochs
         if p.units is not None and resume is None:
             removed = prune_units_(model, p.units)
@@ -122,41 +144,42 @@ class Prune:
             run.log(f"units    removed {', '.join(f'{k} {v}' for k, v in removed.items())}")
         target = {"sparsity": p.sparsity, "scope": p.scope} if p.sparsity is not None else {"quality": p.quality}
         if p.sparsity is None and p.quality is None:
-            run.fit(p.retrain, stage_seed(seed, "retrain"), "retrain", epochs=budget, resume=resume, **run.kd)
+            run.fit(p.retrain, self.seed_of(run.recipe, 1), "retrain", epochs=budget, resume=resume, **run.kd)
         elif p.schedule == "agp":
             pruner = GradualPruning(model, p.sparsity, end=p.ramp_end, every=p.every, scope=p.scope)
-            run.fit(p.retrain, stage_seed(seed, "retrain"), "gradual pruning", epochs=budget, callbacks=[pruner],
+            run.fit(p.retrain, self.seed_of(run.recipe, 1), "gradual pruning", epochs=budget, callbacks=[pruner],
                     resume=resume, **run.kd)
         elif p.schedule == "direct":
             if resume is None:
                 prune_(model, **target)
-            run.fit(p.retrain, stage_seed(seed, "retrain"), "direct pruning", epochs=budget, resume=resume, **run.kd)
+            run.fit(p.retrain, self.seed_of(run.recipe, 1), "direct pruning", epochs=budget, resume=resume, **run.kd)
         else:
             first = resume["state"]["round"] if resume else 1
             for step in range(first, p.steps + 1):
                 if not (resume and step == first):
                     prune_(model, **({**target, "sparsity": scaled(p.sparsity, ramp(1.0, step, p.steps))}
                                      if p.sparsity is not None else target))
-                run.fit(p.retrain, stage_seed(seed, "round", step), f"prune {step}/{p.steps}",
+                run.fit(p.retrain, self.seed_of(run.recipe, step), f"prune {step}/{p.steps}",
                         resume=resume if step == first else None, state={"round": step}, **run.kd)
         run.acc["pruned"] = run.score(model)
         run.log(f"pruned   {run.metric.name} {run.show(run.acc['pruned'])}  sparsity "
                 f"{100 * sparsity_of(model)['total']:.1f}%")
 
 
-class Rate:
+class Rate(Stage):
     """Rate-aware training (deepzip.RateLoss), then the hard assignment (deepzip.harden_)."""
 
-    name = "rate"
+    name, field, moment, score, seed = "rate", "rate", "rated", "hardened", 300
 
-    def __init__(self, config: RateStage) -> None:
-        self.r = config
+    @property
+    def r(self) -> RateStage:
+        return self.config
 
     def run(self, run: Run, resume: Resume) -> None:
         r, model = self.r, run.model
         task = run.kd.get("loss_fn")  # rate on top of distillation, when the recipe distills
         loss = RateLoss(model, r.weight, bits=r.bits, task=task)
-        run.fit(r.train, stage_seed(run.recipe.seed, "rate"), "rate training", loss_fn=loss, resume=resume)
+        run.fit(r.train, self.seed_of(run.recipe), "rate training", loss_fn=loss, resume=resume)
         run.acc["rated"] = run.score(loss.quantized(model))
         hard = harden_(model, loss)
         run.rate = {name: {**layer, "bits": round(layer["bits"], 1)} for name, layer in hard.items()}
@@ -167,13 +190,14 @@ class Rate:
                             for k, v in hard.items()))
 
 
-class Share:
+class Share(Stage):
     """Weight sharing (k-means per layer), centroid fine-tuning, then optional float16 rounding."""
 
-    name = "share"
+    name, field, moment, score, seed = "share", "share", "shared", "quantized", 100
 
-    def __init__(self, config: ShareStage) -> None:
-        self.s = config
+    @property
+    def s(self) -> ShareStage:
+        return self.config
 
     def run(self, run: Run, resume: Resume) -> None:
         s, model = self.s, run.model
@@ -183,7 +207,7 @@ class Share:
             if s.bias_bits is not None:
                 share_weights_(model, bits=s.bias_bits, init=s.init, param="bias")
             run.acc["shared"] = run.score(model)
-        run.fit(s.finetune, stage_seed(run.recipe.seed, "finetune"), "fine-tune centroids", resume=resume, **run.kd)
+        run.fit(s.finetune, self.seed_of(run.recipe), "fine-tune centroids", resume=resume, **run.kd)
         # After training, which would move them off float16 values again.
         halves = ("bias",) * s.half_biases + ("weight_centroids", "bias_centroids") * s.half_codebooks
         if halves:
@@ -193,16 +217,9 @@ class Share:
                 f"{run.show(run.acc['shared'])})")
 
 
-def stages_of(recipe: Recipe) -> list[Any]:
+STAGES: tuple[type[Stage], ...] = (Dense, Channels, Prune, Rate, Share)  # the order a run takes them in
+
+
+def stages_of(recipe: Recipe) -> list[Stage]:
     """The stages a recipe runs, in order (saving the file is the run's own last step)."""
-    out: list[Any] = [Dense()]
-    if recipe.channels is not None:
-        out.append(Channels(recipe.channels))
-    p = recipe.prune
-    if p is not None and (p.sparsity is not None or p.quality is not None or p.units is not None):
-        out.append(Prune(p))
-    if recipe.rate is not None:
-        out.append(Rate(recipe.rate))
-    if recipe.share is not None:
-        out.append(Share(recipe.share))
-    return out
+    return [cls(getattr(recipe, cls.field)) for cls in STAGES if cls.wanted(recipe)]

@@ -32,7 +32,7 @@ from .run import prepare, run_recipe, score_chosen
 def parse_weights(text: str) -> list[float]:
     """Rate weights from the command line's comma-separated list, checked.
 
-    Example:
+    Examples:
         >>> parse_weights("0.03,0.1")
         [0.03, 0.1]
     """
@@ -91,7 +91,7 @@ def sweep(
     Returns {"points": [{weight, dir, bytes, ratio, score, dense, drop} or {weight, dir, failed}],
     "chosen": dir or None, "test": the chosen file's test scores}.
 
-    Example:
+    Examples:
         >>> sweep(load_recipe("recipes/rate-lenet300.yaml"), [0.03, 0.1], "out/sweep", max_drop=0.3)
     """
     if recipe.rate is None:

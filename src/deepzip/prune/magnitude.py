@@ -34,7 +34,7 @@ class MagnitudePruning:
         sparsity: fraction of each layer's weights to prune (a float), or a count (an int ≥ 1).
         scope: "layer", or "global" to rank all selected layers' weights together (sparsity only).
 
-    Example:
+    Examples:
         >>> prune_(model, MagnitudePruning(sparsity={"fc1": 0.95, "default": 0.8}))
     """
 
@@ -56,7 +56,7 @@ class MagnitudePruning:
 def amount_of(sparsity: float, numel: int) -> int:
     """How many of `numel` items an amount means, by torch's rule: an int is a count, a float a fraction.
 
-    Example:
+    Examples:
         >>> amount_of(0.25, 10), amount_of(3, 10)
         (2, 3)
     """
@@ -70,7 +70,7 @@ def amount_of(sparsity: float, numel: int) -> int:
 def keep_largest(weight: torch.Tensor, prune_count: int) -> torch.Tensor:
     """Mask keeping all but the `prune_count` smallest |w|; ties broken by position, so exact.
 
-    Example:
+    Examples:
         >>> keep_largest(torch.tensor([0.3, -0.1, 0.2]), 1)
         tensor([ True, False,  True])
     """
@@ -107,10 +107,12 @@ def prune_(
     Args:
         model: the model, changed in place.
         config: a MagnitudePruning, or give the keywords instead.
-        sparsity, quality, scope: as in MagnitudePruning.
+        sparsity: as in MagnitudePruning.
+        quality: as in MagnitudePruning.
+        scope: as in MagnitudePruning.
         filter_fn: `filter_fn(module, name) -> bool` selects layers.
 
-    Example:
+    Examples:
         >>> dz.prune_(model, sparsity=0.9)
         >>> dz.prune_(model, quality={"fc1": 0.8, "fc2": 1.0})
     """
@@ -173,7 +175,7 @@ def sparsity_of(model: nn.Module, filter_fn: Filter | None = None) -> dict[str, 
         model: any model; shared and masked weights count by their current values.
         filter_fn: only the weights `deepzip.selection.weights` selects with this filter.
 
-    Example:
+    Examples:
         >>> dz.sparsity_of(model)["total"]
         0.92
     """

@@ -11,7 +11,6 @@ Masks only ever shrink, so each update prunes the smallest of the surviving weig
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +24,7 @@ from .magnitude import PerLayer, prune_
 def agp_sparsity(step: int, *, initial: float, final: float, start: int, end: int) -> float:
     """The cubic ramp at `step`: `initial` up to `start`, `final` from `end` on.
 
-    Example:
+    Examples:
         >>> agp_sparsity(5, initial=0.0, final=0.9, start=0, end=10)
         0.7875
     """
@@ -41,7 +40,7 @@ def agp_sparsity(step: int, *, initial: float, final: float, start: int, end: in
 def ramp(final: float, step: int, steps: int) -> float:
     """Sparsity after round `step` of `steps`: the AGP curve sampled at the rounds, reaching `final`.
 
-    Example:
+    Examples:
         >>> [round(ramp(1.0, s, 3), 3) for s in (1, 2, 3)]
         [0.704, 0.963, 1.0]
     """
@@ -51,7 +50,7 @@ def ramp(final: float, step: int, steps: int) -> float:
 def scaled(setting: PerLayer, fraction: float) -> PerLayer:
     """A sparsity setting (one value or a dict of them) times `fraction`.
 
-    Example:
+    Examples:
         >>> scaled({"fc1": 0.9, "fc2": 0.8}, 0.5)
         {'fc1': 0.45, 'fc2': 0.4}
     """
@@ -64,7 +63,7 @@ def check_schedule(end: Any, every: Any) -> None:
     """The AGP ramp's settings: it ends at a fraction of the run in (0, 1], and updates the masks
     every ≥ 1 optimizer steps (GradualPruning and the recipe's prune stage ask this).
 
-    Example:
+    Examples:
         >>> check_schedule(0.75, 50)
     """
     check(number(0, 1, above=True)(end), "ramp_end", "in (0, 1]", end)
@@ -77,12 +76,13 @@ class GradualPruning:
     Args:
         model: the model being trained.
         sparsity: the final sparsity, a float or a dict by layer name / kind (the initial one is 0).
-        start, end: the ramp as fractions of the run (default: from the first step to 75 % of the
-            run, leaving the last quarter to recover at the final sparsity).
+        start: where the ramp starts, as a fraction of the run (default: the first step).
+        end: where it reaches the target (default: 75 % of the run, leaving the last quarter to
+            recover at the final sparsity).
         every: optimizer steps between mask updates.
         scope: "global" ranks all layers' weights together (a single sparsity then).
 
-    Example:
+    Examples:
         >>> dz.train(model, data, epochs=6, callbacks=[GradualPruning(model, {"fc1": 0.95}, every=50)])
     """
 
@@ -99,23 +99,19 @@ class GradualPruning:
         """How far along the ramp step `step` of `total` is: 0 at the start, 1 at the end."""
         return agp_sparsity(step, initial=0.0, final=1.0, start=round(self.start * total), end=round(self.end * total))
 
-    def update(self, step: int, total: int, plain_layout=contextlib.nullcontext) -> None:
-        """Prune to the ramp's value at `step` of `total` if an update falls due there.
-
-        `plain_layout` is a context manager under which the weights are in the default memory
-        layout (the training loop's; it is entered only on the steps that prune)."""
+    def update(self, step: int, total: int) -> None:
+        """Prune to the ramp's value at `step` of `total` if an update falls due there."""
         end = round(self.end * total)
         if step % self.every and step != end:
             return
         f = self.fraction(step, total)
         if self.history and self.history[-1][1] == f:
             return
-        with plain_layout():
-            prune_(self.model, sparsity=scaled(self.sparsity, f), scope=self.scope)
+        prune_(self.model, sparsity=scaled(self.sparsity, f), scope=self.scope)
         self.history.append((step, f))
 
     def on_step(self, state: Any) -> None:
-        self.update(state.step, state.total, state.plain_layout)
+        self.update(state.step, state.total)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [list(h) for h in self.history]}

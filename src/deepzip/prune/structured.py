@@ -50,7 +50,7 @@ def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None 
 
     Returns how many units each layer lost.
 
-    Example:
+    Examples:
         >>> dz.prune_units_(model, {"fc1": 0.667})
         {'fc1': 200}
     """
@@ -102,7 +102,7 @@ def prune_dead_inputs_(model: nn.Module, data: Dataset | Iterable[Batch], *, bat
         filter_fn: selects the compressible layers whose inputs are checked.
         norms: mask batch norms whose input channel is dead (see above).
 
-    Example:
+    Examples:
         >>> dz.prune_units_(model, {"fc1": 0.5}); dz.prune_dead_inputs_(model, train_set)
         {'fc1': 0, 'fc2': 15000, 'fc3': 0}
     """

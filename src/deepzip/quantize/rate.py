@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
 from ..checks import check, check_each, number, require_finite, whole
 from ..errors import ConfigError
 from ..limits import MAX_RATE_BITS
+from ..protocols import CheckpointedLoss, OwnParameters, cross_entropy
 from ..reparam import is_shared, lookup, set_mask_, share_
 from ..selection import Filter, Weight, per_layer, select
 from .kmeans import kmeans_1d
@@ -56,11 +56,6 @@ def _live_counts(codes: torch.Tensor, k: int) -> torch.Tensor:
     rows = codes.reshape(codes.shape[0], -1) if codes.dim() > 1 else codes.reshape(1, -1)
     live = (rows != 0).any(dim=1)[:, None] & (rows != 0).any(dim=0)[None, :]
     return torch.bincount(rows[live], minlength=k)
-
-
-def _cross_entropy(model: nn.Module, batch) -> torch.Tensor:
-    x, y = batch
-    return F.cross_entropy(model(x), y)
 
 
 class _Quantized(nn.Module):
@@ -79,7 +74,7 @@ def check_rate(weight: Any, bits: Any) -> None:
     """The rate term's settings: a finite weight λ ≥ 0, and codebook bits from 1 to 8 (one value
     or per layer). RateLoss and the recipe's rate stage both ask this.
 
-    Example:
+    Examples:
         >>> check_rate(0.05, {"fc1": 3})
     """
     check(number(0)(weight), "weight", "a finite number ≥ 0", weight)
@@ -104,7 +99,7 @@ class RateLoss(nn.Module):
     optimizes an nn.Module loss's parameters too. Prune first: the rate makes zero cheap where
     zero is already the common code.
 
-    Example:
+    Examples:
         >>> dz.prune_(model, sparsity=0.9)
         >>> rate = dz.RateLoss(model, weight=0.03, bits=3)
         >>> dz.train(model, data, epochs=4, loss_fn=rate)
@@ -120,7 +115,7 @@ class RateLoss(nn.Module):
         self.weight = float(weight)
         # Not a submodule: a distillation loss's teacher must not land in this loss's state, and
         # what of the task trains or is checkpointed is the task's own say (trainable_parameters).
-        object.__setattr__(self, "task", task or _cross_entropy)
+        object.__setattr__(self, "task", task or cross_entropy)
         self.names: list[str] = []
         self._rated: list[Weight] = []  # the model's weights, by the index of their codebook
         self.centroids = nn.ParameterList()
@@ -220,16 +215,16 @@ class RateLoss(nn.Module):
         """What dz.train optimizes with the model: the codebooks, and what the task trains (a
         distillation loss's regressors; never its teacher)."""
         task = self.task
-        own = getattr(task, "trainable_parameters", None)
-        return [*self.centroids, *(own() if own is not None else task.parameters() if isinstance(task, nn.Module)
-                                   else [])]
+        own = (task.trainable_parameters() if isinstance(task, OwnParameters) else
+               task.parameters() if isinstance(task, nn.Module) else [])
+        return [*self.centroids, *own]
 
     def checkpoint_state(self) -> dict[str, Any]:
         """What a training checkpoint keeps of the loss (dz.Checkpoint, resume): its codebooks,
         spreads and code frequencies, so a resumed run makes the same decisions, and the task's
         own state (a distillation loss's regressors and discriminator)."""
-        own = getattr(self.task, "checkpoint_state", None)
-        return {"rate": dict(self.state_dict()), "task": own() if own is not None else {}}
+        own = self.task.checkpoint_state() if isinstance(self.task, CheckpointedLoss) else {}
+        return {"rate": dict(self.state_dict()), "task": own}
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         rate = state["rate"]
@@ -242,7 +237,7 @@ class RateLoss(nn.Module):
                 centroids.data = torch.empty_like(saved, device=centroids.device)
                 setattr(self, f"counts{i}", torch.empty_like(rate[f"counts{i}"], device=centroids.device))
         self.load_state_dict(rate)
-        if state.get("task") and hasattr(self.task, "load_checkpoint_state"):
+        if state.get("task") and isinstance(self.task, CheckpointedLoss):
             self.task.load_checkpoint_state(state["task"])
 
     def forward(self, model: nn.Module, batch) -> torch.Tensor:
@@ -263,7 +258,7 @@ def harden_(model: nn.Module, rate: RateLoss) -> dict[str, dict[str, float]]:
     Returns {layer: {"sparsity", "centroids", "bits"}}: what training decided per layer, and
     the estimate of its hard codes (n · H of their frequencies).
 
-    Example:
+    Examples:
         >>> summary = dz.harden_(model, rate); summary["fc1.weight"]["sparsity"]
         0.962
     """

@@ -36,7 +36,7 @@ class KMeans:
         max_iter: Lloyd iterations at most.
         seed: for init="random".
 
-    Example:
+    Examples:
         >>> share_weights_(model, KMeans(bits={"conv": 8, "linear": 5}))
     """
 
@@ -81,7 +81,7 @@ def share_weights_(
         keep_shared: leave layers that are shared already as they are (their codebooks chosen
             by rate training, say) instead of refusing them.
 
-    Example:
+    Examples:
         >>> dz.share_weights_(model, bits={"conv": 8, "linear": 5})
         >>> dz.train(model, data, epochs=1, lr=1e-4)   # fine-tunes the centroids
     """
@@ -133,7 +133,7 @@ def round_(model: nn.Module, dtype: torch.dtype = torch.float16, names: tuple[st
         dtype: the type whose values to round to.
         names: parameter names ("bias") or codebooks ("weight_centroids", "bias_centroids").
 
-    Example:
+    Examples:
         >>> dz.round_(model, names=("bias", "weight_centroids"))
     """
     with torch.no_grad():

@@ -37,7 +37,7 @@ def masked_names(module: nn.Module) -> list[str]:
 def get_mask(module: nn.Module, name: str) -> torch.Tensor | None:
     """The bool keep-mask of `module.<name>`, or None when it has none.
 
-    Example:
+    Examples:
         >>> get_mask(model.fc1, "weight").float().mean()   # density of fc1
     """
     return getattr(module, mask_name(name), None) if name in masked_names(module) else None
@@ -51,7 +51,7 @@ def set_mask_(module: nn.Module, name: str, mask: torch.Tensor) -> None:
         name: the parameter's attribute name ("weight", "bias", "in_proj_weight", …).
         mask: bool (or 0/1) tensor of the parameter's shape; True keeps a weight.
 
-    Example:
+    Examples:
         >>> set_mask_(model.fc1, "weight", model.fc1.weight.abs() > 0.01)
     """
     _register_step_hook()
@@ -84,7 +84,7 @@ def _zero_masked(param: torch.Tensor, mask: torch.Tensor) -> None:
 def remove_mask_(module: nn.Module, name: str) -> None:
     """Drop the mask and its hooks; the zeros stay in the weight (like torch's `prune.remove`).
 
-    Example:
+    Examples:
         >>> remove_mask_(model.fc1, "weight")
     """
     handles = getattr(module, "_dz_masked", {})
@@ -114,7 +114,7 @@ def reattach_masks_(model: nn.Module) -> None:
 def apply_masks_(model: nn.Module | None = None) -> None:
     """Re-zero every masked entry (of `model`, or of every masked module alive).
 
-    Example:
+    Examples:
         >>> apply_masks_(model)   # after writing into masked weights by hand
     """
     modules = _MASKED if model is None else [m for m in model.modules() if m in _MASKED]

@@ -53,7 +53,7 @@ def lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """table[codes], differentiable in `table`, with a gradient that is the same bit for bit
     whatever the thread count (see _Lookup).
 
-    Example:
+    Examples:
         >>> lookup(torch.tensor([0.0, -0.1, 0.2], requires_grad=True), codes)
     """
     return _Lookup.apply(table, codes)
@@ -66,7 +66,7 @@ class SharedWeight(nn.Module):
         centroids: float32 (K,) codebook, K < 2^15; a Parameter is used as given (tying).
         assign: integer codes of the weight's shape, 0 = zero, k = centroid k − 1.
 
-    Example:
+    Examples:
         >>> sw = SharedWeight(torch.tensor([-0.5, 0.5]), torch.tensor([[0, 1], [2, 1]], dtype=torch.uint8))
         >>> sw(None)
         tensor([[ 0.0000, -0.5000], [ 0.5000, -0.5000]], grad_fn=...)
@@ -115,7 +115,7 @@ def is_shared(module: nn.Module, name: str = "weight") -> bool:
 def sharing(module: nn.Module, name: str = "weight") -> SharedWeight | None:
     """The SharedWeight behind `module.<name>` (its centroids and assign), or None.
 
-    Example:
+    Examples:
         >>> sharing(model.fc1).centroids.numel()   # codebook size
     """
     if not is_shared(module, name):
@@ -140,7 +140,7 @@ def share_(module: nn.Module, name: str, centroids: torch.Tensor | SharedWeight,
 
     Returns the SharedWeight now behind the parameter.
 
-    Example:
+    Examples:
         >>> share_(layer, "weight", torch.tensor([-0.1, 0.1]), (layer.weight > 0).to(torch.uint8) + 1)
     """
     if is_shared(module, name):
@@ -161,7 +161,7 @@ def share_(module: nn.Module, name: str, centroids: torch.Tensor | SharedWeight,
 def unshare_(module: nn.Module, name: str = "weight") -> None:
     """Turn a shared weight back into a plain Parameter holding the same values.
 
-    Example:
+    Examples:
         >>> unshare_(model.fc1, "weight")
     """
     if not is_shared(module, name):

@@ -66,7 +66,7 @@ def _modules(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Modu
 def slots(model: nn.Module) -> Iterator[Slot]:
     """Every logical parameter and persistent buffer of `model`, tied ones under each name.
 
-    Example:
+    Examples:
         >>> {s.name: s.shared is not None for s in slots(model)}
         {'fc1.weight': True, 'fc1.bias': False, ...}
     """
@@ -92,7 +92,7 @@ def slots(model: nn.Module) -> Iterator[Slot]:
 def strip_(model: nn.Module) -> None:
     """Remove all deepzip structure (masks, sharing), keeping the weights' current values.
 
-    Example:
+    Examples:
         >>> strip_(model); torch.save(model.state_dict(), "plain.pt")
     """
     plain: dict[int, nn.Parameter] = {}  # a codebook tied between modules becomes one Parameter again
@@ -115,7 +115,7 @@ def capture(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     "<name>_assign"; the record lists masked and shared names and maps each tied name to the
     first name of its tensor.
 
-    Example:
+    Examples:
         >>> record, tensors = capture(model); restore_(fresh_model, record, tensors)
     """
     record: dict[str, Any] = {"version": RECORD_VERSION, "masked": [], "shared": [], "tied": {},

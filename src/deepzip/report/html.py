@@ -53,7 +53,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def read_run(directory: str | os.PathLike) -> dict[str, Any]:
     """What a run directory holds for a report: report.json (required), history.json and weights.json.
 
-    Example:
+    Examples:
         >>> read_run("out/lenet300")["report"]["ratio"]
         51.04
     """
@@ -139,7 +139,7 @@ def run_section(run: dict[str, Any], heading: bool) -> str:
 def build_html(runs: list[dict[str, Any]]) -> str:
     """The whole page for one run, or for several side by side with accuracy against ratio.
 
-    Example:
+    Examples:
         >>> page = build_html([read_run("out/a"), read_run("out/b")])
     """
     datasets = {r["report"]["dataset"] for r in runs}
@@ -171,7 +171,7 @@ def write_report(directories: list[str | os.PathLike], out: str | os.PathLike) -
         directories: --out directories of deepzip compress runs.
         out: the HTML file to write.
 
-    Example:
+    Examples:
         >>> write_report(["out/direct-70", "out/iterative-70"], "compare.html")
     """
     if not directories:
@@ -223,7 +223,7 @@ def _search_section(search: dict[str, Any]) -> str:
 def write_search_report(search: dict[str, Any], out: str | os.PathLike) -> Path:
     """report.html of a target search: its candidates, then the chosen run's sections.
 
-    Example:
+    Examples:
         >>> write_search_report(json.load(open("out/target/search.json")), "out/target/report.html")
     """
     chosen = read_run(search["chosen"])

@@ -9,7 +9,7 @@ from .tables import layers_markdown
 def report_markdown(r: dict[str, Any]) -> str:
     """The run summary, accuracies per stage, the per-layer table and seconds per stage.
 
-    Example:
+    Examples:
         >>> print(report_markdown(json.load(open("out/lenet300/report.json"))))
     """
     acc = r.get("scores", r.get("accuracy", {}))

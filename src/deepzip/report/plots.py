@@ -20,7 +20,7 @@ def weight_histograms(model: nn.Module, ranges: dict[str, float] | None = None) 
     """Per weight matrix: a histogram of its non-zero values, its zero count and, when shared, its
     centroids. `ranges` fixes each layer's ±range (so one layer's moments share an axis).
 
-    Example:
+    Examples:
         >>> weight_histograms(model)["fc1.weight"]["zeros"]
         223440
     """
@@ -162,7 +162,7 @@ def sweep_png(points: list[dict[str, Any]], max_drop: float | None = None,
     joined in order, the dense score and (with max_drop) the line a file must stay above;
     `references` are other runs (label, ratio, score) drawn beside it.
 
-    Example:
+    Examples:
         >>> Path("sweep.png").write_bytes(sweep_png(json.load(open("out/sweep/sweep.json"))["points"], 0.3))
     """
     return candidates_png(points, max_drop, metric=metric, references=references,
@@ -176,7 +176,7 @@ def candidates_png(points: list[dict[str, Any]], max_drop: float | None = None, 
     labelled, the dense score, the tolerance line (dense − max_drop points of accuracy, or
     dense × (1 + max_drop %) of perplexity) and the chosen point ringed.
 
-    Example:
+    Examples:
         >>> candidates_png(search["candidates"], 0.3, chosen=search["chosen"])
     """
     done = sorted((p for p in points if "failed" not in p), key=lambda p: p["ratio"]) if not join else \

@@ -63,7 +63,7 @@ def layer_rows(header: dict[str, Any]) -> list[dict[str, Any]]:
 def inspect(path: str | os.PathLike) -> dict[str, Any]:
     """What a .dzip holds: architecture, metadata, per-layer table, sizes. Validates the file.
 
-    Example:
+    Examples:
         >>> info = dz.inspect("model.dzip"); info["ratio"], info["layers"][0]["kept"]
     """
     with DzipReader(path) as r:
@@ -133,3 +133,32 @@ def layers_markdown(rows: list[dict[str, Any]]) -> str:
                "every weight, zero included, or (coder context) one context-adaptive stream of both; whichever was "
                "smaller than gaps at its density. Its weight bits coded include its positions.")
     return "\n".join(out)
+
+
+def inspect_text(info: dict[str, Any], name: str) -> str:
+    """What `deepzip inspect` prints of `inspect(path)`: the architecture and sizes, the scores
+    recorded at saving, the paper's per-layer table, every byte, what is stored uncompressed,
+    and the widths channel surgery left.
+
+    Examples:
+        >>> print(inspect_text(inspect("model.dzip"), "model.dzip"))
+    """
+    from ..models.sources import describe
+
+    lines = [f"{name}: {describe(info['arch'])}, {info['parameters']:,} parameters, {info['file_bytes']:,} bytes on "
+             f"disk, {info['ratio']:.1f}× smaller than {info['dense_bytes']:,} dense bytes"]
+    acc = info["meta"].get("accuracy") if isinstance(info["meta"], dict) else None
+    if isinstance(acc, dict) and all(isinstance(v, (int, float)) for v in acc.values()):
+        lines.append("accuracy when saved (validation): " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
+    lines.append(layers_markdown(info["layers"]))
+    lines.append("bytes: " + " + ".join(f"{v:,} {k}" for k, v in info["bytes"].items() if v or k != "unused")
+                 + f" = {info['file_bytes']:,} (metadata — versions, accuracy, recipe — is {info['meta_bytes']:,} "
+                 f"of the header's bytes; save(metadata=…) chooses it)")
+    if info["uncompressed"]:
+        lines.append(f"not compressed (stored as they were): {', '.join(info['uncompressed'])}")
+    if info["widths"]:
+        lines.append(f"channel surgery: {info['original_parameters']:,} → {info['parameters']:,} parameters")
+        lines.append("| layer | width | original | kept |\n|---|---|---:|---:|")
+        lines += [f"| {layer} | {attr} | {was if was is not None else '?'} | {now} |"
+                  for layer, change in info["widths"].items() for attr, (was, now) in change.items()]
+    return "\n".join(lines)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .codebook import CodebookConv2d, CodebookLinear
 from .sparse import SparseConv2d, SparseLinear, csr_bytes, csr_from_positions
 
@@ -48,7 +49,7 @@ def choose(*, layer: str | None, name: str, numel: int, nonzero: int | None, enc
         encoding: how it is stored ("raw", "shared", "sparse").
         runtime: "sparse" (the measured rule), or "csr" / "codebook" to force that way.
 
-    Example:
+    Examples:
         >>> choose(layer="Linear", name="fc6.weight", numel=102_760_448, nonzero=8_220_835, encoding="shared")
         ('codebook', 'density 0.080')
     """
@@ -74,7 +75,7 @@ def choose(*, layer: str | None, name: str, numel: int, nonzero: int | None, enc
 def supports(module: nn.Module) -> bool:
     """Whether a sparse replacement exists for this module as configured.
 
-    Example:
+    Examples:
         >>> supports(nn.Conv2d(3, 8, 3, padding="same"))
         False
     """
@@ -95,7 +96,7 @@ def build(module: nn.Module, how: str, positions: np.ndarray, codes: np.ndarray,
             None, `codes` are the float32 values themselves (a pruned, unshared weight: CSR only).
         bias: the layer's bias, or None.
 
-    Example:
+    Examples:
         >>> build(nn.Linear(4, 2), "csr", np.array([1, 6]), np.array([0.5, -1.0], np.float32), None, None)
         SparseLinear(in_features=4, out_features=2, nnz=2)
     """
@@ -107,13 +108,13 @@ def build(module: nn.Module, how: str, positions: np.ndarray, codes: np.ndarray,
         return SparseLinear(csr_from_positions(positions, values, module.out_features, module.in_features), bias)
     if isinstance(module, nn.Conv2d):
         return SparseConv2d(module, positions, values, bias)
-    raise TypeError(f"no sparse runtime for {type(module).__name__}")
+    raise ConfigError(f"no sparse runtime for {type(module).__name__}")
 
 
 def resident_weight_bytes(model: nn.Module) -> int:
     """Bytes the model's weights occupy in memory: CSR parts of sparse layers, dense tensors otherwise.
 
-    Example:
+    Examples:
         >>> resident_weight_bytes(dz.load("model.dzip", runtime="sparse"))
     """
     total = 0

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .sparse import csr_from_positions
 
 
@@ -35,7 +36,7 @@ def pack(positions: np.ndarray, codes: np.ndarray, rows: int, columns: int) -> d
         codes: their codebook indices (≥ 1).
         rows, columns: the matrix's shape.
 
-    Example:
+    Examples:
         >>> pack(np.array([1, 6]), np.array([3, 1]), 2, 4)["cols"]
         tensor([1, 2], dtype=torch.uint16)
     """
@@ -106,7 +107,7 @@ class CodebookLinear(nn.Module):
             and the codebook with its zero entry first, as the file's decoder gives them.
         bias: the layer's bias, or None.
 
-    Example:
+    Examples:
         >>> layer = CodebookLinear(nn.Linear(4096, 4096), positions, codes, table, bias)
     """
 
@@ -137,7 +138,7 @@ class CodebookConv2d(nn.Module):
         conv: the layer it replaces (shape, stride, padding, dilation and groups are read).
         positions, codes, table, bias: as for CodebookLinear.
 
-    Example:
+    Examples:
         >>> layer = CodebookConv2d(nn.Conv2d(64, 128, 3, padding=1), positions, codes, table, None)
     """
 
@@ -145,7 +146,7 @@ class CodebookConv2d(nn.Module):
                  bias: torch.Tensor | None) -> None:
         super().__init__()
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-            raise ValueError("the codebook runtime supports zero padding given as numbers")
+            raise ConfigError("the codebook runtime supports zero padding given as numbers")
         self.out_channels, self.in_channels, self.groups = conv.out_channels, conv.in_channels, conv.groups
         self.kernel_size, self.stride, self.padding, self.dilation = conv.kernel_size, conv.stride, conv.padding, conv.dilation
         per_filter = conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]

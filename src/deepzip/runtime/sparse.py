@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def csr_from_positions(positions: np.ndarray, values: np.ndarray, rows: int, cols: int) -> torch.Tensor:
     """CSR matrix from sorted flat positions (row-major) of its non-zeros."""
@@ -62,7 +64,7 @@ class SparseConv2d(nn.Module):
     def __init__(self, conv: nn.Conv2d, positions: np.ndarray, values: np.ndarray, bias: torch.Tensor | None) -> None:
         super().__init__()
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-            raise ValueError("the sparse runtime supports zero padding given as numbers")
+            raise ConfigError("the sparse runtime supports zero padding given as numbers")
         self.out_channels, self.in_channels, self.groups = conv.out_channels, conv.in_channels, conv.groups
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation

@@ -22,7 +22,7 @@ def call_times_ms(call: Callable[[], Any], reps: int, warmup: int = 3, sync: Cal
         warmup: untimed calls first (compilation, caches).
         sync: called before and after each timed call (torch.cuda.synchronize on a GPU).
 
-    Example:
+    Examples:
         >>> min(call_times_ms(lambda: model(x), reps=100))
     """
     for _ in range(warmup):
@@ -40,7 +40,7 @@ def call_times_ms(call: Callable[[], Any], reps: int, warmup: int = 3, sync: Cal
 def latencies_ms(model: nn.Module, x: torch.Tensor, reps: int) -> list[float]:
     """Wall times of `reps` forward passes in milliseconds, after warm-up (compilation included).
 
-    Example:
+    Examples:
         >>> min(latencies_ms(model, torch.randn(1, 1, 28, 28), reps=100))
     """
     with torch.inference_mode():
@@ -50,7 +50,7 @@ def latencies_ms(model: nn.Module, x: torch.Tensor, reps: int) -> list[float]:
 def latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
     """Median wall time of one forward pass in milliseconds, after warm-up.
 
-    Example:
+    Examples:
         >>> latency_ms(model, torch.randn(1, 1, 28, 28), reps=100)
     """
     return statistics.median(latencies_ms(model, x, reps))
@@ -71,7 +71,7 @@ def compare(models: dict[str, nn.Module], input_shape: tuple[int, ...], *, devic
     Returns a flat row: "<runtime>_weight_bytes", and per batch b "b<b>_<runtime>_ms" (median),
     "b<b>_<runtime>_min_ms" and "b<b>_<runtime>_speedup" (dense median / this median).
 
-    Example:
+    Examples:
         >>> compare({"dense": dz.load(p), "codebook": dz.load(p, runtime="codebook")}, (4096,))
     """
     models = {name: m.to(device) for name, m in models.items()}

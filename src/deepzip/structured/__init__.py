@@ -72,7 +72,7 @@ def prune_channels_(
 
     Returns {layer: (output channels before, after)} for every layer it changed.
 
-    Example:
+    Examples:
         >>> dz.prune_channels_(model, 0.5, example_inputs=torch.randn(1, 1, 32, 32))
         {'stem.0': (16, 8), ...}
     """

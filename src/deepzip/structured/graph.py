@@ -102,7 +102,7 @@ def trace(model: nn.Module, example_inputs: Any) -> Graph:
 
     Raises ConfigError (one sentence) when the model cannot be traced symbolically.
 
-    Example:
+    Examples:
         >>> [g.producers for g in trace(model, torch.randn(1, 3, 32, 32)).groups][:2]
         [['stem.0'], ['stem.0']]
     """

@@ -36,7 +36,7 @@ def scores(graph: Graph, criterion: str | Score, data: Dataset | Iterable[Batch]
         data: batches for apoz and taylor (a Dataset or an iterable of (inputs, labels)).
         max_batches: how many batches of `data` the statistics use.
 
-    Example:
+    Examples:
         >>> scores(trace(model, x), "l1")[:3]
         array([1.93, 0.41, 2.20])
     """

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .. import knapsack
 from ..checks import check, check_each, is_units, number, whole
 from ..errors import ConfigError
 from ..selection import kind_of
@@ -44,7 +45,7 @@ def check_channels(amount: Any, select: str, budget: Any, round_to: Any) -> None
     {params: f} or {flops: f} with f in (0, 1] for the knapsack, and round_to a whole number ≥ 1
     (1 with the knapsack: its budget is exact).
 
-    Example:
+    Examples:
         >>> check_channels(0.5, "rank", None, 8)
     """
     check(select in SELECTS, "select", " or ".join(map(repr, SELECTS)), select)
@@ -157,7 +158,7 @@ def choose(graph: Graph, importance: np.ndarray, amount: Any = None, select: str
             nearest to what the amount asks): CPU kernels vectorise over 8 or 16 channels, and a
             layer of 45 runs no faster than one of 48, sometimes slower than the 64 it came from.
 
-    Example:
+    Examples:
         >>> [g.producers for g in choose(graph, scores(graph, "l1"), 0.5)][:1]
         [['stem.0']]
     """
@@ -226,19 +227,8 @@ def _knapsack(graph: Graph, value: np.ndarray, groups: dict, budget: Mapping[str
 
 
 def _solve(rest: list[ChannelGroup], units: list[int], value: np.ndarray, cap: int) -> list[ChannelGroup]:
-    """The 0/1 knapsack over `rest` in integer units: the groups left out of the best set."""
-    best = np.zeros(cap + 1)
-    take = np.zeros((len(rest), cap + 1), dtype=bool)
-    for i, (g, c) in enumerate(zip(rest, units)):
-        if c > cap:
-            continue
-        gain = best[:cap + 1 - c] + value[g.id]
-        better = gain > best[c:]
-        take[i, c:] = better
-        best[c:] = np.where(better, gain, best[c:])
-    kept, left = set(), cap
-    for i in range(len(rest) - 1, -1, -1):
-        if take[i, left]:
-            kept.add(rest[i].id)
-            left -= units[i]
-    return [g for g in rest if g.id not in kept]
+    """The 0/1 knapsack over `rest` in integer units: the groups left out of the most valuable
+    set that fits (each group's options: leave it, or keep it at its cost for its value)."""
+    options = [[(0, 0.0), (c, -float(value[g.id]))] for g, c in zip(rest, units)]
+    _, picks = knapsack.solve(options, cap)
+    return [g for g, take in zip(rest, knapsack.backtrack(options, picks, cap)) if not take]

@@ -15,7 +15,7 @@ def remove_(model: nn.Module, graph: Graph, groups: list[ChannelGroup]) -> dict[
     Parameters (so an optimizer must be made afresh). Returns the new widths of the changed
     layers, which are also merged into `model.deepzip_widths`.
 
-    Example:
+    Examples:
         >>> remove_(model, graph, choose(graph, scores(graph, "l1"), 0.5))
         {'stem.0': {'out_channels': 32}, 'stem.1': {'num_features': 32}, ...}
     """

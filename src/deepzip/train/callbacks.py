@@ -17,6 +17,7 @@ from torch import nn
 
 from ..data import Dataset
 from ..files import write_text
+from ..protocols import EpochMetrics, QuantizedView
 from ..prune import sparsity_of
 from .checkpoint import save_checkpoint
 from .loop import TrainState
@@ -32,7 +33,7 @@ class Evaluate:
         key: where in state.metrics the value goes.
         metric: "top1", "perplexity", a Metric, or a function (model, data) -> float.
 
-    Example:
+    Examples:
         >>> dz.train(model, train_set, epochs=3, callbacks=[Evaluate(val_set), History("history.json")])
     """
 
@@ -42,13 +43,12 @@ class Evaluate:
 
     def on_epoch_end(self, state: TrainState) -> None:
         # A loss that trains a quantized view of the model (RateLoss) is measured on that view.
-        view = getattr(state.loss_fn, "quantized", None)
-        state.metrics[self.key] = self.metric(state.model if view is None else view(state.model), self.data,
-                                              sharded=True)
+        loss = state.loss_fn
+        model = loss.quantized(state.model) if isinstance(loss, QuantizedView) else state.model
+        state.metrics[self.key] = self.metric(model, self.data, sharded=True)
         # and a loss's own measurements (RateLoss: the file's estimated bytes, the rated sparsity)
-        extra = getattr(state.loss_fn, "epoch_metrics", None)
-        if extra is not None:
-            state.metrics.update(extra(state.model))
+        if isinstance(loss, EpochMetrics):
+            state.metrics.update(loss.epoch_metrics(state.model))
 
 
 class History:
@@ -63,7 +63,7 @@ class History:
         rows: the list to append to (default: a new one, at `.rows`).
         stage: the name rows carry (default: the run's desc).
 
-    Example:
+    Examples:
         >>> h = History(); dz.train(model, data, epochs=2, callbacks=[h]); h.rows[-1]["loss"]
     """
 
@@ -100,7 +100,7 @@ class TensorBoard:
 
     Open with `tensorboard --logdir <log_dir>`.
 
-    Example:
+    Examples:
         >>> dz.train(model, data, epochs=2, callbacks=[TensorBoard("runs/tb")])
     """
 
@@ -139,7 +139,7 @@ class Checkpoint:
         path: the .safetensors file, overwritten atomically each time.
         meta: `meta(state) -> dict` of JSON-able facts to store beside it.
 
-    Example:
+    Examples:
         >>> dz.train(model, data, epochs=5, callbacks=[Checkpoint("ckpt.safetensors")])
         >>> # later: state = load_checkpoint(model, "ckpt.safetensors")["train"]
         >>> dz.train(model, data, epochs=5, callbacks=[Checkpoint("ckpt.safetensors")], resume=state)

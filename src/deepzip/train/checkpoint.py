@@ -66,7 +66,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, train: dict[st
         train: a TrainState.state_dict(), to resume training exactly.
         meta: JSON-able facts of the caller's (a run's stage, accuracies so far).
 
-    Example:
+    Examples:
         >>> save_checkpoint(model, "dense.safetensors")
     """
     record, tensors = capture(model)
@@ -115,7 +115,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]
 
     Returns {"arch", "train", "meta"}: what else the checkpoint holds.
 
-    Example:
+    Examples:
         >>> model = dz.create_model("lenet300"); load_checkpoint(model, "out/lenet300/dense.safetensors")
     """
     tensors, info = read_checkpoint(path)
@@ -141,7 +141,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
         model: the module the weights are for.
         path: the file.
 
-    Example:
+    Examples:
         >>> load_weights(MyNet(), "trained.pt")
     """
     path = Path(path)

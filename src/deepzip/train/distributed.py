@@ -36,7 +36,7 @@ def init_from_env(device: torch.device) -> bool:
 
     Returns whether this is a distributed run. On CUDA each rank takes the GPU of its LOCAL_RANK.
 
-    Example:
+    Examples:
         >>> init_from_env(torch.device("cpu"))   # under torchrun --nproc_per_node=2: True
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():

@@ -26,6 +26,7 @@ from ..data import Dataset
 from ..data.loader import Batch
 from ..data.loader import batches as make_batches
 from ..errors import ConfigError, TrainingError
+from ..protocols import CheckpointedLoss, OwnParameters, Stateful, cross_entropy
 from ..reparam import reattach_masks_
 from .distributed import sum_all, world
 
@@ -33,23 +34,10 @@ Optim = Literal["adam", "sgd"]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
-def cross_entropy(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """The default loss: cross-entropy of model(x) against the labels y.
-
-    The classes are dimension 1 of the output, as torch's cross_entropy has it: N×C for a
-    classifier, N×C×T for a language model's next-token logits (targets N×T).
-
-    Example:
-        >>> dz.train(model, data, epochs=1, loss_fn=cross_entropy)
-    """
-    x, y = batch
-    return nn.functional.cross_entropy(model(x), y)
-
-
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """"auto" (CUDA when PyTorch sees a GPU, else the CPU), "cpu", "cuda" or "cuda:N", checked.
 
-    Example:
+    Examples:
         >>> model.to(resolve_device("auto"))
     """
     if isinstance(name, torch.device):
@@ -77,7 +65,7 @@ def seed_everything(seed: int) -> None:
 def check_training(epochs: Any, lr: Any, optimizer: Any, momentum: Any, weight_decay: Any, batch_size: Any) -> None:
     """A training run's settings (`train` and a recipe's training stages both ask this).
 
-    Example:
+    Examples:
         >>> check_training(4, 1e-3, "adam", 0.9, 0.0, 128)
     """
     check(number(0)(epochs), "epochs", "≥ 0", epochs)
@@ -126,7 +114,6 @@ class TrainState:
     losses: list[float] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     stop: bool = False
-    plain_layout: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     @property
     def lr(self) -> float:
@@ -139,10 +126,10 @@ class TrainState:
             "step": self.step, "epoch": self.epoch, "losses": list(self.losses), "stop": self.stop,
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "batches": self.batches.state_dict() if hasattr(self.batches, "state_dict") else {},
+            "batches": self.batches.state_dict() if isinstance(self.batches, Stateful) else {},
             "rng": torch.get_rng_state(),
-            "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")},
-            "loss": self.loss_fn.checkpoint_state() if hasattr(self.loss_fn, "checkpoint_state") else {},
+            "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks) if isinstance(cb, Stateful)},
+            "loss": self.loss_fn.checkpoint_state() if isinstance(self.loss_fn, CheckpointedLoss) else {},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -152,13 +139,13 @@ class TrainState:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if hasattr(self.batches, "load_state_dict"):
+        if isinstance(self.batches, Stateful):
             self.batches.load_state_dict(state["batches"])
         torch.set_rng_state(state["rng"])
         for i, cb in enumerate(self.callbacks):
-            if hasattr(cb, "load_state_dict") and str(i) in state["callbacks"]:
+            if isinstance(cb, Stateful) and str(i) in state["callbacks"]:
                 cb.load_state_dict(state["callbacks"][str(i)])
-        if state.get("loss") and hasattr(self.loss_fn, "load_checkpoint_state"):
+        if state.get("loss") and isinstance(self.loss_fn, CheckpointedLoss):
             self.loss_fn.load_checkpoint_state(state["loss"])
 
 
@@ -199,10 +186,13 @@ def train(
             nn.Module (a distillation loss with a regressor, say), its trainable parameters
             are optimized too.
         optimizer: "adam", "sgd", or a function `params -> torch.optim.Optimizer`.
-        lr, momentum, weight_decay: for the named optimizers.
+        lr: the learning rate (the named optimizers).
+        momentum: SGD's (Nesterov) momentum.
+        weight_decay: for the named optimizers.
         modules: further modules whose parameters the optimizer updates.
         callbacks: objects with on_train_begin / on_step / on_epoch_end / on_train_end.
-        batch_size, seed: for a Dataset.
+        batch_size: samples per batch of a Dataset.
+        seed: the seed of a Dataset's shuffling order.
         cosine: decay the learning rate to zero over the run: a short retrain then ends settled,
             which matters more after pruning than a few extra epochs do. (Data of unknown
             length keeps the rate constant: the run's length is not known in advance.)
@@ -210,7 +200,7 @@ def train(
         desc: the run's name, for the bar and the callbacks.
         resume: a TrainState.state_dict() saved at an epoch's end, to continue from there exactly.
 
-    Example:
+    Examples:
         >>> dz.train(model, train_set, epochs=4, lr=1e-3)
         >>> dz.train(model, my_loader, epochs=2, loss_fn=dz.SoftTargetLoss(teacher, weight=0.7),
         ...          callbacks=[dz.GradualPruning(model, 0.9)])
@@ -236,8 +226,7 @@ def train(
     if resume is not None:
         state.load_state_dict(resume)
     model.train()
-    with _channels_last_on_cpu([model, *extra] if ranks == 1 else [], device) as plain:
-        state.plain_layout = plain
+    with _channels_last_on_cpu([model, *extra] if ranks == 1 else [], device):
         # Under torchrun the forward goes through DistributedDataParallel, which averages the
         # gradients across ranks; callbacks still see (and prune) the model itself.
         forward = model if ranks == 1 else nn.parallel.DistributedDataParallel(
@@ -256,7 +245,7 @@ def _trainable(model: nn.Module, extra: Sequence[nn.Module]) -> list[nn.Paramete
     train with the model (a distillation loss: its regressors, not its teacher nor a
     discriminator with an optimizer of its own)."""
     params = [p for net in (model, *extra)
-              for p in (net.trainable_parameters() if hasattr(net, "trainable_parameters") else net.parameters())
+              for p in (net.trainable_parameters() if isinstance(net, OwnParameters) else net.parameters())
               if p.requires_grad]
     return list({id(p): p for p in params}.values())  # a module passed twice is optimized once
 
@@ -302,7 +291,7 @@ def _on(device: torch.device, batches: Iterable[Batch]) -> Iterator[Batch]:
 class ProgressBar:
     """A tqdm bar over the run's steps, with the running loss (only on a terminal).
 
-    Example:
+    Examples:
         >>> dz.train(model, data, epochs=2, progress=False, callbacks=[ProgressBar()])
     """
 
@@ -326,9 +315,9 @@ def _channels_last_on_cpu(nets: Sequence[nn.Module], device: torch.device):
     """Train conv models in the channels-last layout on CPU: PyTorch's CPU convolutions run ~1.7×
     faster on it (LeNet-5, one thread). Only Conv2d parameters change layout, in place (the same
     Parameter objects, so optimizers, masks and hooks stay attached; buffers are left alone), and
-    they are put back afterwards, so saving, pruning and user code never see it. Yields a context
-    manager factory under which the default layout is restored meanwhile (for a callback that
-    prunes, on the steps it prunes)."""
+    they are put back afterwards, so saving and user code never see it. Pruning meanwhile (a
+    callback) needs no care: masks are found on C-order copies (prune.magnitude.keep_largest)
+    and applied element by element, whatever the strides."""
     params = list({id(p): p for net in nets for m in net.modules() if isinstance(m, nn.Conv2d)
                    for p in m.parameters(recurse=False) if p.dim() == 4}.values())
     convert = device.type == "cpu" and bool(params)
@@ -337,20 +326,10 @@ def _channels_last_on_cpu(nets: Sequence[nn.Module], device: torch.device):
         for p in params:
             p.data = p.data.contiguous(memory_format=fmt)
 
-    @contextlib.contextmanager
-    def plain():
-        if convert:
-            layout(torch.contiguous_format)
-        try:
-            yield
-        finally:
-            if convert:
-                layout(torch.channels_last)
-
     if convert:
         layout(torch.channels_last)
     try:
-        yield plain
+        yield
     finally:
         if convert:
             layout(torch.contiguous_format)
@@ -385,7 +364,7 @@ def predict(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int =
         data: a deepzip Dataset or an iterable of (inputs, labels) batches.
         batch_size: for a Dataset.
 
-    Example:
+    Examples:
         >>> (dz.predict(model, test_set) == test_set.y).float().mean()
     """
     return _outputs(model, data, batch_size)[0]
@@ -403,7 +382,7 @@ def evaluate(model: nn.Module, data: Dataset | Iterable[Batch], batch_size: int 
         sharded: in a distributed run, every rank scores its share of a Dataset and the counts
             are summed (all ranks must call it); otherwise each call scores all of `data`.
 
-    Example:
+    Examples:
         >>> dz.evaluate(dz.load("model.dzip"), test_set)
         89.11
     """

@@ -46,7 +46,7 @@ def _spread(d: torch.Tensor) -> float | None:
 class Top1:
     """Top-1 accuracy in percent; a drop is in points.
 
-    Example:
+    Examples:
         >>> Top1()(model, test_set), Top1().drop(89.4, 89.1)
         (89.11, 0.3...)
     """
@@ -73,7 +73,7 @@ class Top1:
         error comes from the samples on which they disagree (paired, far smaller than either
         accuracy's own error).
 
-        Example:
+        Examples:
             >>> Top1().paired(dense, compressed, val_set)
             (0.3, 0.21)
         """
@@ -87,7 +87,7 @@ class Perplexity:
     """exp(mean next-token cross-entropy) of a language model whose output holds the classes on
     dimension 1 (N×V×T logits against N×T target ids); a drop is the relative rise in percent.
 
-    Example:
+    Examples:
         >>> Perplexity().drop(20.0, 20.6)
         3.0...
     """
@@ -178,7 +178,7 @@ METRICS = {"top1": Top1, "accuracy": Top1, "perplexity": Perplexity}
 def metric_of(spec: str | Metric | Callable[[nn.Module, Any], float] | None) -> Metric:
     """A Metric from a name ("top1", "perplexity"), a Metric, or a callable (model, data) -> float.
 
-    Example:
+    Examples:
         >>> metric_of("perplexity").name
         'perplexity'
     """
