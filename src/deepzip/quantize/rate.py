@@ -18,9 +18,9 @@ against it fall to zero; a centroid that loses its weights grows expensive and e
 task pushes back the weights it needs. Sparsity and codebook sizes are outcomes of training.
 λ = 0 is plain nearest-level quantization-aware training. `harden_` fixes the codes the last
 evaluation measured. The estimate of a layer's bits is n · H(π) of the live block's codes, the
-order-0 entropy of the code stream, zeros included: on LeNet-300-100 the file spent 0–1 % more
-than it on fc1 and 7 % more on fc2 (whose coder stores a table, and a codebook); over the whole
-matrix, dead rows included, the estimate had been 27 % above the file.
+order-0 entropy of the code stream, zeros included (how closely the file follows it:
+docs/results.md); over the whole matrix, dead rows included, the estimate would overstate the
+file by the rows no weight is left in.
 
 Why not a penalty on the loss: a first version added λ · (soft estimate of the bits) to the
 task loss. With σ of the soft assignment trainable, the rate rewarded a σ wide enough to call

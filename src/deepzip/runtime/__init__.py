@@ -6,17 +6,11 @@ Three ways to run a Linear or Conv2d weight:
   codebook  deepzip's kernels reading the file's codes (runtime/kernels.py): 3 B a weight
 runtime="sparse" picks per layer by a rule on what the header says (layer, size, density,
 shared or not), so `deepzip inspect` reports the choice without decoding anything; "csr" and
-"codebook" force one way for every layer that has it. The rule comes from the sweep of
-bench/runtime.py on this project's 2-core x86 CPU (torch 2.13, 2 threads; speed-up over dense,
-batch 1 / batch 64):
-  4096×4096   1 %: csr 9.6× / 17×, codebook 9.2× / 11×     5 %: csr 4.1× / 4.1×, codebook 5.2× / 2.5×
-             10 %: csr 2.2× / 2.5×, codebook 2.7× / 1.4×   20 %: csr 0.94× / 1.3×, codebook 0.72× / 0.66×
-  1024×1024   1 %: csr 2.8× / 4.5×, codebook 1.7× / 3.5×   5 %: csr 1.6× / 1.9×, codebook 1.2× / 1.9×
-             10 %: csr 0.88× / 3.2×, codebook 0.63× / 0.99×
-  784×300 and smaller: dense wins at batch 1 at every density (a call's fixed cost is the product)
-so: from 4 M weights, the codebook kernel for shared weights (CSR for float ones) up to 12 %
-density; from 1 M weights, CSR up to 6 %; dense otherwise. The choice is made for batch 1, the
-deployment case; larger batches favour CSR.
+"codebook" force one way for every layer that has it. The rule, from the sweep of
+bench/runtime.py (docs/results.md, "Runtimes that never densify"): from 4 M weights, the
+codebook kernel for shared weights (CSR for float ones) up to 12 % density; from 1 M weights,
+CSR up to 6 %; dense otherwise, because below that a call's fixed cost exceeds the product. The
+choice is made for batch 1, the deployment case; larger batches favour CSR.
 """
 from __future__ import annotations
 
