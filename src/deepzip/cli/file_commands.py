@@ -175,20 +175,23 @@ def export(
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="the ONNX file to write"),
     c: Optional[Path] = typer.Option(None, "--c", help="a directory of C sources to write: the file in flash, "
                                      "its op list, dz_predict(), a desktop main.c and a Makefile (also Cortex-M4)"),
+    web: Optional[Path] = typer.Option(None, "--web", help="a directory holding a static page that decodes the file "
+                                       "with WebAssembly and classifies in the browser (serve it: python -m http.server -d DIR)"),
     input_shape: str = typer.Option(None, help="one sample's shape, e.g. 1,28,28 [default: from the recorded architecture]"),
     model_py: Optional[str] = typer.Option(None, help="for a file saved from your own module: module:Class or file.py:Class"),
 ) -> None:
-    """Export the decoded model to ONNX (dense weights, slim after channel surgery), or to C
-    sources that run it on a microcontroller from its codes (--c)."""
+    """Export the decoded model to ONNX (dense weights, slim after channel surgery), to C
+    sources that run it on a microcontroller from its codes (--c), or to a web page that runs it
+    in the browser from its codes (--web)."""
     import torch
 
     from ..errors import ConfigError
-    from ..export import export_c, export_onnx
+    from ..export import export_c, export_onnx, export_web
     from ..models import from_spec
 
     def go():
-        if (onnx is None) == (c is None):
-            raise ConfigError("give one of --onnx FILE.onnx and --c DIR.")
+        if sum(v is not None for v in (onnx, c, web)) != 1:
+            raise ConfigError("give one of --onnx FILE.onnx, --c DIR and --web DIR.")
         shape = _input_shape(input_shape, file)
         if shape is None:
             raise ConfigError(f"{file.name} records no input shape; pass --input-shape, e.g. 1,28,28.")
@@ -196,6 +199,11 @@ def export(
             info = export_c(file, c, model=from_spec(model_py) if model_py else None, input_shape=shape)
             typer.echo(f"wrote {c} ({info.n_ops} ops): make -C {c} builds ./model, make -C {c} m4 a Cortex-M4 image")
             typer.echo(info.summary())
+            return
+        if web is not None:
+            info = export_web(file, web, model=from_spec(model_py) if model_py else None, input_shape=shape)
+            typer.echo(f"wrote {web}: {info.summary()}")
+            typer.echo(f"serve it with: python -m http.server -d {web} (browsers run no modules from file:// pages)")
             return
         export_onnx(_load(file, model_py), onnx, torch.randn(1, *shape))
         typer.echo(f"wrote {onnx}")

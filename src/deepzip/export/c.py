@@ -27,6 +27,7 @@ import numpy as np
 from torch import nn
 
 from ..errors import ConfigError
+from ..files import replace_dir
 from . import cgraph, cplan, csource
 
 RUNTIME = cplan.LIBDZIP / "runtime"
@@ -135,24 +136,6 @@ def code_bytes(directory: Path) -> int | None:
     return int(total[0]) + int(total[1])
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Rename tmp to out; an earlier export at out is swapped out and removed, anything else refused."""
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists()):
-            raise ConfigError(f"--c {out} exists and is neither empty nor an earlier C export; choose a new directory.")
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
-        os.rename(out, old / "x")
-        try:
-            os.rename(tmp, out)
-        except BaseException:
-            os.rename(old / "x", out)  # the earlier export back in place
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
-
-
 def export_c(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Module | None = None,
              input_shape: tuple[int, ...] | None = None, samples: Any = None, measure_code: bool = True) -> CExport:
     """Write the C sources that run the .dzip at `path` on a device, atomically (a directory
@@ -200,7 +183,7 @@ def export_c(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Modul
         (tmp / MARKER).write_text(f"{path.resolve()}\n")
         code = code_bytes(tmp) if measure_code else None
         os.chmod(tmp, 0o755)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out, MARKER, "--c")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

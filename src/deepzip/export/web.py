@@ -29,6 +29,7 @@ import numpy as np
 from torch import nn
 
 from ..errors import ConfigError, DataError
+from ..files import replace_dir
 from . import cgraph, cplan, oplist
 from .c import input_shape_of
 
@@ -61,7 +62,7 @@ class WebExport:
 
         Example:
             >>> print(export_web("model.dzip", "out/web").summary())
-            model.dzip 19,598 bytes (dense 1,066,440), dzip.wasm 84,443 + dzip.js 11,020, 20 samples, arena 48,320
+            model.dzip 19,598 bytes (dense 1,066,440), dzip.wasm 69,069 + dzip.js 13,729, 20 samples, arena 48,320
         """
         return (f"model.dzip {self.file_bytes:,} bytes (dense {self.dense_bytes:,}), dzip.wasm {self.wasm_bytes:,} + "
                 f"dzip.js {self.js_bytes:,}, {self.samples} samples, arena {self.arena_bytes:,}")
@@ -73,13 +74,13 @@ def wasm_module() -> Path:
 
     Example:
         >>> wasm_module().stat().st_size
-        84443
+        69069
     """
     target = WASM / "build" / "dzip.wasm"
     if not (WASM / "Makefile").exists():
         raise ConfigError(f"export --web copies libdzip's WebAssembly build from {WASM}, which this installation "
                           f"does not have (use a checkout of the repository).")
-    proc = subprocess.run(["make", "-C", str(WASM), "-s"], capture_output=True, text=True)
+    proc = subprocess.run(["make", "-C", str(WASM), "-s", "-j2"], capture_output=True, text=True)
     if proc.returncode != 0 or not target.exists():
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["make failed"]
         raise ConfigError(f"export --web needs {target}, which does not build here ({last[0]}); install clang, lld, "
@@ -104,24 +105,6 @@ def _samples(path: Path, header: dict, shape: tuple[int, ...], count: int) -> tu
     if tuple(test.x.shape[1:]) != tuple(shape):
         return None, None, f"the {name} images are {tuple(test.x.shape[1:])}, not the model's {tuple(shape)}"
     return test.x.numpy(), test.y.numpy(), f"the first {len(test.x)} images of the {name} test split"
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Rename tmp to out; an earlier web export at out is swapped out and removed, anything else refused."""
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists()):
-            raise ConfigError(f"--web {out} exists and is neither empty nor an earlier web export; choose a new directory.")
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
-        os.rename(out, old / "x")
-        try:
-            os.rename(tmp, out)
-        except BaseException:
-            os.rename(old / "x", out)   # the earlier export back in place
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
 
 
 def export_web(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Module | None = None,
@@ -154,8 +137,11 @@ def export_web(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Mod
     shape = tuple(input_shape) if input_shape else input_shape_of(path)
     if shape is None:
         raise ConfigError(f"{path.name} records no input shape; pass input_shape (--input-shape), e.g. 1,28,28.")
-    graph = cgraph.trace(load(path, model=model), shape)
-    plan = cplan.plan(graph, path)
+    try:
+        graph = cgraph.trace(load(path, model=model), shape)
+        plan = cplan.plan(graph, path)
+    except ConfigError as e:   # the planner's sentences name export --c, whose runtime this page runs
+        raise ConfigError(str(e).replace("export --c", "export --web")) from None
     data = path.read_bytes()
     with DzipReader(path) as r:
         header = r.header
@@ -211,7 +197,7 @@ def export_web(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Mod
         (tmp / "page.json").write_text(json.dumps(info, indent=1) + "\n")
         (tmp / MARKER).write_text(f"{path.resolve()}\n")
         os.chmod(tmp, 0o755)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out, MARKER, "--web")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
