@@ -30,11 +30,13 @@ demo-lenet5: setup $(FMNIST)
 
 # libdzip (the C reader) is built with gcc and clang and fuzzed with clang's libFuzzer; the
 # embedded runtime is cross-compiled for a Cortex-M4 and run on QEMU's mps2-an386 board; the
-# browser build and the docs site are checked in Debian's Chromium.
-SYS_PKGS := gcc clang lld libclang-rt-14-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium
+# browser build (clang's wasm32 back end, wasi-libc) and the docs site are checked in Debian's Chromium.
+SYS_PKGS := gcc clang lld libclang-rt-14-dev wasi-libc libclang-rt-14-dev-wasm32 gcc-arm-none-eabi \
+  libnewlib-arm-none-eabi qemu-system-arm chromium
 toolchains:
 	@command -v gcc >/dev/null && command -v ld.lld >/dev/null && command -v arm-none-eabi-gcc >/dev/null && \
 	  command -v qemu-system-arm >/dev/null && command -v chromium >/dev/null && \
+	  [ -f /usr/lib/wasm32-wasi/libc.a ] && ls /usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 && \
 	  echo 'int LLVMFuzzerTestOneInput(void) { return 0; }' | clang -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null || \
 	  $(SUDO) apt-get install -y -q $(SYS_PKGS) || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(SYS_PKGS))
 
@@ -42,7 +44,7 @@ toolchains:
 # libdzip's and the runtime's builds, then the suite (tests/c holds the C reader to the Python one
 # and the exported models to PyTorch, on the desktop and on an emulated Cortex-M4).
 test: setup toolchains
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench docs
 	$(VENV)/bin/lint-imports
 	$(MAKE) -C libdzip test
 	$(MAKE) -C libdzip/runtime test
@@ -55,7 +57,7 @@ docs: setup
 
 # What ruff can fix by itself (imports, pyupgrade); the rest it reports.
 fmt: setup
-	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench docs
 
 bench: setup $(FMNIST)
 	$(PY) bench/codec.py

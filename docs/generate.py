@@ -56,27 +56,26 @@ def _target(data: dict) -> str:
 
 
 def _embedded(lines: list[dict]) -> str:
-    rows = ["| file | bytes | arena (packed weights + activations) | C init | batch 1: C runtime | PyTorch | "
-            "onnxruntime | Cortex-M4 text / data / bss | QEMU top-1 as desktop |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = ["| file | bytes | arena: packed weights + activations | C init (min) | batch 1, min / median: C "
+            "runtime | PyTorch (dense) | onnxruntime (dense) | Cortex-M4 text / data / bss | QEMU: instructions per "
+            "inference; top-1 as desktop |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     by_file: dict[str, dict] = {}
     for line in lines:
         if "file" in line:
             by_file.setdefault(line["file"], {}).update(line)
     for name, r in by_file.items():
-        lat = r.get("latency_batch1", {})
-        m4 = r.get("cortex_m4", {})
+        lat, m4 = r.get("latency_batch1", {}), r.get("cortex_m4", {})
 
-        def cell(key: str) -> str:
+        def cell(key: str, lat=lat) -> str:
             v = lat.get(key)
             return f"{v['min_us']:.1f} / {v['median_us']:.1f} µs" if isinstance(v, dict) else "—"
 
-        size = m4.get("size", {})
-        rows.append(f"| {Path(name).name if len(by_file) == 1 else name} | {r.get('file_bytes', 0):,} | "
-                    f"{r.get('arena_bytes', 0):,} ({r.get('packed_bytes', 0):,} + {r.get('activation_bytes', 0):,}) | "
-                    f"{r.get('init_ms', float('nan')):.2f} ms | {cell('c')} | {cell('torch')} | {cell('onnxruntime')} | "
-                    f"{size.get('text', '—')} / {size.get('data', '—')} / {size.get('bss', '—')} | "
-                    f"{m4.get('same_top1', '—')} |")
+        qemu = (f"{m4['qemu_instructions_per_inference']:,}; {'yes' if m4.get('same_top1') else 'NO'}"
+                if m4.get("qemu_instructions_per_inference") else "—")
+        rows.append(f"| `{name}` | {r.get('file_bytes', 0):,} | {r.get('arena_bytes', 0):,}: "
+                    f"{r.get('packed_bytes', 0):,} + {r.get('activation_bytes', 0):,} | {r.get('init_ms_min', 0):.2f} ms "
+                    f"| {cell('c_runtime')} | {cell('torch_dense')} | {cell('onnxruntime_dense')} | "
+                    f"{m4.get('text', '—')} / {m4.get('data', '—')} / {m4.get('bss', '—')} | {qemu} |")
     return "\n".join(rows)
 
 

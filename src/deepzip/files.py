@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import ConfigError
 
 
 def _umask() -> int:
@@ -57,3 +60,28 @@ def _fsync_dir(directory: Path) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def replace_dir(tmp: Path, out: Path, marker: str, what: str) -> None:
+    """Rename the directory `tmp`, built aside, to `out`: an earlier export at `out` (one holding
+    the file `marker`) is swapped out and removed; an empty directory is taken; anything else is
+    refused (ConfigError naming `what`, the option that chose `out`), so no user file is lost.
+
+    Example:
+        >>> replace_dir(Path(".out.tmp"), Path("out"), ".deepzip-c-export", "--c")
+    """
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists()):
+            raise ConfigError(f"{what} {out} exists and is neither empty nor an earlier export of this kind; choose a "
+                              f"new directory.")
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
+        os.rename(out, old / "x")
+        try:
+            os.rename(tmp, out)
+        except BaseException:
+            os.rename(old / "x", out)  # the earlier export back in place
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
