@@ -109,3 +109,20 @@ def test_units_of_a_conv1d_are_its_columns():
     w = model.transformer.h[0].mlp.c_fc.weight  # in × out: 32 × 128
     assert (w.abs().sum(0) == 0).sum() == 64 and (w.abs().sum(1) == 0).sum() == 0
     assert (model.transformer.h[0].mlp.c_fc.bias == 0).sum() == 64
+
+
+def test_a_hostile_hugging_face_record_is_refused_before_anything_is_built():
+    from deepzip.dzip.assemble import build_model
+
+    config = _configs()["gpt2"][1].to_dict()
+    many = {"arch": {"hf": {"class": "GPT2LMHeadModel", "config": {**config, "n_layer": 3000}}}, "tensors": [{}] * 30}
+    with pytest.raises(dz.ModelMismatchError, match="n_layer=3000, more layers than the file holds"):
+        build_model(many, "bomb.dzip", file_bytes=40)
+    broken = {"arch": {"hf": {"class": "GPT2LMHeadModel", "config": {**config, "n_head": 0}}}, "tensors": [{}] * 30}
+    with pytest.raises(dz.ModelMismatchError, match="transformers cannot build"):
+        build_model(broken, "broken.dzip", file_bytes=1 << 20)
+    fetch = {"arch": {"hf": {"class": "GPT2LMHeadModel", "config": {
+        **config, "attn_implementation": "kernels-community/flash-attn", "_name_or_path": "/home/me"}}}, "tensors": [{}] * 30}
+    model = build_model(fetch, "fetch.dzip", file_bytes=1 << 20)  # the keys that could fetch or leak are dropped
+    assert "_name_or_path" not in model.deepzip_arch["hf"]["config"]
+    assert "attn_implementation" not in model.deepzip_arch["hf"]["config"]

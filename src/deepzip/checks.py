@@ -1,7 +1,7 @@
-"""Validators of values deepzip did not make itself (a file's header, a stream's description).
-
-They live once, here at the bottom, so the container, the coders and the runtime's policy judge
-an untrusted number the same way.
+"""Validators, once, at the bottom: of values deepzip did not make itself (a file's header, a
+stream's description), so the container, the coders and the runtime's policy judge an untrusted
+number the same way; and the rules every setting is checked by (`check`, `check_each` and the
+predicates), so the API and the recipe reader say the same thing about the same mistake.
 """
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ def number(low: float = -math.inf, high: float = math.inf, *, above: bool = Fals
 
 
 def is_amount(v: Any) -> bool:
-    """torch's rule for an amount: a float fraction in [0, 1], or an int count ≥ 0."""
+    """torch's rule for an amount (of weights, units or channels to remove): a float fraction in
+    [0, 1], or an int count ≥ 0."""
     if isinstance(v, bool):
         return False
     return (isinstance(v, int) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1)
@@ -96,7 +97,3 @@ def is_amount(v: Any) -> bool:
 
 AMOUNT = "a fraction in [0, 1] (or a whole count of weights)"
 
-
-def is_units(v: Any) -> bool:
-    """The rule for units or channels to remove: a fraction in [0, 1] or a count (a layer keeps one either way)."""
-    return not isinstance(v, bool) and ((isinstance(v, int) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1))

@@ -47,10 +47,20 @@ def solve(options: list[list[tuple[int, float]]], cap: int) -> tuple[np.ndarray,
 
 
 def backtrack(options: list[list[tuple[int, float]]], picks: list[np.ndarray], k: int) -> list[int]:
-    """The option each item takes in `solve`'s best solution within weight k."""
+    """The option each item takes in `solve`'s best solution within weight k (which must be a
+    weight `solve` found a solution for).
+
+    Examples:
+        >>> backtrack([[(0, 5.0), (2, 1.0)]], solve([[(0, 5.0), (2, 1.0)]], 2)[1], 2)
+        [1]
+    """
+    if picks and not 0 <= k < len(picks[0]):
+        raise ValueError(f"no solution within weight {k}")
     chosen = []
     for opts, pick in zip(reversed(options), reversed(picks)):
         i = int(pick[k])
         chosen.append(i)
         k -= opts[i][0]
+        if k < 0:
+            raise ValueError("backtrack was asked for a weight with no solution")
     return chosen[::-1]

@@ -35,9 +35,6 @@ class Callback(Protocol):
     def on_train_end(self, state: Any) -> None: ...
 
 
-HOOKS = ("on_train_begin", "on_step", "on_epoch_end", "on_train_end")
-
-
 @runtime_checkable
 class Stateful(Protocol):
     def state_dict(self) -> dict[str, Any]: ...

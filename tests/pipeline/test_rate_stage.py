@@ -75,19 +75,17 @@ def test_a_sweep_runs_every_weight_from_one_dense_model_and_picks_the_smallest_f
 def test_a_sweep_that_cannot_hold_the_accuracy_says_so_and_keeps_its_runs(tmp_path, monkeypatch):
     import importlib
 
-    module = importlib.import_module("deepzip.pipeline.sweep")
+    module = importlib.import_module("deepzip.pipeline.search")  # the sweep accepts as the search does
+    judged = []
 
-    real = module.run_recipe
+    def worse(self, path):  # every file 5 points under its dense model
+        judged.append(path)
+        return {"drop": 5.0, "se": 0.1, "accepted": False}
 
-    def worse(recipe, out, **kw):  # every file 5 points under its dense model
-        report = real(recipe, out, **kw)
-        report["scores"]["from_file"] = report["scores"]["dense"] - 5
-        report["metric"]["drop"] = 5.0
-        return report
-
-    monkeypatch.setattr(module, "run_recipe", worse)
+    monkeypatch.setattr(module.Judge, "__call__", worse)
     with pytest.raises(dz.TrainingError, match="within 0.5 of the dense"):
         sweep(_recipe(0.0), [0.3], tmp_path, max_drop=0.5, limit=512, **QUIET)
+    assert judged == [tmp_path / "rate-0.3" / "model.dzip"]
     assert (tmp_path / "rate-0.3" / "model.dzip").exists() and not (tmp_path / "model.dzip").exists()
     assert json.loads((tmp_path / "sweep.json").read_text())["chosen"] is None
 

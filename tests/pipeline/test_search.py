@@ -70,9 +70,10 @@ def test_your_own_module_compressed_to_a_drop_on_validation_then_served_without_
     result = runner.invoke(app, ["compress", "--model-py", f"{user_model / 'mynet.py'}:Net", "--model-arg", "width=12",
                                  "--from", str(user_model / "trained.safetensors"), "--data", "digits",
                                  "--recipe", str(user_model / "fast.yaml"), "--max-drop", "1.0",
-                                 "--max-candidates", "5", "--out", str(out), "--quiet"])
+                                 "--max-candidates", "5", "--confidence", "0.5", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     search = json.loads((out / "search.json").read_text())
+    assert all(c["accepted"] == (c["drop"] <= 1.0) for c in search["candidates"])  # 0.5: the drop alone
     chosen = next(c for c in search["candidates"] if c["dir"] == search["chosen"])
     assert chosen["accepted"] and chosen["drop"] <= 1.0
     assert chosen["bytes"] == min(c["bytes"] for c in search["candidates"] if c.get("accepted"))
@@ -105,8 +106,9 @@ def test_a_file_from_changed_or_unknown_code_says_what_to_pass(user_model, tmp_p
     dz.save(net, tmp_path / "m.dzip")
     (tmp_path / "home").mkdir()
     monkeypatch.setenv("DEEPZIP_HOME", str(tmp_path / "home"))  # another user: nothing trusted
-    with pytest.raises(dz.ConfigError, match=r"imports only if you passed it with --model-py on this machine; pass "
-                                             r"--model-py .*mynet.py:Net --model-arg width=12"):
+    with pytest.raises(dz.ConfigError, match=r"imports only if you passed that file with --model-py on this machine "
+                                             r"and it has not changed; pass --model-py .*mynet.py:Net --model-arg "
+                                             r"width=12"):
         dz.load(tmp_path / "m.dzip")
     copy = tmp_path / "mynet.py"
     copy.write_text(USER_NET + "\n# changed\n")
@@ -223,7 +225,7 @@ def test_a_killed_search_resumes_to_the_same_file(user_model, tmp_path, monkeypa
 
     net = dz.models.from_spec(f"{user_model / 'mynet.py'}:Net", {"width": 12})
     dz.load_checkpoint(net, user_model / "trained.safetensors")
-    kw = dict(recipe=str(user_model / "fast.yaml"), max_drop=1.0, max_candidates=3, **QUIET)
+    kw = dict(recipe=str(user_model / "fast.yaml"), max_drop=3.0, max_candidates=3, **QUIET)
     whole = dz.compress(net, "digits", out=tmp_path / "whole", **kw)
     real, calls = module.run_recipe, []
 
@@ -241,3 +243,31 @@ def test_a_killed_search_resumes_to_the_same_file(user_model, tmp_path, monkeypa
     assert (tmp_path / "broken" / "model.dzip").read_bytes() == (tmp_path / "whole" / "model.dzip").read_bytes()
     assert [c["bytes"] for c in resumed.search["candidates"]] == [c["bytes"] for c in whole.search["candidates"]]
     assert resumed.test == whole.test
+    # the default confidence, 0.84: a file passes when its drop plus one standard error is within the target
+    assert all(c["accepted"] == (c["drop"] + c["se"] <= 3.0 + 1e-9) for c in whole.search["candidates"])
+
+
+def test_a_hostile_record_cannot_make_loading_run_code(tmp_path, monkeypatch):
+    """The trust list holds (file, sha256, name): a file naming another function of a trusted file,
+    or something that file only imports, or a file deepzip was never given, is refused unread."""
+    from deepzip.dzip.assemble import build_model
+    from deepzip.models.sources import sha256_of
+
+    monkeypatch.setenv("DEEPZIP_HOME", str(tmp_path / "home"))
+    nets = tmp_path / "nets.py"
+    nets.write_text("from subprocess import run\nimport torch\n\n\ndef wipe(path):\n    open(path, 'w').write('x')\n\n\n"
+                    "class Net(torch.nn.Linear):\n    def __init__(self):\n        super().__init__(2, 2)\n")
+    dz.models.from_spec(f"{nets}:Net")  # the user ran this: (nets.py, its sha256, Net) is trusted
+    victim = tmp_path / "victim"
+    digest = sha256_of(nets)
+    records = [{"python": "nets.py:run", "path": str(nets), "sha256": digest, "kwargs": {"args": f"touch {victim}",
+                                                                                         "shell": True}},
+               {"python": "nets.py:wipe", "path": str(nets), "sha256": digest, "kwargs": {"path": str(victim)}},
+               {"python": "os:system", "path": "/usr/lib/python3/os.py", "sha256": "0" * 64,
+                "kwargs": {"command": f"touch {victim}"}}]
+    for record in records:
+        with pytest.raises(dz.ConfigError, match="imports only if you passed that file"):
+            build_model({"arch": record}, "hostile.dzip")
+        assert not victim.exists()
+    assert isinstance(build_model({"arch": {"python": "nets.py:Net", "path": str(nets), "sha256": digest,
+                                            "kwargs": {}}}, "mine.dzip"), torch.nn.Linear)

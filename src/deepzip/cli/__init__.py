@@ -17,8 +17,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Compress trained PyTorch networks into small .dzip files (Deep Compression and beyond).")
 
 
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
+def _fail(e: Exception | str) -> None:
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    typer.echo(f"error: {lines[0]}", err=True)  # one line, whatever raised it
     raise typer.Exit(2)
 
 

@@ -72,7 +72,7 @@ def compress(
             raise ConfigError("--model-arg gives arguments to --model-py's class; pass --model-py too.")
         if hf is not None and from_ is not None:
             raise ConfigError("--hf reads the weights from its directory; drop --from.")
-        net = _user_model(model_py, model_arg, hf, from_)
+        net = _user_model(model_py, model_arg, hf, from_, seed if seed is not None else _recipe_seed(recipe))
         weights = parse_weights(rate_weights) if rate_weights is not None else None
         given = net if net is not None else (model or (None if recipe else "lenet300"))
         if given is None:  # a recipe names its model
@@ -112,18 +112,29 @@ def recipes() -> None:
     _run(go)
 
 
-def _user_model(model_py: str | None, model_arg: list[str], hf: Path | None, weights: Path | None):
-    """The user's module from --model-py (with --from's weights loaded) or --hf, or None."""
+def _recipe_seed(recipe: str | None) -> int:
+    from ..pipeline import find_recipe, load_recipe
+
+    return load_recipe(find_recipe(recipe)).seed if recipe else 0
+
+
+def _user_model(model_py: str | None, model_arg: list[str], hf: Path | None, weights: Path | None, seed: int):
+    """The user's module from --model-py (with --from's weights loaded) or --hf, or None. Built
+    under `seed`, so a model trained from its initialisation gives the same bytes every time."""
     if hf is not None:
         from ..models.hf import load_hf_dir
 
         return load_hf_dir(hf)
     if model_py is None:
         return None
+    import torch
+
     from ..models.sources import python_model
     from ..train.checkpoint import load_weights
 
-    net = python_model(model_py, _key_values(model_arg, "--model-arg"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = python_model(model_py, _key_values(model_arg, "--model-arg"))
     if weights is not None:
         load_weights(net, weights)
     return net
@@ -139,7 +150,10 @@ def _key_values(items: list[str], what: str, sep: str = "=") -> dict[str, Any]:
         key, found, value = item.partition(sep)
         if not found or not key:
             raise ConfigError(f"{what} takes key{sep}value, not {item!r}.")
-        out[key] = yaml.safe_load(value) if sep == "=" else value
+        try:
+            out[key] = yaml.safe_load(value) if sep == "=" else value
+        except yaml.YAMLError:
+            raise ConfigError(f"{what} {item!r}: the value is not a number, string, boolean or [list].") from None
     return out
 
 

@@ -94,10 +94,15 @@ def _loader_over(loader: Any, indices: torch.Tensor, *, train: bool) -> Any:
             or loader.batch_size is None:
         raise ConfigError(f"cannot hold a validation split out of this {type(loader).__name__} (a custom sampler or "
                           f"batch sampler decides its batches); pass val_data= yourself.")
+    workers = loader.num_workers
     return DataLoader(Subset(loader.dataset, indices.tolist()), batch_size=loader.batch_size,
-                      shuffle=train and isinstance(loader.sampler, RandomSampler), num_workers=loader.num_workers,
+                      shuffle=train and isinstance(loader.sampler, RandomSampler), num_workers=workers,
                       collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-                      drop_last=train and loader.drop_last)
+                      drop_last=train and loader.drop_last, timeout=loader.timeout,
+                      worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,
+                      generator=loader.generator if train else None,
+                      prefetch_factor=loader.prefetch_factor if workers else None,
+                      persistent_workers=loader.persistent_workers if workers else False)
 
 
 def split(train: Any, test: Any | None = None, *, val: Any | None = None, fraction: float = 0.1,

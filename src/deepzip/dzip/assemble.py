@@ -49,7 +49,9 @@ def build_model(header: dict, path_name: str, file_bytes: int | None = None) -> 
         return rebuild_python(arch, path_name)
     if isinstance(arch, dict) and "hf" in arch:
         budget = None if file_bytes is None else MAX_ELEMENTS_PER_BYTE * file_bytes + 65536
-        return build_hf(arch["hf"] if isinstance(arch["hf"], dict) else {}, path_name, budget)
+        tensors = header.get("tensors")
+        return build_hf(arch["hf"] if isinstance(arch["hf"], dict) else {}, path_name, budget,
+                        len(tensors) if isinstance(tensors, list) else 0)
     kwargs = arch.get("kwargs", {}) if isinstance(arch, dict) else None
     if not (isinstance(arch.get("name") if kwargs is not None else None, str) and isinstance(kwargs, dict)
             and all(_plain_argument(v) for v in kwargs.values())):

@@ -11,7 +11,7 @@ own code (`trust_remote_code`) is never run.
 """
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +23,11 @@ from torch import nn
 from ..errors import ConfigError, ModelMismatchError
 
 _SUBCLASSES: dict[type, type] = {}
+# Config keys a file never carries: the writer's version, local paths (`_name_or_path`), and the
+# attention implementation, which can name kernels transformers would fetch from the Hub.
+_NOT_RECORDED = ("transformers_version", "attn_implementation")
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "num_decoder_layers", "num_encoder_layers",
+               "encoder_layers", "decoder_layers")
 
 
 def transformers_module():
@@ -42,11 +47,17 @@ def is_conv1d(module: nn.Module) -> bool:
     return cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers")
 
 
+def _parameters(cls: type) -> frozenset[str]:
+    import inspect
+
+    return frozenset(inspect.signature(cls.forward).parameters)  # forward may be wrapped: not __code__
+
+
 def _forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     base = type(self).deepzip_hf_class
     key = "input_ids" if not torch.is_floating_point(x) else "pixel_values"
-    if "use_cache" in base.forward.__code__.co_varnames:
-        kwargs.setdefault("use_cache", False)
+    if "use_cache" in _parameters(base):
+        kwargs.setdefault("use_cache", False)  # a cache per call is memory deepzip's loops never read
     logits = base.forward(self, *args, **{key: x}, return_dict=True, **kwargs).logits
     return logits.transpose(1, 2) if logits.dim() == 3 else logits  # N×T×V → N×V×T: classes on dimension 1
 
@@ -64,8 +75,7 @@ def as_logits_(model: nn.Module) -> nn.Module:
         _SUBCLASSES[base] = type(base.__name__, (base,), {"forward": _forward, "deepzip_hf_class": base,
                                                           "__module__": base.__module__})
     model.__class__ = _SUBCLASSES[base]
-    config = model.config.to_dict()
-    config.pop("transformers_version", None)
+    config = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_") and k not in _NOT_RECORDED}
     model.deepzip_arch = {"hf": {"class": base.__name__, "config": config}}
     return model
 
@@ -104,35 +114,63 @@ def load_hf_dir(path: str | Path) -> nn.Module:
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         cls = _architecture(transformers, config, f"--hf {path}")
         model = cls.from_pretrained(path, local_files_only=True, use_safetensors=True, trust_remote_code=False)
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"--hf {path}: transformers cannot read it ({str(e).splitlines()[0]}).") from None
+    except ConfigError:
+        raise
+    except Exception as e:  # transformers raises whatever its loaders raise
+        raise ConfigError(f"--hf {path}: transformers cannot read it ({type(e).__name__}: "
+                          f"{(str(e).splitlines() or [''])[0]}).") from None
     return as_logits_(model.eval())
 
 
-def build_hf(record: dict[str, Any], where: str, max_elements: int | None = None) -> nn.Module:
+def build_hf(record: dict[str, Any], where: str, max_elements: int | None = None,
+             max_layers: int | None = None) -> nn.Module:
     """The architecture a file's `{"hf": …}` record names, with fresh weights for the file to fill.
 
-    The model is first built on the meta device to count its parameters: a record asking for
-    more than the file can hold (`max_elements`) is refused before any memory is taken.
+    A record is untrusted: keys that could reach the network or the file system are dropped,
+    layer counts above the file's own tensor count are refused before anything is built, the
+    model is built on the meta device first to count its parameters (refused above
+    `max_elements`, what the file can hold), and nothing may be fetched meanwhile.
+
+    Args:
+        record: the header's `arch["hf"]`: {"class": "GPT2LMHeadModel", "config": {...}}.
+        where: the file's name, for messages.
+        max_elements: the most parameters the file can hold (its element budget).
+        max_layers: the most layers it can describe (its number of tensor entries).
+
+    Examples:
+        >>> model = build_hf(header["arch"]["hf"], "gpt2.dzip", max_elements=10**8, max_layers=300)
     """
     transformers = transformers_module()
     name, config = record.get("class"), record.get("config")
     if not (isinstance(name, str) and isinstance(config, dict) and isinstance(config.get("model_type"), str)):
         raise ModelMismatchError(f"{where} records a Hugging Face architecture that is malformed.")
+    kwargs = {k: v for k, v in config.items() if k != "model_type" and not k.startswith("_") and k not in _NOT_RECORDED}
+    for key in _LAYER_KEYS:
+        value = kwargs.get(key)
+        if value is not None and not (isinstance(value, int) and 0 <= value <= (max_layers or 1 << 16)):
+            raise ModelMismatchError(f"{where} records a {name} with {key}={value!r}, more layers than the file holds.")
+    offline = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in a file may make transformers fetch anything
     try:
-        kwargs = {k: v for k, v in config.items() if k != "model_type"}
         cfg = transformers.AutoConfig.for_model(config["model_type"], **kwargs)
         cfg.architectures = [name]
         cls = _architecture(transformers, cfg, where)
         with torch.device("meta"):
             probe = cls(cfg)
-        count = sum(p.numel() for p in probe.parameters())
+        count = sum(t.numel() for t in [*probe.parameters(), *probe.buffers()])
         if max_elements is not None and count > max_elements:
             raise ModelMismatchError(f"{where} records a {name} of {count:,} parameters, more than the file can hold.")
         model = cls(cfg)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ConfigError, ModelMismatchError):
+        raise
+    except Exception as e:  # a config transformers cannot build raises anything from anywhere
         raise ModelMismatchError(f"{where} records a Hugging Face architecture transformers cannot build "
-                                 f"({str(e).splitlines()[0]}).") from None
+                                 f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]}).") from None
+    finally:
+        if offline is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = offline
     return as_logits_(model)
 
 
@@ -166,11 +204,3 @@ def save_hf_dir(model: nn.Module, out: str | Path) -> None:
         raise
     finally:
         model.__class__ = subclass
-
-
-def config_summary(path: Path) -> str:
-    """One line naming a directory's architecture, for messages."""
-    try:
-        return ", ".join(json.loads((path / "config.json").read_text()).get("architectures") or ["?"])
-    except (OSError, ValueError):
-        return "?"

@@ -44,7 +44,12 @@ def home() -> Path:
 
 
 def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _trust_list() -> list[dict[str, str]]:
@@ -56,11 +61,20 @@ def _trust_list() -> list[dict[str, str]]:
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
-def trust_(path: Path, digest: str) -> None:
-    """Remember that the user handed deepzip the code at `path` with these bytes (sha256)."""
+def trust_(path: Path, digest: str, name: str) -> None:
+    """Remember that the user had deepzip build `name` from the code at `path` with these bytes.
+
+    Args:
+        path: the .py file, resolved.
+        digest: the sha256 of its bytes.
+        name: the class or function in it that built the model.
+
+    Examples:
+        >>> trust_(Path("/home/me/nets.py"), sha256_of(Path("/home/me/nets.py")), "Net")
+    """
     from ..files import write_text
 
-    entry = {"path": str(path), "sha256": digest}
+    entry = {"path": str(path), "sha256": digest, "name": name}
     entries = _trust_list()
     if entry in entries:
         return
@@ -71,12 +85,22 @@ def trust_(path: Path, digest: str) -> None:
                       f"will need --model-py to load.", DeepzipWarning, stacklevel=3)
 
 
-def trusted(path: Path, digest: str) -> bool:
-    return {"path": str(path), "sha256": digest} in _trust_list()
+def trusted(path: str, name: str) -> str | None:
+    """The sha256 the trust list holds for building `name` from `path`, or None."""
+    return next((e.get("sha256") for e in _trust_list() if e.get("path") == path and e.get("name") == name), None)
 
 
 def plain_json(value: Any, depth: int = 0) -> bool:
-    """A value a record may carry: JSON's plain types, finite numbers, nested at most 8 deep."""
+    """A value a record may carry: JSON's plain types, finite numbers, nested at most 8 deep.
+
+    Args:
+        value: anything.
+        depth: how deep this value already sits.
+
+    Examples:
+        >>> plain_json({"width": 64, "blocks": [2, 2]}), plain_json(float("nan"))
+        (True, False)
+    """
     if value is None or isinstance(value, (bool, str, int)):
         return True
     if isinstance(value, float):
@@ -124,9 +148,15 @@ def _import(where: str, spec: str) -> Any:
         path = Path(where)
         if not path.is_file():
             raise ConfigError(f"--model-py: {path} is not a file.")
-        loader = importlib.util.spec_from_file_location(f"deepzip_user_{path.stem}", path)
+        name = f"deepzip_user_{path.stem}"
+        loader = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(loader)
-        loader.loader.exec_module(module)
+        sys.modules[name] = module  # dataclasses and pickling-free introspection look their module up there
+        try:
+            loader.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
         return module
     added = os.getcwd() not in sys.path
     if added:
@@ -164,32 +194,44 @@ def python_model(spec: str, kwargs: dict[str, Any] | None = None, *, remember: b
     except ConfigError:
         raise
     except (ImportError, AttributeError, SyntaxError, OSError) as e:
-        raise ConfigError(f"--model-py {spec}: cannot import it ({type(e).__name__}: {e}).") from None
+        raise ConfigError(f"--model-py {spec}: cannot import it ({type(e).__name__}: {_first(e)}).") from None
     except Exception as e:  # the user's module raised while running its top level
-        raise ConfigError(f"--model-py {spec}: importing it raised {type(e).__name__}: {e}.") from None
+        raise ConfigError(f"--model-py {spec}: importing it raised {type(e).__name__}: {_first(e)}.") from None
+    if getattr(factory, "__module__", None) != module.__name__:
+        # only what the file itself defines: not `run` imported from subprocess into it
+        raise ConfigError(f"--model-py {spec}: {name} is not defined in {where} (it is imported there); name the "
+                          f"class or function that file defines.")
     try:
         model = factory(**kwargs)
     except TypeError as e:
-        raise ConfigError(f"--model-py {spec}: cannot build it with {kwargs or 'no arguments'} ({e}); pass its "
-                          f"arguments with --model-arg key=value.") from None
+        raise ConfigError(f"--model-py {spec}: cannot build it with {kwargs or 'no arguments'} ({_first(e)}); pass "
+                          f"its arguments with --model-arg key=value.") from None
     except Exception as e:
-        raise ConfigError(f"--model-py {spec}: building it raised {type(e).__name__}: {e}.") from None
+        raise ConfigError(f"--model-py {spec}: building it raised {type(e).__name__}: {_first(e)}.") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"--model-py {spec} built a {type(model).__name__}, not a torch.nn.Module.")
     source = Path(where).resolve() if where.endswith(".py") else _module_file(where)
     record: dict[str, Any] = {"python": spec if not where.endswith(".py") else f"{Path(where).name}:{name}",
                               "kwargs": kwargs}
-    if source is not None and source.is_file():
+    if source is not None and source.is_file() and source.suffix == ".py":  # compiled modules are never trusted
         record.update(path=str(source), sha256=sha256_of(source))
         if remember:
-            trust_(source, record["sha256"])
+            trust_(source, record["sha256"], name)
     model.deepzip_arch = record
     return model
 
 
 def rebuild_python(arch: dict[str, Any], where: str) -> nn.Module:
-    """The user's class a record names, if it may be imported here (see the trust list), else
-    ConfigError saying what to pass."""
+    """The user's class a record names, if it may be imported here (the trust list, above), else
+    ConfigError saying what to pass.
+
+    Args:
+        arch: the header's `arch`: {"python": "nets.py:Net", "path", "sha256", "kwargs"}.
+        where: the file's name, for messages.
+
+    Examples:
+        >>> rebuild_python(header["arch"], "model.dzip")
+    """
     spec, kwargs = arch.get("python"), arch.get("kwargs", {})
     path, digest = arch.get("path"), arch.get("sha256")
     if not (isinstance(spec, str) and isinstance(kwargs, dict) and plain_json(kwargs)
@@ -200,16 +242,26 @@ def rebuild_python(arch: dict[str, Any], where: str) -> nn.Module:
     module, _, name = spec.rpartition(":")
     given = path if path and path.endswith(".py") else module
     hint = f"pass --model-py {given}:{name}{' ' + args if args else ''} (or deepzip.load(path, model=...))"
-    source = Path(path) if path else None
-    if source is None or digest is None or not source.is_file():
-        raise ConfigError(f"{where} was saved from {spec}, which is not at {path or 'a known path'} here; {hint}.")
-    if sha256_of(source) != digest:
-        raise ConfigError(f"{where} was saved from {spec}, and {source} has changed since (its sha256 differs); "
+    # The trust list is asked first: a file names paths, and only the user's own are ever read.
+    known = trusted(path, name) if path else None
+    if known is None or known != digest:
+        raise ConfigError(f"{where} was saved from {spec}, which deepzip imports only if you passed that file with "
+                          f"--model-py on this machine and it has not changed; {hint}.")
+    source = Path(path)
+    if not source.is_file() or sha256_of(source) != digest:
+        raise ConfigError(f"{where} was saved from {source}, which has changed or gone since (its sha256 differs); "
                           f"{hint}.")
-    if not trusted(source, digest):
-        raise ConfigError(f"{where} was saved from {source}, which deepzip imports only if you passed it with "
-                          f"--model-py on this machine; {hint}.")
-    return python_model(f"{source}:{name}" if str(source).endswith(".py") else spec, kwargs, remember=False)
+    if source.suffix == ".py":
+        return python_model(f"{source}:{name}", kwargs, remember=False)
+    # an importable module: it must still resolve to the very file the user gave, before it is imported
+    if _module_file(module) != source:
+        raise ConfigError(f"{where} was saved from {spec}, which no longer resolves to {source}; {hint}.")
+    return python_model(spec, kwargs, remember=False)
+
+
+def _first(e: BaseException) -> str:
+    """An exception's first line, for a one-sentence message."""
+    return (str(e).splitlines() or [type(e).__name__])[0]
 
 
 def describe(arch: dict[str, Any] | None) -> str:

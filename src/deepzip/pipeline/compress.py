@@ -25,9 +25,10 @@ from .. import models
 from ..data.splits import Splits, example_inputs, load_splits, split
 from ..errors import ConfigError
 from ..models.sources import describe
-from ..reparam import capture
+from ..selection import weights
 from ..train import metric_of, save_checkpoint
-from ..train.checkpoint import load_weights
+from ..train.checkpoint import load_weights, weights_digest
+from ..train.distributed import world
 from .recipe import Recipe, find_recipe, from_dict, load_recipe
 from .run import Source, run_recipe
 from .search import search as run_search
@@ -38,14 +39,15 @@ from .sweep import sweep
 class CompressResult:
     """What `compress` made.
 
-    path: the .dzip; out: the run's directory (reports, checkpoints, every candidate);
+    path: the .dzip (None for a sweep without max_drop, which chooses none); out: the run's
+    directory (reports, checkpoints, every candidate);
     file_bytes, dense_bytes, ratio; metric: what was measured ("accuracy", "perplexity", …);
     validation: {"dense", "from_file", "drop"} on the validation split; test: the same on the
     test data, read once for this file (None without test data); report: report.json;
     search: the target search ({"candidates": …}) or the rate sweep ({"points": …}), or None.
     """
 
-    path: Path
+    path: Path | None
     out: Path
     file_bytes: int
     dense_bytes: int
@@ -58,8 +60,8 @@ class CompressResult:
 
 
 def _recipe(recipe: Recipe | str | os.PathLike | dict | None, name: str, overrides: dict[str, Any]) -> Recipe:
-    if isinstance(recipe, Recipe):
-        return recipe.replace(model=name, **{k: v for k, v in overrides.items() if v is not None})
+    if isinstance(recipe, Recipe):  # through from_dict, so the overrides are checked like a recipe's own
+        return from_dict(recipe.to_dict(), model=name, **overrides)
     if isinstance(recipe, dict):
         return from_dict(recipe, model=name, **overrides)
     if recipe is None:
@@ -67,31 +69,28 @@ def _recipe(recipe: Recipe | str | os.PathLike | dict | None, name: str, overrid
     return load_recipe(find_recipe(recipe), model=name, **overrides)
 
 
-def weights_digest(model: nn.Module) -> str:
-    """sha256 over a model's tensors (masks and codebooks included), by name: what identifies
-    the weights a run starts from."""
-    _, tensors = capture(model)
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def check_fit(model: nn.Module, splits: Splits) -> None:
     """One forward pass on two training samples, before anything trains: inputs the model cannot
-    take, or outputs that do not match the labels, are one sentence here, not a traceback later."""
+    take, or outputs that do not match the labels, are one sentence here, not a traceback later.
+
+    Args:
+        model: the model the run will train.
+        splits: its data.
+
+    Examples:
+        >>> check_fit(net, split(train_loader, test_loader))
+    """
     x = example_inputs(splits.train, 2)
     y = next(iter(splits.train))[1][:2] if not hasattr(splits.train, "y") else splits.train.y[:2]
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(x.to(next(model.parameters()).device))
+            out = model(x.to(next(model.parameters(), torch.empty(0)).device))
     except Exception as e:  # whatever the user's forward raises on these inputs
         raise ConfigError(f"the model cannot run on the data's inputs (a batch of shape {tuple(x.shape)}, "
-                          f"{str(x.dtype).removeprefix('torch.')}): {type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}.") from None
+                          f"{str(x.dtype).removeprefix('torch.')}): {type(e).__name__}"
+                          f"{': ' + str(e).splitlines()[0] if str(e) else ''}.") from None
     finally:
         model.train(was)
     if not isinstance(out, torch.Tensor):
@@ -176,8 +175,12 @@ def compress(
         raise ConfigError(f"model must be an nn.Module or a registry model's name, not a {type(model).__name__}.")
     if registry and model not in models.names():
         models.create(model)  # the registry's one-sentence error
-    if rate_weights is not None and max_drop is None and not rate_weights:
-        raise ConfigError("rate_weights is empty; give the λ values to sweep.")
+    if (train_data is None or isinstance(train_data, str)) and (eval_data is not None or val_data is not None):
+        raise ConfigError("eval_data and val_data go with data of your own (a Dataset or DataLoader as train_data); "
+                          "a named data set brings its own test split and validation.")
+    if world()[1] > 1 and (max_drop is not None and rate_weights is None or not registry):
+        raise ConfigError("a --max-drop search and a model of your own run in one process; run them without "
+                          "torchrun (a recipe on a registry model runs under it).")
     name = model if registry else describe(models.arch_of(model)) if models.arch_of(model) else type(model).__name__
     overrides = {"seed": seed, "coder": coder, **({"dataset": train_data} if isinstance(train_data, str) else {})}
     r = _recipe(recipe, name, overrides)
@@ -197,18 +200,22 @@ def compress(
         log("note     the dense weights were trained outside this run: if the training data they saw includes "
             "the samples held out for validation, validation scores flatter the file (the test split does not); "
             "pass a validation split the model never saw (val_data=, or a data set's own val split) to be sure")
+    check_fit(model if not registry else _probe(r, splits), splits)
     if not registry:
-        check_fit(model, splits)
+        if not any(True for _ in weights(model)):
+            raise ConfigError(f"{name} has no weight matrix deepzip compresses (Linear, Conv, Embedding, attention, "
+                              f"recurrent): nothing to prune or share; name its layers in the recipe's settings.")
         if trained and from_checkpoint is None:
-            start = out / "given.safetensors"
-            digest = weights_digest(model)
-            if not (resume and start.is_file()):
-                save_checkpoint(model, start)  # the weights every candidate starts from, for resuming
+            digest = weights_digest(model)[:16]
+            # named by its digest: a resumed run can only ever start from the weights it was given
+            start = out / f"given-{digest}.safetensors"
+            if not start.is_file():
+                save_checkpoint(model, start)
             source.key["weights"] = digest
     common = dict(splits=splits, source=source, metric=metric, key=key, device=device, progress=progress, log=log,
                   resume=resume)
     if rate_weights is not None:
-        result = sweep(r, rate_weights, out, max_drop=max_drop, from_checkpoint=start, **common)
+        result = sweep(r, rate_weights, out, max_drop=max_drop, from_checkpoint=start, confidence=confidence, **common)
         return _result(out, result.get("chosen"), metric.name, result, result.get("test"))
     if max_drop is not None:
         result = run_search(r, out, max_drop=max_drop, from_checkpoint=start, max_candidates=max_candidates,
@@ -216,6 +223,12 @@ def compress(
         return _result(out, result["chosen"], metric.name, result, result.get("test"))
     report = run_recipe(r, out, from_checkpoint=start, **common)
     return _result(out, str(out), metric.name, None, report.get("test"))
+
+
+def _probe(recipe: Recipe, splits: Splits) -> nn.Module:
+    """The recipe's registry model as the data would size it, built aside from torch's stream."""
+    with torch.random.fork_rng(devices=[]):
+        return Source.registry(recipe, splits.train).build()
 
 
 def _held_out_by(path: str | os.PathLike | None, splits: Splits) -> bool:
@@ -260,11 +273,12 @@ def _result(out: Path, chosen: str | None, metric: str, search: dict[str, Any] |
             test: dict[str, float] | None) -> CompressResult:
     import json
 
-    where = out / "report.json" if (out / "report.json").is_file() or chosen is None else Path(chosen) / "report.json"
-    report = json.loads(where.read_text()) if where.is_file() else {}
+    where = Path(chosen) / "report.json" if chosen is not None else None
+    report = json.loads(where.read_text()) if where is not None and where.is_file() else {}
     scores = report.get("scores", {})
     validation = {"dense": scores.get("dense"), "from_file": scores.get("from_file"),
                   "drop": report.get("metric", {}).get("drop")}
-    return CompressResult(path=out / "model.dzip", out=out, file_bytes=report.get("file_bytes", 0),
+    return CompressResult(path=out / "model.dzip" if chosen is not None else None, out=out,
+                          file_bytes=report.get("file_bytes", 0),
                           dense_bytes=report.get("dense_bytes", 0), ratio=report.get("ratio", 0.0), metric=metric,
                           validation=validation, test=test, report=report, search=search)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ..checks import check, check_each, is_units, whole
+from ..checks import check, check_each, is_amount, whole
 from ..distill import check_distillation
 from ..dzip import check_index_bits
 from ..errors import ConfigError, InvalidSetting
@@ -70,7 +70,7 @@ class PruneStage:
     def __post_init__(self) -> None:
         check(whole(1)(self.steps), "steps", "≥ 1", self.steps)
         check_schedule(self.ramp_end, self.every)
-        check_each(self.units, "units", UNITS_RULE, is_units)
+        check_each(self.units, "units", UNITS_RULE, is_amount)
         if self.sparsity is not None or self.quality is not None:  # units alone prune no magnitudes
             MagnitudePruning(quality=self.quality, sparsity=self.sparsity, scope=self.scope)
         check(self.schedule != "agp" or self.quality is None, "schedule", "iterative or direct with quality",
@@ -419,6 +419,11 @@ def shipped_recipes() -> list[tuple[str, str]]:
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write every setting of `recipe` as YAML, atomically (load_recipe reads it back).
+
+    Examples:
+        >>> save_recipe(default_recipe("lenet5"), "my-lenet5.yaml")
+    """
     write_text(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
 

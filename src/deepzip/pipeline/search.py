@@ -28,7 +28,6 @@ search resumes where it was and ends with the same file.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -48,30 +47,30 @@ from ..selection import per_layer, weights
 from ..train import metric_of
 from ..train.checkpoint import load_weights
 from .recipe import PruneStage, Recipe, ShareStage
-from .run import Source, _lock, prepare, run_recipe, score_chosen
-from .sensitivity import _bits, allocate, scan
+from .run import Source, check_max_drop, check_out, lock, prepare, run_key, run_recipe, score_chosen
+from .sensitivity import INDEX_BITS, allocate, scan, weight_bits
 from .sensitivity import plot as plot_sensitivity
 
 GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995)
 BITS = (3, 4, 5, 6, 8)  # 2-bit codebooks (3 centroids) lose more after pruning than a probe on dense weights shows
 MAX_LAYER_SPARSITY = 0.999
 SCAN_SAMPLES = 2000  # validation samples the sensitivity probes score on (each probe is one pass)
-INDEX_BITS = 5.0     # the size model's cost of a kept weight's position (the paper's relative index)
 
 
-def _count(data: Any) -> int:
-    try:
-        return len(data)
-    except TypeError:
-        return SCAN_SAMPLES
-
-
-def _subset(data: Any, n: int) -> Any:
+def _subset(data: Any, n: int) -> tuple[Any, int]:
+    """The first `n` samples of `data` (a Dataset, or the batches of an iterable taken until they
+    hold n), and how many that is: the sensitivity probes score on them."""
     from ..data import Dataset
 
-    if isinstance(data, Dataset) and len(data) > n:
-        return Dataset(data.x[:n], data.y[:n], data.classes, data.name)
-    return data
+    if isinstance(data, Dataset):
+        return (Dataset(data.x[:n], data.y[:n], data.classes, data.name) if len(data) > n else data), min(n, len(data))
+    taken, count = [], 0
+    for x, y in data:
+        taken.append((x, y))
+        count += len(y)
+        if count >= n:
+            break
+    return taken, count
 
 
 class Budgets:
@@ -119,7 +118,7 @@ class Budgets:
 
     def _ratio(self, factor: float, bits: dict[str, int]) -> float:
         s = self._sparsities(factor)
-        size = sum(_bits(n, s[name], bits[name], INDEX_BITS) if bits[name] < 32 else 32 * n * (1 - s[name])
+        size = sum(weight_bits(n, s[name], bits[name], INDEX_BITS) if bits[name] < 32 else 32 * n * (1 - s[name])
                    for name, n, _, _, _ in self.layers)
         return self.dense / max(size, 1e-9)
 
@@ -155,7 +154,15 @@ def _per_layer_recipe(recipe: Recipe) -> bool:
 
 def candidate_recipe(recipe: Recipe, budgets: dict[str, Any]) -> Recipe:
     """The recipe a candidate runs: the base recipe's stages with the budgets' per-layer
-    sparsity, units and bits (a missing prune or share stage gets the defaults)."""
+    sparsity, units and bits (a missing prune or share stage gets the defaults).
+
+    Args:
+        recipe: the search's recipe.
+        budgets: what `Budgets.at` gave: {"sparsity", "bits", "units"}.
+
+    Examples:
+        >>> candidate_recipe(recipe, Budgets.from_recipe(recipe, model).at(120.0)).prune.sparsity
+    """
     prune = recipe.prune or PruneStage()
     share = recipe.share or ShareStage()
     bits = {k: int(v) for k, v in budgets["bits"].items() if v < 32}
@@ -185,11 +192,6 @@ def next_ratio(done: list[dict[str, Any]], start: float, step: float, precision:
     if low is not None:
         return None if low >= top * 0.98 else min(low * step, top * 0.98)
     return None if high <= 1.5 else max(high / step, 1.2)
-
-
-def _key(recipe: Recipe, what: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps({"recipe": recipe.to_dict(), **what}, sort_keys=True,
-                                     default=str).encode()).hexdigest()[:16]
 
 
 def search(
@@ -249,8 +251,7 @@ def search(
     Examples:
         >>> search(load_recipe("recipes/best-lenet300.yaml"), "out/target", max_drop=0.3)
     """
-    if not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and max_drop >= 0):
-        raise ConfigError(f"--max-drop must be a finite number ≥ 0, not {max_drop!r}.")
+    check_max_drop(max_drop)
     if start not in ("auto", "recipe", "sensitivity"):
         raise ConfigError(f"start must be 'auto', 'recipe' or 'sensitivity', not {start!r}.")
     if start == "recipe" and not _per_layer_recipe(recipe):
@@ -260,18 +261,17 @@ def search(
         raise ConfigError(f"--confidence must be in [0.5, 1), not {confidence!r}.")
     if not (isinstance(max_candidates, int) and max_candidates >= 1):
         raise ConfigError(f"--max-candidates must be a whole number ≥ 1, not {max_candidates!r}.")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a directory.")
+    out = check_out(out_dir)
     metric = metric_of(metric)
     splits, source, key = prepare(recipe, data_dir=data_dir, limit=limit, val_split=val_split, splits=splits,
                                   source=source, key=key)
     common = dict(splits=splits, source=source, metric=metric, key=key, device=device, progress=progress, log=log)
-    skey = _key(recipe, {"start": start, "max_drop": max_drop, "metric": metric.name, "model": source.key, "data": key,
-                         "validation": splits.info.get("val"), "from": None if from_checkpoint is None else str(from_checkpoint),
+    skey = run_key(recipe, {"start": start, "max_drop": max_drop, "metric": metric.name, "model": source.key, "data": key,
+                         "validation": splits.info.get("val"),
+                         "from": None if from_checkpoint is None else str(Path(from_checkpoint).resolve()),
                          "max_candidates": max_candidates, "precision": precision, "confidence": confidence})
     out.mkdir(parents=True, exist_ok=True)
-    with _lock(out):
+    with lock(out):
         _claim(out, skey, resume)
         started = time.perf_counter()
         dense = _dense(recipe, out, from_checkpoint, resume, common)
@@ -324,9 +324,9 @@ def _shape(recipe: Recipe, model: torch.nn.Module, out: Path, splits: Any, metri
     path = out / "sensitivity.json"
     result = json.loads(path.read_text()) if path.is_file() else None
     if result is None:
-        probe = _subset(splits.val, SCAN_SAMPLES)
+        probe, count = _subset(splits.val, SCAN_SAMPLES)
         reference = metric(model, probe)
-        log(f"search   sensitivity of every layer on {min(SCAN_SAMPLES, _count(probe))} validation samples")
+        log(f"search   sensitivity of every layer on {count} validation samples")
         result = scan(model, lambda m: -metric.drop(reference, metric(m, probe)), sparsities=GRID, bits=BITS,
                       progress=progress)
         write_text(path, json.dumps(result, indent=1))
@@ -372,7 +372,7 @@ def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: J
                       else run_recipe(candidate_recipe(recipe, budgets), where, from_checkpoint=dense, test=False,
                                       resume=resume, **common))
         except TrainingError as e:
-            row.update(failed=str(e), accepted=False, drop=math.inf)
+            row.update(failed=str(e), accepted=False, drop=None)
             log(f"candidate {index}: failed ({e})")
         else:
             row.update(bytes=report["file_bytes"], ratio=report["ratio"], score=round(report["scores"]["from_file"], 4),
@@ -385,12 +385,8 @@ def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: J
         done.append(row)
         state = json.loads((out / "search.json").read_text())
         state["candidates"] = done
-        write_text(out / "search.json", json.dumps(state, indent=2, default=_json))
+        write_text(out / "search.json", json.dumps(state, indent=2))
     return done
-
-
-def _json(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
 
 
 def _conclude(out: Path, done: list[dict[str, Any]], skey: str, splits: Any, source: Source, metric: Any, dense: Path,
@@ -407,7 +403,7 @@ def _conclude(out: Path, done: list[dict[str, Any]], skey: str, splits: Any, sou
         if splits.test is not None:
             result["test"] = score_chosen(out / "model.dzip", splits=splits, source=source, metric=metric,
                                           dense=dense, device=device)
-    write_text(out / "search.json", json.dumps(result, indent=2, default=_json))
+    write_text(out / "search.json", json.dumps(result, indent=2))
     with atomic_path(out / "search.png") as tmp:
         tmp.write_bytes(candidates_png(done, max_drop, metric=metric.name, chosen=result["chosen"],
                                        label=lambda c: f"#{c['index']}"))
@@ -425,7 +421,7 @@ def _conclude(out: Path, done: list[dict[str, Any]], skey: str, splits: Any, sou
             + f"; every candidate's file is kept in {out / 'candidates'}: allow a larger drop or retrain longer.")
     chosen = json.loads((Path(result["chosen"]) / "report.json").read_text())
     report = {**chosen, "search": {k: v for k, v in result.items() if k != "key"}, "test": result.get("test")}
-    write_text(out / "report.json", json.dumps(report, indent=2, default=_json))
+    write_text(out / "report.json", json.dumps(report, indent=2))
     write_search_report(result, out / "report.html")
     t = result.get("test")
     log(f"chosen   #{best['index']}: {best['bytes']:,} B, {best['ratio']:.1f}× at validation {best['score']:.2f} "

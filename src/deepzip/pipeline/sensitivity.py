@@ -67,11 +67,13 @@ def scan(model: nn.Module, accuracy: Callable[[nn.Module], float], *, sparsities
     return {"baseline": base, "sparsities": list(sparsities), "bit_widths": list(bits), "layers": layers}
 
 
-RESOLUTION = 0.01  # points: drops are rounded up to this grid for the allocation's dynamic programme
+INDEX_BITS = 5.0  # the size model's cost of a kept weight's position (the paper's relative index)
+RESOLUTION = 0.01
+MAX_STEPS = round(100 / RESOLUTION)  # points: drops are rounded up to this grid for the allocation's dynamic programme
 
 
 def allocate(result: dict[str, Any], *, max_drop: float | None = None, target_ratio: float | None = None,
-             bits_drop: float = 0.3, bits_per_index: float = 5.0) -> dict[str, Any]:
+             bits_drop: float = 0.3, bits_per_index: float = INDEX_BITS) -> dict[str, Any]:
     """Per-layer sparsity and bits from a scan.
 
     Each layer picks one sparsity from the scanned grid (or 0); its cost is the accuracy it lost
@@ -108,11 +110,15 @@ def allocate(result: dict[str, Any], *, max_drop: float | None = None, target_ra
     options = []  # per layer: [(sparsity, drop in grid steps, bits of the layer)]
     for name in names:
         row = layers[name]
-        size = lambda s, row=row, name=name: _bits(row["weights"], s, bits[name], bits_per_index)  # noqa: E731
-        opts = [(0.0, 0, size(0.0))] + [(s, math.ceil(max(0.0, base - a) / RESOLUTION - 1e-9), size(s))
+        size = lambda s, row=row, name=name: weight_bits(row["weights"], s, bits[name], bits_per_index)  # noqa: E731
+        # a drop of 100 points (or %) is a ruined model whatever its size: capped, so the programme's
+        # table stays small even for a metric, like perplexity, whose drops are unbounded
+        opts = [(0.0, 0, size(0.0))] + [(s, min(MAX_STEPS, math.ceil(max(0.0, base - a) / RESOLUTION - 1e-9)), size(s))
                                         for s, a in zip(result["sparsities"], row["sparsity"])]
         options.append(opts)
     cap = sum(max(o[1] for o in opts) for opts in options)
+    if max_drop is not None:  # no solution may spend more than the budget: a smaller table suffices
+        cap = min(cap, math.floor(max_drop / RESOLUTION + 1e-9))
     weighed = [[(d, size) for _, d, size in opts] for opts in options]
     best, picks = knapsack.solve(weighed, cap)  # best[k]: fewest bits with summed drop ≤ k steps
     dense = sum(32 * r["weights"] for r in layers.values())
@@ -127,12 +133,12 @@ def allocate(result: dict[str, Any], *, max_drop: float | None = None, target_ra
     sparsity = {n: opts[i][0] for n, opts, i in zip(names, options, knapsack.backtrack(weighed, picks, k))}
     drop = sum(max(0.0, base - a) for n in names for s, a in zip(result["sparsities"], layers[n]["sparsity"])
                if s == sparsity[n])
-    size = sum(_bits(layers[n]["weights"], sparsity[n], bits[n], bits_per_index) for n in names)
+    size = sum(weight_bits(layers[n]["weights"], sparsity[n], bits[n], bits_per_index) for n in names)
     return {"max_drop": max_drop, "target_ratio": target_ratio, "sparsity": sparsity, "bits": bits,
             "estimated_ratio": dense / max(size, 1), "estimated_drop": drop}
 
 
-def _bits(weights: int, sparsity: float, bits: int, bits_per_index: float) -> float:
+def weight_bits(weights: int, sparsity: float, bits: int, bits_per_index: float) -> float:
     """The size model: a kept weight costs its bits, plus its position's unless none is pruned."""
     return weights * (1 - sparsity) * (bits + (bits_per_index if sparsity > 0 else 0))
 

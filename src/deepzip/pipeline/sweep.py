@@ -1,11 +1,9 @@
-"""Rate-weight sweeps: one `compress` run per λ, the accuracy-against-bytes curve, and the pick.
+"""Rate-weight sweeps: one `run_recipe` run per λ, the score-against-bytes curve, and the pick.
 
 The runs share one dense model: the first trains it (or all start from --from), the others
 start from its checkpoint, so the curve shows what λ changes and nothing else. Every run is
 scored on the validation split, the pick is made on it, and only the picked file (and the dense
-model) is then scored on the test split, once. (A recipe whose
-model is a student of a named teacher writes no dense checkpoint: each of its runs trains it.) Each run is a
-normal run directory (resumable, with its report); the sweep adds OUT/sweep.json, a comparison
+model) is then scored on the test split, once. Each run is a normal run directory (resumable, with its report); the sweep adds OUT/sweep.json, a comparison
 report.html, OUT/sweep.png (accuracy against ratio, one point per λ), and with `max_drop`
 OUT/model.dzip, a copy of the smallest file within it.
 """
@@ -18,15 +16,17 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from ..errors import ConfigError, TrainingError
 from ..files import atomic_path, write_text
 from ..report import sweep_png, write_report
 from ..train import metric_of
+from ..train.checkpoint import load_weights
 from ..train.distributed import is_main
 from .recipe import Recipe
-from .run import prepare, run_recipe, score_chosen
+from .run import check_max_drop, check_out, prepare, run_recipe, score_chosen
 
 
 def parse_weights(text: str) -> list[float]:
@@ -67,6 +67,7 @@ def sweep(
     metric: Any = None,
     key: dict[str, Any] | None = None,
     device: str = "auto",
+    confidence: float = 0.84,
     **run_options: Any,
 ) -> dict[str, Any]:
     """Run `recipe` once per rate weight into out_dir/rate-<λ>/ and compare the files.
@@ -82,7 +83,16 @@ def sweep(
         from_checkpoint: a dense checkpoint every run starts from; by default the first run
             trains one and the others start from it.
         log: where progress lines go.
-        data_dir, limit, val_split, splits, source, metric, key, device: as for `run_recipe`.
+        data_dir: as for `run_recipe`.
+        limit: as for `run_recipe`.
+        val_split: as for `run_recipe`.
+        splits: as for `run_recipe`.
+        source: as for `run_recipe`.
+        metric: as for `run_recipe`.
+        key: as for `run_recipe`.
+        device: as for `run_recipe`.
+        confidence: with max_drop, a file is accepted when its paired validation drop plus z
+            standard errors (z of this confidence) is within max_drop, as the search accepts.
         **run_options: resume, progress, as for `run_recipe`.
 
     A run that fails (a λ so large the model collapses to one answer) is recorded as a failed
@@ -99,11 +109,9 @@ def sweep(
                           "recipes/rate-lenet300.yaml is one.")
     if not weights or len({_name(w) for w in weights}) != len(weights):
         raise ConfigError(f"a sweep needs rate weights, each once (to 6 significant digits), not {list(weights)}.")
-    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
-        raise ConfigError(f"--max-drop must be a finite number of points ≥ 0, not {max_drop!r}.")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a directory.")
+    if max_drop is not None:
+        check_max_drop(max_drop)
+    out = check_out(out_dir)
     splits, source, key = prepare(recipe, data_dir=data_dir, limit=limit, val_split=val_split, splits=splits,
                                   source=source, key=key)
     common = dict(splits=splits, source=source, metric=metric, key=key, device=device, log=log, **run_options)
@@ -127,7 +135,17 @@ def sweep(
                            "dense": round(scores["dense"], 4), "drop": report["metric"]["drop"]})
     if not is_main():
         return {}
-    result = _conclude(points, out, max_drop, log, metric_of(metric))
+    metric = metric_of(metric)
+    if max_drop is not None and dense is not None:  # accepted as the search accepts: drop + z standard errors
+        from .search import Judge
+
+        reference = source.build()
+        load_weights(reference, dense)
+        judge = Judge(metric, reference, splits.val, source, max_drop, NormalDist().inv_cdf(confidence))
+        for p in points:
+            if "failed" not in p:
+                p.update(judge(Path(p["dir"]) / "model.dzip"))
+    result = _conclude(points, out, max_drop, log, metric)
     if result["chosen"] and splits.test is not None:
         result["test"] = score_chosen(out / "model.dzip", splits=splits, source=source, metric=metric,
                                       dense=dense if dense is not None else Path(result["chosen"]) / "dense.safetensors",
@@ -147,7 +165,7 @@ def _conclude(points: list[dict[str, Any]], out: Path, max_drop: float | None,
     (out / "model.dzip").unlink(missing_ok=True)  # an earlier sweep's pick is not this one's
     done = [p for p in points if "failed" not in p]
     if max_drop is not None:
-        fit = [p for p in done if p["drop"] <= max_drop + 1e-9]
+        fit = [p for p in done if p.get("accepted", p["drop"] <= max_drop + 1e-9)]
         if fit:
             best = min(fit, key=lambda p: p["bytes"])
             result["chosen"] = best["dir"]

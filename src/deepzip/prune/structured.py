@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ..checks import check_each, is_units
+from ..checks import check_each, is_amount
 from ..data import Dataset
 from ..data.loader import Batch, inputs
 from ..models.hf import is_conv1d
@@ -54,7 +54,7 @@ def prune_units_(model: nn.Module, units: PerLayer, *, filter_fn: Filter | None 
         >>> dz.prune_units_(model, {"fc1": 0.667})
         {'fc1': 200}
     """
-    check_each(units, "units", UNITS_RULE, is_units)
+    check_each(units, "units", UNITS_RULE, is_amount)
     reattach_masks_(model)
     removed: dict[str, int] = {}
     for w in select(model, units, "the unit pruning setting", filter_fn):

@@ -30,7 +30,7 @@ import numpy as np
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import knapsack
-from ..checks import check, check_each, is_units, number, whole
+from ..checks import check, check_each, is_amount, number, whole
 from ..errors import ConfigError
 from ..selection import kind_of
 from .graph import ChannelGroup, Graph
@@ -49,7 +49,7 @@ def check_channels(amount: Any, select: str, budget: Any, round_to: Any) -> None
         >>> check_channels(0.5, "rank", None, 8)
     """
     check(select in SELECTS, "select", " or ".join(map(repr, SELECTS)), select)
-    check_each(amount, "amount", CHANNELS_RULE, is_units)
+    check_each(amount, "amount", CHANNELS_RULE, is_amount)
     check(select == "knapsack" or amount is not None, "amount", "set unless select is knapsack", amount)
     check(select != "global" or not isinstance(amount, Mapping), "amount", "one value with select global", amount)
     check(whole(1)(round_to), "round_to", "a whole number ≥ 1", round_to)

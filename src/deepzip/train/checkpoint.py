@@ -167,3 +167,21 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
     except ModelMismatchError as e:
         raise ModelMismatchError(f"{path.name}: {e}") from None
     return {"arch": None, "train": None, "meta": None}
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 (hex) over a model's tensors by name, masks and codebooks included: what identifies
+    the weights a run starts from, and what shows that every rank of a torchrun job holds the same.
+
+    Examples:
+        >>> weights_digest(model)[:16]
+        '3f1c…'
+    """
+    import hashlib
+
+    _, tensors = capture(model)
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

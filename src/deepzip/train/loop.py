@@ -27,11 +27,12 @@ from ..data.loader import Batch
 from ..data.loader import batches as make_batches
 from ..errors import ConfigError, TrainingError
 from ..protocols import CheckpointedLoss, OwnParameters, Stateful, cross_entropy
+from ..protocols import LossFn as ProtocolLossFn
 from ..reparam import reattach_masks_
 from .distributed import sum_all, world
 
 Optim = Literal["adam", "sgd"]
-LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+LossFn = ProtocolLossFn  # loss_fn(model, (x, y)) -> loss
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:

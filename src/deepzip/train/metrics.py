@@ -19,7 +19,7 @@ from ..data import Dataset
 from ..data.loader import batches
 from ..errors import ConfigError
 from .distributed import sum_all, world
-from .loop import _outputs, evaluate
+from .loop import evaluate
 
 
 @runtime_checkable
@@ -36,6 +36,32 @@ class Metric(Protocol):
     def chance(self, model: nn.Module, data: Any) -> float | None: ...
 
     def paired(self, reference: nn.Module, model: nn.Module, data: Any) -> tuple[float, float | None]: ...
+
+
+def _device(net: nn.Module) -> torch.device:
+    return next(net.parameters(), torch.empty(0)).device
+
+
+@torch.no_grad()
+def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    was = net.training
+    net.eval()
+    try:
+        return net(x.to(_device(net)))
+    finally:
+        net.train(was)
+
+
+def _pairs(data: Any, batch_size: int):
+    """(inputs, labels) batches of a Dataset (in order) or of any iterable of batches."""
+    if isinstance(data, Dataset):
+        for i in range(0, len(data.y), batch_size):
+            yield data.x[i:i + batch_size], data.y[i:i + batch_size]
+    else:
+        yield from batches(data)
+
+
+IGNORE = -100  # torch's cross_entropy default ignore_index: padding in token targets
 
 
 def _spread(d: torch.Tensor) -> float | None:
@@ -77,9 +103,13 @@ class Top1:
             >>> Top1().paired(dense, compressed, val_set)
             (0.3, 0.21)
         """
-        a, labels = _outputs(reference, data, 1000)
-        b, _ = _outputs(model, data, 1000)
-        d = 100.0 * ((a == labels).double() - (b == labels).double()).reshape(-1)
+        diffs = []
+        for x, y in _pairs(data, 1000):  # one pass, both models on each batch: a shuffling loader stays paired
+            right = [(_logits(net, x).argmax(1) == y.to(_device(net))).double().cpu() for net in (reference, model)]
+            diffs.append(100.0 * (right[0] - right[1]).reshape(-1))
+        if not diffs:
+            raise ConfigError("cannot compare two models on an empty data set.")
+        d = torch.cat(diffs)
         return float(d.mean()), _spread(d)
 
 
@@ -109,7 +139,7 @@ class Perplexity:
             for x, y in batches(data, 64):
                 logits = model(x.to(device))
                 loss += float(F.cross_entropy(logits.float(), y.to(device), reduction="sum"))
-                count += y.numel()
+                count += int((y != IGNORE).sum())  # padded positions are not tokens
         finally:
             model.train(was)
         if ranks > 1:
@@ -130,17 +160,12 @@ class Perplexity:
         from the per-sequence differences of their mean token losses (tokens of a sequence are
         not independent; sequences are treated as the samples)."""
         diffs = []
-        for x, y in batches(data, 64):
+        for x, y in _pairs(data, 64):
+            keep = (y != IGNORE).reshape(len(y), -1).double()
             losses = []
             for net in (reference, model):
-                was = net.training
-                net.eval()
-                try:
-                    device = next(net.parameters(), torch.empty(0)).device
-                    ce = F.cross_entropy(net(x.to(device)).float(), y.to(device), reduction="none")
-                finally:
-                    net.train(was)
-                losses.append(ce.reshape(len(y), -1).mean(1).double().cpu())
+                ce = F.cross_entropy(_logits(net, x).float(), y.to(_device(net)), reduction="none").double().cpu()
+                losses.append((ce.reshape(len(y), -1) * keep).sum(1) / keep.sum(1).clamp(min=1))
             diffs.append(losses[1] - losses[0])
         d = torch.cat(diffs)
         rise = math.exp(float(d.mean()))
@@ -191,6 +216,10 @@ def metric_of(spec: str | Metric | Callable[[nn.Module, Any], float] | None) -> 
         return METRICS[spec]()
     if isinstance(spec, Metric):
         return spec
+    missing = [m for m in ("name", "higher_is_better", "drop", "chance", "paired") if not hasattr(spec, m)]
+    if callable(spec) and len(missing) < 5:  # a Metric-like class short of a method: say which, do not guess
+        raise ConfigError(f"the metric {type(spec).__name__} lacks {', '.join(missing)} of deepzip's Metric protocol "
+                          f"(deepzip.train.metrics); pass a plain function (model, data) -> float instead.")
     if callable(spec):
         return Custom(spec)
     raise ConfigError(f"metric must be 'top1', 'perplexity' or a function (model, data) -> float, not "
