@@ -3,9 +3,10 @@
 The runs share one dense model: the first trains it (or all start from --from), the others
 start from its checkpoint, so the curve shows what λ changes and nothing else. Every run is
 scored on the validation split, the pick is made on it, and only the picked file (and the dense
-model) is then scored on the test split, once. Each run is a normal run directory (resumable, with its report); the sweep adds OUT/sweep.json, a comparison
-report.html, OUT/sweep.png (accuracy against ratio, one point per λ), and with `max_drop`
-OUT/model.dzip, a copy of the smallest file within it.
+model) is then scored on the test split, once. Each run is a normal run directory (resumable,
+with its report); the sweep adds OUT/sweep.json, a comparison report.html, OUT/sweep.png (score
+against ratio, one point per λ), and with `max_drop` OUT/model.dzip, a copy of the smallest file
+accepted (its paired validation drop plus z standard errors within the target, as the search).
 """
 from __future__ import annotations
 
