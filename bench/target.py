@@ -11,7 +11,8 @@ validation split, and the test split is read once, for the chosen file. One thre
 `--jobs` runs at a time. A finished run (its search.json names a chosen file, or it failed) is
 not run again; a killed one resumes. Prints one JSON line per run (ratio, validation drop, test
 drop, candidates, minutes), then per model the verdict against the targets: test drop ≤ X on at
-least 4 of 5 seeds and ≤ X + 0.2 on all, and the median ratio. Writes OUT/target.json.
+least 4 of 5 seeds and ≤ X + 0.2 on all, and the median ratio. Writes OUT/target.json, where the
+models of an earlier invocation stay.
 """
 from __future__ import annotations
 
@@ -103,13 +104,15 @@ def main() -> None:
         for future in futures:
             rows.append(future.result())
             print(json.dumps(rows[-1]), flush=True)
-    results = {}
+    # Models run in separate invocations share one target.json: each run replaces only its own models.
+    target_file = args.out / "target.json"
+    results = json.loads(target_file.read_text()) if target_file.is_file() else {}
     for model, _ in pairs:
         mine = [r for r in rows if r["model"] == model]
         results[model] = {"runs": mine, "verdict": verdict(mine, args.max_drop, TARGET_RATIO.get(model))}
         print(json.dumps(results[model]["verdict"]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "target.json").write_text(json.dumps(results, indent=1))
+    target_file.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Regenerate the parts of the docs that come from somewhere else, so they cannot drift from it.
 
-    python docs/generate.py          rewrite docs/cli.md and the tables of docs/results.md
+    python docs/generate.py          rewrite docs/cli.md, the tables of docs/results.md and the README's results
     python docs/generate.py --check  exit 1 if either differs from what it would write (the tests)
 
 docs/cli.md is typer's own description of the `deepzip` command; each table of results.md
@@ -99,12 +99,40 @@ def results_markdown(text: str) -> str:
     return text
 
 
+README_ROWS = {"lenet300": ("LeNet-300-100", "best-lenet300"), "lenet5": ("LeNet-5", "best-lenet5")}
+
+
+def readme_markdown(text: str) -> str:
+    """The README's results rows for the target search, from docs/data/target.json (the demo's row stays)."""
+    start, end = "<!-- readme-results -->", "<!-- end readme-results -->"
+    if start not in text or not (DATA / "target.json").is_file():
+        return text
+    head, rest = text.split(start, 1)
+    table, tail = rest.split(end, 1)
+    data = _load(DATA / "target.json")
+    keep = [line for line in table.strip().splitlines() if not any(f"--recipe {r} --max-drop" in line
+                                                                    for _, r in README_ROWS.values())]
+    for model, (name, recipe) in README_ROWS.items():
+        if model not in data:
+            continue
+        runs, v = data[model]["runs"], data[model]["verdict"]
+        seeds = [r["seed"] for r in runs]
+        drops = ", ".join(f"{r['test_drop']:.2f}" if "ratio" in r else "no file" for r in runs)
+        files = sorted(r["bytes"] for r in runs if "ratio" in r)
+        ratio = f"{v['ratio_median']}× median ({v['ratio_min']}–{v['ratio_max']}×)" if files else "—"
+        size = f"{files[0]:,}–{files[-1]:,} B" if files else "—"
+        keep.append(f"| {name} | `deepzip compress --recipe {recipe} --max-drop 0.3 --seed S` "
+                    f"(S = {', '.join(map(str, seeds))}) | {ratio} | {drops} | {size} |")
+    return f"{head}{start}\n" + "\n".join(keep) + f"\n{end}{tail}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="report drift instead of writing")
     args = parser.parse_args()
     wanted = {DOCS / "cli.md": cli_markdown(),
-              DOCS / "results.md": results_markdown((DOCS / "results.md").read_text())}
+              DOCS / "results.md": results_markdown((DOCS / "results.md").read_text()),
+              DOCS.parent / "README.md": readme_markdown((DOCS.parent / "README.md").read_text())}
     stale = [path for path, text in wanted.items() if not path.is_file() or path.read_text() != text]
     if args.check:
         for path in stale:
