@@ -53,7 +53,7 @@ def run_one(model: str, recipe: str, seed: int, out: Path, args: argparse.Namesp
             done = json.loads(search_file.read_text())
             done["failed"] = str(e)
     row = {"model": model, "recipe": Path(recipe).stem, "seed": seed, "candidates": len(done["candidates"]),
-           "minutes": round(sum(c.get("seconds", 0) for c in done["candidates"]) / 60, 1)}
+           "minutes": round(sum(c.get("minutes", 0) for c in done["candidates"]), 1)}  # training time, from each run's report
     if done.get("chosen"):
         chosen = next(c for c in done["candidates"] if c["dir"] == done["chosen"])
         t = done["test"]

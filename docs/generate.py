@@ -39,7 +39,8 @@ def _target(data: dict) -> str:
     for model, result in data.items():
         for r in result["runs"]:
             if "ratio" not in r:
-                rows.append(f"| {model} | {r['seed']} | — | — | {r.get('failed', 'no file')} | | {r['candidates']} | "
+                why = r.get("failed", "no file").split(";")[0]  # the sentence, not the local path after it
+                rows.append(f"| {model} | {r['seed']} | — | — | {why} | | {r['candidates']} | "
                             f"{r['minutes']} |")
                 continue
             se = f" ± {r['val_se']:.2f}" if r.get("val_se") is not None else ""
@@ -48,7 +49,7 @@ def _target(data: dict) -> str:
                         f"{r['minutes']} |")
         v = result["verdict"]
         if v["ratio_median"] is not None:
-            verdicts.append(f"- **{model}**: median ratio {v['ratio_median']}× ({v['ratio_min']}–{v['ratio_max']}×); "
+            verdicts.append(f"- **{model}**: median ratio {v['ratio_median']:.1f}× ({v['ratio_min']:.1f}–{v['ratio_max']:.1f}×); "
                             f"test drop within the target on {v['test_drop_within']} of {v['seeds']} seeds (mean "
                             f"{v['test_drop_mean']}, worst {v['test_drop_worst']}); validation drop mean "
                             f"{v['val_drop_mean']}; targets {'met' if v['targets_met'] else 'not met'}.")
@@ -119,7 +120,7 @@ def readme_markdown(text: str) -> str:
         seeds = [r["seed"] for r in runs]
         drops = ", ".join(f"{r['test_drop']:.2f}" if "ratio" in r else "no file" for r in runs)
         files = sorted(r["bytes"] for r in runs if "ratio" in r)
-        ratio = f"{v['ratio_median']}× median ({v['ratio_min']}–{v['ratio_max']}×)" if files else "—"
+        ratio = f"{v['ratio_median']:.1f}× median ({v['ratio_min']:.1f}–{v['ratio_max']:.1f}×)" if files else "—"
         size = f"{files[0]:,}–{files[-1]:,} B" if files else "—"
         keep.append(f"| {name} | `deepzip compress --recipe {recipe} --max-drop 0.3 --seed S` "
                     f"(S = {', '.join(map(str, seeds))}) | {ratio} | {drops} | {size} |")

@@ -238,8 +238,11 @@ def test_a_killed_search_resumes_to_the_same_file(user_model, tmp_path, monkeypa
     monkeypatch.setattr(module, "run_recipe", dies_in_the_second)
     with pytest.raises(KeyboardInterrupt):
         dz.compress(net, "digits", out=tmp_path / "broken", **kw)
+    before_kill = json.loads((tmp_path / "broken" / "search.json").read_text())["candidates"]
     monkeypatch.setattr(module, "run_recipe", real)
     resumed = dz.compress(net, "digits", out=tmp_path / "broken", resume=True, **kw)
+    # the candidate finished before the kill keeps the time it took then
+    assert len(before_kill) == 1 and resumed.search["candidates"][0]["seconds"] == before_kill[0]["seconds"]
     assert (tmp_path / "broken" / "model.dzip").read_bytes() == (tmp_path / "whole" / "model.dzip").read_bytes()
     assert [c["bytes"] for c in resumed.search["candidates"]] == [c["bytes"] for c in whole.search["candidates"]]
     assert resumed.test == whole.test

@@ -357,6 +357,9 @@ def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: J
     step = 1.35 if shape.kind == "recipe" else 2.0  # a tuned recipe starts near the answer
     start = max(2.0, min(shape.reference, shape.top * 0.98))
     done: list[dict[str, Any]] = []
+    # A candidate finished before a kill keeps the time it took then, not the moment its resume took.
+    earlier = {c["dir"]: c.get("seconds") for c in json.loads((out / "search.json").read_text()).get("candidates", [])} \
+        if resume and (out / "search.json").is_file() else {}
     for index in range(1, max_candidates + 1):
         ratio = next_ratio(done, start, step, precision, shape.top)
         if ratio is None:
@@ -366,9 +369,10 @@ def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: J
         log(f"candidate {index}: estimated {ratio:.1f}× → {where}")
         begin = time.perf_counter()
         row = {"index": index, "dir": str(where), "target_ratio": round(ratio, 4), "budgets": budgets}
+        finished = resume and (where / "report.json").is_file()
         try:
             # The search's key covers all a candidate depends on: a finished one is taken as it is.
-            report = (json.loads((where / "report.json").read_text()) if resume and (where / "report.json").is_file()
+            report = (json.loads((where / "report.json").read_text()) if finished
                       else run_recipe(candidate_recipe(recipe, budgets), where, from_checkpoint=dense, test=False,
                                       resume=resume, **common))
         except TrainingError as e:
@@ -381,7 +385,8 @@ def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: J
             se = f" ± {row['se']:.2f}" if row["se"] is not None else ""
             log(f"candidate {index}: {row['bytes']:,} B, {row['ratio']:.1f}×, validation {row['score']:.2f} "
                 f"(drop {row['drop']:.2f}{se}): {'accepted' if row['accepted'] else 'rejected'}")
-        row["seconds"] = round(time.perf_counter() - begin, 1)
+        row["seconds"] = earlier.get(str(where)) if finished and earlier.get(str(where)) is not None \
+            else round(time.perf_counter() - begin, 1)
         done.append(row)
         state = json.loads((out / "search.json").read_text())
         state["candidates"] = done
