@@ -89,14 +89,18 @@ def _load(path: Path):
     return json.loads(path.read_text())
 
 
+def _between(text: str, start: str, end: str, body) -> str:
+    """text with what stands between the markers start and end replaced by body(what stood there)."""
+    head, rest = text.split(start, 1)
+    old, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body(old)}\n{end}{tail}"
+
+
 def results_markdown(text: str) -> str:
     for name, (file, render) in TABLES.items():
         start, end = f"<!-- generated: {name} -->", f"<!-- end: {name} -->"
-        if start not in text or not (DATA / file).is_file():
-            continue
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = f"{head}{start}\n{render(_load(DATA / file))}\n{end}{tail}"
+        if start in text and (DATA / file).is_file():
+            text = _between(text, start, end, lambda _, render=render, file=file: render(_load(DATA / file)))
     return text
 
 
@@ -108,23 +112,25 @@ def readme_markdown(text: str) -> str:
     start, end = "<!-- readme-results -->", "<!-- end readme-results -->"
     if start not in text or not (DATA / "target.json").is_file():
         return text
-    head, rest = text.split(start, 1)
-    table, tail = rest.split(end, 1)
     data = _load(DATA / "target.json")
-    keep = [line for line in table.strip().splitlines() if not any(f"--recipe {r} --max-drop" in line
-                                                                    for _, r in README_ROWS.values())]
-    for model, (name, recipe) in README_ROWS.items():
-        if model not in data:
-            continue
-        runs, v = data[model]["runs"], data[model]["verdict"]
-        seeds = [r["seed"] for r in runs]
-        drops = ", ".join(f"{r['test_drop']:.2f}" if "ratio" in r else "no file" for r in runs)
-        files = sorted(r["bytes"] for r in runs if "ratio" in r)
-        ratio = f"{v['ratio_median']:.1f}× median ({v['ratio_min']:.1f}–{v['ratio_max']:.1f}×)" if files else "—"
-        size = f"{files[0]:,}–{files[-1]:,} B" if files else "—"
-        keep.append(f"| {name} | `deepzip compress --recipe {recipe} --max-drop 0.3 --seed S` "
-                    f"(S = {', '.join(map(str, seeds))}) | {ratio} | {drops} | {size} |")
-    return f"{head}{start}\n" + "\n".join(keep) + f"\n{end}{tail}"
+
+    def rows(table: str) -> str:
+        keep = [line for line in table.strip().splitlines() if not any(f"--recipe {r} --max-drop" in line
+                                                                        for _, r in README_ROWS.values())]
+        for model, (name, recipe) in README_ROWS.items():
+            if model not in data:
+                continue
+            runs, v = data[model]["runs"], data[model]["verdict"]
+            seeds = [r["seed"] for r in runs]
+            drops = ", ".join(f"{r['test_drop']:.2f}" if "ratio" in r else "no file" for r in runs)
+            files = sorted(r["bytes"] for r in runs if "ratio" in r)
+            ratio = f"{v['ratio_median']:.1f}× median ({v['ratio_min']:.1f}–{v['ratio_max']:.1f}×)" if files else "—"
+            size = f"{files[0]:,}–{files[-1]:,} B" if files else "—"
+            keep.append(f"| {name} | `deepzip compress --recipe {recipe} --max-drop 0.3 --seed S` "
+                        f"(S = {', '.join(map(str, seeds))}) | {ratio} | {drops} | {size} |")
+        return "\n".join(keep)
+
+    return _between(text, start, end, rows)
 
 
 def main() -> int:

@@ -358,8 +358,8 @@ def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: J
     start = max(2.0, min(shape.reference, shape.top * 0.98))
     done: list[dict[str, Any]] = []
     # A candidate finished before a kill keeps the time it took then, not the moment its resume took.
-    earlier = {c["dir"]: c.get("seconds") for c in json.loads((out / "search.json").read_text()).get("candidates", [])} \
-        if resume and (out / "search.json").is_file() else {}
+    earlier = {c["dir"]: c["seconds"] for c in json.loads((out / "search.json").read_text()).get("candidates", [])
+               if c.get("seconds") is not None} if resume and (out / "search.json").is_file() else {}
     for index in range(1, max_candidates + 1):
         ratio = next_ratio(done, start, step, precision, shape.top)
         if ratio is None:
@@ -385,7 +385,7 @@ def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: J
             se = f" ± {row['se']:.2f}" if row["se"] is not None else ""
             log(f"candidate {index}: {row['bytes']:,} B, {row['ratio']:.1f}×, validation {row['score']:.2f} "
                 f"(drop {row['drop']:.2f}{se}): {'accepted' if row['accepted'] else 'rejected'}")
-        row["seconds"] = earlier.get(str(where)) if finished and earlier.get(str(where)) is not None \
+        row["seconds"] = earlier[str(where)] if finished and str(where) in earlier \
             else round(time.perf_counter() - begin, 1)
         done.append(row)
         state = json.loads((out / "search.json").read_text())
