@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#define DZ_FORMAT_VERSION 4   /* the newest version read; 1 to 4 are */
+#define DZ_FORMAT_VERSION 5   /* the newest version read; 1 to 5 are */
 #define DZ_MAX_DIMS 8
 #define DZ_MESSAGE_MAX 256
 
@@ -82,6 +82,8 @@ typedef struct dz_tensor {
     dz_str role;             /* "param" or "buffer", if recorded */
     dz_positions positions;
     uint32_t codebook_size;  /* shared: K, the number of centroids (codes run 0 .. K) */
+    unsigned scaled;         /* shared, version 5: 0, or 2 / 4 = bytes of each row's scale (float16 / float32);
+                                a weight is codebook[code - 1] x its row's scale (row = dim 0) */
     int half;                /* values or codebook stored as float16, widened exactly on decode */
     int split;               /* raw float32 stored as context-coded sign+exponent and packed mantissas */
     int live;                /* stored as its live rows x live columns (structured pruning) */
@@ -203,6 +205,8 @@ typedef struct dz_iter {
     dz__context ctx;
     const float *codebook;
     const uint8_t *values;         /* sparse: the raw float32 / float16 values */
+    const uint8_t *scales;         /* shared, scaled rows: the raw scale per row (NULL: none) */
+    uint64_t scale_row;            /* elements of a row (dim 0), to find an element's row */
     uint64_t done, total;          /* entries (or elements) read, and how many there are */
     uint64_t sub;                  /* position within the stored (live) matrix, +1 */
     dz__cursor rows, cols;         /* live layouts: the current live row and column */

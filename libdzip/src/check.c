@@ -203,6 +203,28 @@ static dz_status stored_float(ctx *c, const char *of) {
     return DZ_OK;
 }
 
+/* A shared entry's scale per row (version 5): a raw stream of shape[0] float16 or float32 values. */
+static dz_status scales(ctx *c) {
+    dz_tensor *t = &c->e->t;
+    uint32_t si;
+    uint64_t len, rows;
+    dz_status st;
+    if (c->e->s[DZ__SCALES] == DZ__NONE) return DZ_OK;
+    if (c->f->version < 5)
+        return dz__fail(c->f, DZ_E_FORMAT, "the file is corrupt: tensor %s has scaled rows, which a version %u file cannot have.",
+                        c->name, c->f->version);
+    if (t->ndim < 1)
+        return dz__fail(c->f, DZ_E_FORMAT, "the file is corrupt: tensor %s has scaled rows but no rows.", c->name);
+    if ((st = raw_stream(c, DZ__SCALES, &si, what(c, "the scales of "))) != DZ_OK) return st;
+    len = c->f->streams[si].length;
+    rows = t->shape[0];
+    if (len != 2 * rows && len != 4 * rows)
+        return dz__fail(c->f, DZ_E_FORMAT, "the file is corrupt: the scales of %s are %llu bytes, not %llu float16 or float32 values.",
+                        c->name, (unsigned long long)len, (unsigned long long)rows);
+    t->scaled = len == 2 * rows ? 2 : 4;
+    return DZ_OK;
+}
+
 static dz_status shared(ctx *c) {
     static const char *const kinds[3] = {"dense", "sparse", "context"};
     struct dz__entry *e = c->e;
@@ -220,6 +242,7 @@ static dz_status shared(ctx *c) {
                         c->name, (unsigned long long)len, e->stored_size == 4 ? "float32" : "float16");
     t->codebook_size = (uint32_t)(len / e->stored_size);
     alphabet = t->codebook_size + 1;
+    if ((st = scales(c)) != DZ_OK) return st;
     c->scratch += dz__align8((size_t)t->codebook_size * 4);
     if ((kind = pick(c->v[K_POSITIONS], kinds, 3)) < 0)
         return dz__fail(c->f, DZ_E_FORMAT, "the file is corrupt: tensor %s has unknown positions %s.", c->name,

@@ -118,6 +118,23 @@ static void load_codebook(dz_iter *it, uint8_t **scratch) {
     for (k = 0; k < e->t.codebook_size; k++)
         book[k] = e->stored_size == 2 ? dz__half_to_float(dz__rd16(p + 2 * k)) : dz__bits_float(dz__rd32(p + 4 * k));
     it->codebook = book;
+    if (e->t.scaled) {
+        it->scales = dz__stream_bytes(it->f, e->s[DZ__SCALES]);
+        it->scale_row = dz__row_length(&e->t);
+    }
+}
+
+/* The value of code `code` at flat position `pos`: codebook[code - 1], times its row's scale
+ * (version 5), as float32 products exactly as numpy's. */
+static float shared_value(const dz_iter *it, uint32_t code, uint64_t pos) {
+    float v, s;
+    uint64_t row;
+    if (!code) return 0.0f;
+    v = it->codebook[code - 1];
+    if (!it->scales) return v;
+    row = it->scale_row ? pos / it->scale_row : 0;
+    s = it->e->t.scaled == 2 ? dz__half_to_float(dz__rd16(it->scales + 2 * row)) : dz__bits_float(dz__rd32(it->scales + 4 * row));
+    return v * s;
 }
 
 dz_status dz_iter_begin(dz_iter *it, dz_file *f, size_t index, void *scratch, size_t scratch_bytes) {
@@ -229,7 +246,7 @@ int dz__iter_dense(dz_iter *it, float *out) {
         uint32_t codes[256];
         size_t n = it->total - it->done < 256 ? (size_t)(it->total - it->done) : 256, got, i;
         got = dz__context_codes(&it->ctx, codes, n);
-        for (i = 0; i < got; i++) out[it->done + i] = codes[i] ? it->codebook[codes[i] - 1] : 0.0f;
+        for (i = 0; i < got; i++) out[it->done + i] = shared_value(it, codes[i], it->done + i);
         it->done += got;
         if (got < n) {
             char buf[96];
@@ -240,7 +257,7 @@ int dz__iter_dense(dz_iter *it, float *out) {
     }
     while (it->done < it->total) {
         if (step(it, &sub, &code, &value) < 0) return -1;
-        out[sub] = code ? it->codebook[code - 1] : 0.0f;
+        out[sub] = shared_value(it, code, sub);
     }
     return finish(it);
 }
@@ -256,7 +273,7 @@ int dz_iter_next(dz_iter *it, dz_kept *out) {
         if (it->kind == IT_GAPS_VALUES ? value == 0.0f : code == 0) continue;  /* fillers; -0.0 too */
         out->position = position(it, sub);
         out->code = code;
-        out->value = code ? it->codebook[code - 1] : value;
+        out->value = code ? shared_value(it, code, out->position) : value;
         return 1;
     }
     return finish(it);

@@ -5,10 +5,10 @@
 
 #include "internal.h"
 
-const char *const dz__stream_keys[DZ__KEYS] = {"data", "codebook", "values", "gaps", "rows", "cols", "high", "low"};
+const char *const dz__stream_keys[DZ__KEYS] = {"data", "codebook", "values", "gaps", "rows", "cols", "high", "low", "scales"};
 const char *const dz__entry_keys[K_COUNT] = {
     "name", "alias", "encoding", "dtype", "shape", "role", "layer", "kind", "nonzero", "stored", "split",
-    "positions", "index_bits", "data", "codebook", "values", "gaps", "rows", "cols", "high", "low"};
+    "positions", "index_bits", "data", "codebook", "values", "gaps", "rows", "cols", "high", "low", "scales"};
 
 const char *dz__quote(const char *s, size_t len, char *buf, size_t cap) {
     size_t i, n = 0, keep = cap > 8 ? cap - 8 : 0;

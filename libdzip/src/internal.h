@@ -17,7 +17,7 @@
 enum { DZ__OTHER, DZ__RAW, DZ__HUFFMAN, DZ__ANS, DZ__CONTEXT, DZ__CONTEXT_LEFT };
 
 /* The fields of a tensor entry that name a stream, in spec.STREAM_KEYS order. */
-enum { DZ__DATA, DZ__CODEBOOK, DZ__VALUES, DZ__GAPS, DZ__ROWS, DZ__COLS, DZ__HIGH, DZ__LOW, DZ__KEYS };
+enum { DZ__DATA, DZ__CODEBOOK, DZ__VALUES, DZ__GAPS, DZ__ROWS, DZ__COLS, DZ__HIGH, DZ__LOW, DZ__SCALES, DZ__KEYS };
 extern const char *const dz__stream_keys[DZ__KEYS];
 
 struct dz__stream {

@@ -164,11 +164,12 @@ static dz_status dump_one(dz_file *f, size_t i, const char *how, void *scratch, 
         if (t->encoding == DZ_RAW && dz_raw_bytes(f, i, &raw, &rawlen) == DZ_OK) add(b, "raw", (void *)raw, rawlen);
         if (t->encoding != DZ_RAW) {
             if ((st = kept(f, i, how, &k, scratch, sb)) != DZ_OK) return st;
+            /* scaled rows: the values, as deepzip's nonzeros() gives them (no one codebook holds them) */
+            int codes = t->encoding == DZ_SHARED && !t->scaled;
             add(b, "positions", k.pos, 8 * k.n);
-            add(b, t->encoding == DZ_SHARED ? "codes" : "values", t->encoding == DZ_SHARED ? (void *)k.codes : (void *)k.values,
-                (t->encoding == DZ_SHARED ? 2 : 4) * k.n);
+            add(b, codes ? "codes" : "values", codes ? (void *)k.codes : (void *)k.values, (codes ? 2 : 4) * k.n);
         }
-        if (t->encoding == DZ_SHARED) {
+        if (t->encoding == DZ_SHARED && !t->scaled) {
             float *book = xmalloc(4 * (size_t)t->codebook_size);
             if ((st = dz_codebook(f, i, book, t->codebook_size)) != DZ_OK) return st;
             add(b, "codebook", book, 4 * (size_t)t->codebook_size);

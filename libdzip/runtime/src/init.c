@@ -217,6 +217,8 @@ static int pack_kept(dzrt__init *s, uint16_t i, const dzrt_layer *l, uint8_t *ba
     dz_iter *it = &s->st->it;
     dz_kept k;
     int rc;
+    if (l->form == DZRT_FORM_SHARED && dz_tensor_at(&s->st->f, (size_t)l->weight)->scaled)
+        return fail(s->rt, "Op %u's weight has a scale per row, which this runtime does not compute from.", i);
     if (l->form == DZRT_FORM_SHARED &&
         (dz_tensor_at(&s->st->f, (size_t)l->weight)->codebook_size != l->book ||
          dz_codebook(&s->st->f, (size_t)l->weight, vals, l->book) != DZ_OK))

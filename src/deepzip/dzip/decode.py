@@ -31,6 +31,7 @@ from .spec import (
     MAX_ELEMENTS_PER_BYTE,
     MAX_INDEX_BITS,
     POSITIONS,
+    SCALES_VERSION,
     STORED_FLOATS,
     grid_shape,
 )
@@ -66,6 +67,7 @@ class Decoded:
     values:    "sparse": float32 values at `positions`.
     positions: int64 sorted flat positions of the non-zeros, for codes stored per non-zero and
                for sparse values; None where codes cover every weight.
+    scales:    "shared" entries with a scale per row (version 5): float32 (shape[0],), or None.
     """
 
     info: TensorInfo
@@ -74,6 +76,7 @@ class Decoded:
     codes: np.ndarray | None = None
     values: np.ndarray | None = None
     positions: np.ndarray | None = None
+    scales: np.ndarray | None = None
 
     def dense(self) -> torch.Tensor:
         """The whole tensor, in its shape and dtype."""
@@ -81,14 +84,32 @@ class Decoded:
         if self.raw is not None:
             return self.raw.reshape(shape)
         if self.codebook is not None and self.positions is None:
-            return torch.from_numpy(_lookup(self.codebook, self.codes)).reshape(shape)
+            flat = _lookup(self.codebook, self.codes)
+            if self.scales is not None and flat.size:  # row by row, in float32: what every reader computes
+                flat.reshape(len(self.scales), -1)[...] *= self.scales[:, None]
+            return torch.from_numpy(flat).reshape(shape)
         out = np.zeros(self.info.numel, np.float32)
-        out[self.positions] = _lookup(self.codebook, self.codes) if self.codebook is not None else self.values
+        out[self.positions] = self._values() if self.codebook is not None else self.values
         return torch.from_numpy(out).reshape(shape)
+
+    def _values(self) -> np.ndarray:
+        """The float32 values of the codes at `positions` (each scaled by its row's scale)."""
+        values = _lookup(self.codebook, self.codes)
+        if self.scales is not None:
+            values *= self.scales[self.positions // max(1, math.prod(self.info.shape[1:]))]
+        return values
 
     def nonzeros(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(positions, codes, codebook) of a shared tensor's non-zeros, or (positions, values,
-        None) of a sparse one's, without building the dense tensor."""
+        None) of a sparse one's — and of a shared one with scaled rows, whose values are not one
+        codebook's — without building the dense tensor."""
+        if self.scales is not None:
+            if self.positions is None:
+                self.positions = np.flatnonzero(self.codes)
+                self.codes = self.codes[self.positions]
+            keep = self.codes != 0
+            self.positions, self.codes = self.positions[keep], self.codes[keep]
+            return self.positions, self._values(), None
         if self.codebook is None:
             return self.positions, self.values, None
         if self.positions is None:
@@ -191,28 +212,49 @@ class TensorDecoder:
         live = self.live(entry, info)
         size = info.numel if live is None else live[0].size * live[1].size
         if info.encoding == "shared":
-            codebook = self.codebook(entry, info.name)
-            kind = self.positions_kind(entry, info.name)
-            if kind in ("dense", "context"):
-                what = f"the codes of {info.name!r}"
-                if kind == "dense":
-                    codes = self.coded(entry.get("values"), codebook.size, what)
-                else:
-                    grid = (live[0].size, live[1].size) if live is not None else grid_shape(info.shape)
-                    codes = self.context_coded(entry.get("values"), grid, codebook.size, what).reshape(-1)
-                self.need(codes.size == size, f"tensor {info.name!r} has {codes.size} codes for {size} weights")
-                if live is None:
-                    return Decoded(info, codebook=codebook, codes=codes)
-                positions = np.flatnonzero(codes)
-                return Decoded(info, codebook=codebook, codes=codes[positions],
-                               positions=self._full_positions(positions, live, info.shape))
-            gaps, codes = self.entries(entry, info.name, codebook.size)
-            return Decoded(info, codebook=codebook, codes=codes,
-                           positions=self._full_positions(self._gap_positions(gaps, size, info.name), live, info.shape))
+            decoded = self._shared(entry, info, live, size)
+            decoded.scales = self.scales(entry, info)
+            return decoded
         gaps, values = self.entries(entry, info.name, None)
         positions = self._gap_positions(gaps, size, info.name)
         keep = values != 0  # fillers
         return Decoded(info, values=values[keep], positions=self._full_positions(positions[keep], live, info.shape))
+
+    def _shared(self, entry: dict, info: TensorInfo, live: Live | None, size: int) -> Decoded:
+        """Codebook and codes (and their positions) of a shared entry."""
+        codebook = self.codebook(entry, info.name)
+        kind = self.positions_kind(entry, info.name)
+        if kind in ("dense", "context"):
+            what = f"the codes of {info.name!r}"
+            if kind == "dense":
+                codes = self.coded(entry.get("values"), codebook.size, what)
+            else:
+                grid = (live[0].size, live[1].size) if live is not None else grid_shape(info.shape)
+                codes = self.context_coded(entry.get("values"), grid, codebook.size, what).reshape(-1)
+            self.need(codes.size == size, f"tensor {info.name!r} has {codes.size} codes for {size} weights")
+            if live is None:
+                return Decoded(info, codebook=codebook, codes=codes)
+            positions = np.flatnonzero(codes)
+            return Decoded(info, codebook=codebook, codes=codes[positions],
+                           positions=self._full_positions(positions, live, info.shape))
+        gaps, codes = self.entries(entry, info.name, codebook.size)
+        return Decoded(info, codebook=codebook, codes=codes,
+                       positions=self._full_positions(self._gap_positions(gaps, size, info.name), live, info.shape))
+
+    def scales(self, entry: dict, info: TensorInfo) -> np.ndarray | None:
+        """A shared entry's scale per row (version 5), float16 or float32 by the stream's
+        length, or None."""
+        if "scales" not in entry:
+            return None
+        name = info.name
+        self.need(self.r.version >= SCALES_VERSION, f"tensor {name!r} has scaled rows, which a version "
+                  f"{self.r.version} file cannot have")
+        self.need(len(info.shape) >= 1, f"tensor {name!r} has scaled rows but no rows")
+        data = self.raw_stream(entry.get("scales"), f"the scales of {name!r}")
+        rows = info.shape[0]
+        self.need(len(data) in (2 * rows, 4 * rows), f"the scales of {name!r} are {len(data)} bytes, not "
+                  f"{rows} float16 or float32 values")
+        return np.frombuffer(data, "<f2" if len(data) == 2 * rows else "<f4").astype(np.float32)
 
     def _raw(self, entry: dict, info: TensorInfo) -> torch.Tensor:
         if "split" in entry:

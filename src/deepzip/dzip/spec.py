@@ -12,10 +12,11 @@ import torch
 from ..limits import MAX_INDEX_BITS  # noqa: F401 (the format's limit; spec constants are read from here)
 
 MAGIC = b"DZIP"
-VERSION = 4  # the newest this deepzip reads
+VERSION = 5  # the newest this deepzip reads
 LEAN_VERSION = 3  # streams back to back without offsets or checksums of their own; code tables in the payload
 LEFT_VERSION = 4  # "context-left" streams (code models chosen by the left neighbour's code); a file
 # without one is written as version 3, so version 3 readers read every file that does not need 4
+SCALES_VERSION = 5  # shared entries with a scale per row ("scales"); written only by a file that has one
 PREAMBLE = struct.Struct("<4sHHQ")
 TRAILER = struct.Struct("<I")
 MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse
@@ -25,7 +26,8 @@ FLAG_DEFLATE = 1  # header is zlib-deflated: its JSON (tables, recipe) is a tent
 ENCODINGS = ("raw", "shared", "sparse")
 POSITIONS = ("dense", "sparse", "context")  # "context": one context-coded stream holds positions and codes
 STORED_FLOATS = ("float32", "float16")  # how a float32 tensor's values, or a codebook, may be stored
-STREAM_KEYS = ("data", "codebook", "values", "gaps", "rows", "cols", "high", "low")  # fields of an entry that name a stream
+# The fields of an entry that name a stream.
+STREAM_KEYS = ("data", "codebook", "values", "gaps", "rows", "cols", "high", "low", "scales")
 MAX_DIMS = 8
 MAX_DIM = 1 << 48  # no tensor side comes near; bounds a shape whose product is 0 (the budget cannot)
 DTYPES = {str(t).removeprefix("torch."): t for t in (

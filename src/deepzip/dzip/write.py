@@ -46,6 +46,7 @@ from .spec import (
     MAX_DIMS,
     MAX_INDEX_BITS,
     PAPER_INDEX_BITS,
+    SCALES_VERSION,
     grid_shape,
 )
 
@@ -60,6 +61,7 @@ class _Tensor:
     value: torch.Tensor | None = None
     centroids: torch.Tensor | None = None
     assign: torch.Tensor | None = None
+    scales: torch.Tensor | None = None
     masked: bool = False
 
 
@@ -75,7 +77,7 @@ def _logical_tensors(model: nn.Module) -> Iterator[_Tensor | tuple[str, str]]:
         layer = type(slot.module).__name__.removeprefix("Parametrized") if kind else None
         if slot.shared is not None:
             yield _Tensor(slot.name, "param", kind, layer, centroids=slot.shared.centroids.detach(),
-                          assign=slot.shared.assign)
+                          assign=slot.shared.assign, scales=slot.shared.scales)
         else:
             yield _Tensor(slot.name, slot.role, kind, layer, value=slot.value.detach(), masked=slot.mask is not None)
 
@@ -205,6 +207,10 @@ class _Encoder:
                  "encoding": "shared", "kind": t.kind, "layer": t.layer, "nonzero": int(np.count_nonzero(codes)),
                  **({"stored": "float16"} if half else {}),
                  "codebook": self.raw(centroids.astype("<f2" if half else "<f4").tobytes())}
+        if t.scales is not None:  # a scale per row: float16 when exact (its length tells the reader which)
+            scales = t.scales.cpu().float().numpy()
+            exact = np.array_equal(scales.astype(np.float16).astype(np.float32), scales)
+            entry["scales"] = self.raw(scales.astype("<f2" if exact else "<f4").tobytes())
         best = None
         for live, grid in _live_choices(codes):
             extra = _live_cost(live)
@@ -246,6 +252,14 @@ def _live_choices(array: np.ndarray) -> Iterator[tuple[dict[str, bytes], np.ndar
         return
     live = {"rows": np.packbits(rows).tobytes(), "cols": np.packbits(cols).tobytes()}
     yield live, grid[np.ix_(rows, cols)]
+
+
+def _version(tensors: list[dict[str, Any]], streams: list[dict[str, Any]]) -> int:
+    """The oldest version that holds these entries, so that older readers read every file that
+    does not need a newer one (docs/FORMAT.md, Versions)."""
+    if any("scales" in t for t in tensors):
+        return SCALES_VERSION
+    return LEFT_VERSION if any(s["coder"] == "context-left" for s in streams) else LEAN_VERSION
 
 
 def check_index_bits(setting: Any) -> None:
@@ -313,6 +327,5 @@ def save(
         widths = widths_of(model)
         if widths:  # the layers channel surgery made narrower, so a fresh module can be made to fit
             header["widths"] = widths
-        size = writer.finish(header, LEFT_VERSION if any(s["coder"] == "context-left" for s in writer.streams)
-                             else LEAN_VERSION)
+        size = writer.finish(header, _version(tensors, writer.streams))
     return {**header, "streams": writer.streams, "file_bytes": size}

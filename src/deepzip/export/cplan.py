@@ -131,6 +131,9 @@ class _Tensors:
         if p.weight >= 0:
             e = self.entries[p.weight]
             p.form = FORMS[e["encoding"]]
+            if "scales" in e:
+                raise ConfigError(f"layer {layer.weight!r} has a scale per row (a post-training file), which the C "
+                                  f"runtime does not compute from yet; libdzip reads the file (dz_decode_dense).")
             if p.form != FORMS["raw"]:
                 pos, _, book = self.decoder.decode(e, p.weight).nonzeros()
                 p.kept = int(len(pos))

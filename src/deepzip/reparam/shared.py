@@ -4,7 +4,11 @@ A shared parameter is a `torch.nn.utils.parametrize` parametrization, `SharedWei
   centroids  Parameter, float32, shape (K,), K ≤ 2^bits − 1: the shared non-zero values
   assign     buffer, uint8 (K < 256) or int16, the parameter's shape: 0 = pruned (exactly 0),
              k ≥ 1 = centroid k − 1
-and `module.<name>` is `[0, c_1, …, c_K][assign]`, recomputed on every access. Because it is
+  scales     buffer or None, float32, shape (rows,): a step per output row (dim 0) that the
+             row's values are multiplied by (format version 5). Pretrained weights have rows
+             whose scales differ by 100×; one codebook of normalised values times a scale per
+             row fits them at 16 bits a row, where a codebook per row would cost 16 bits a value.
+and `module.<name>` is `[0, c_1, …, c_K][assign]` (× scales per row), recomputed on every access. Because it is
 computed on access rather than by a forward hook, code that reads the weight without calling the
 module's forward (nn.MultiheadAttention reading `out_proj.weight`, `torch.func.functional_call`)
 sees the current codebook, and every optimizer step backpropagates through a fresh graph.
@@ -65,6 +69,7 @@ class SharedWeight(nn.Module):
     Args:
         centroids: float32 (K,) codebook, K < 2^15; a Parameter is used as given (tying).
         assign: integer codes of the weight's shape, 0 = zero, k = centroid k − 1.
+        scales: optional float32 (rows,): each output row's values are multiplied by its scale.
 
     Examples:
         >>> sw = SharedWeight(torch.tensor([-0.5, 0.5]), torch.tensor([[0, 1], [2, 1]], dtype=torch.uint8))
@@ -72,20 +77,28 @@ class SharedWeight(nn.Module):
         tensor([[ 0.0000, -0.5000], [ 0.5000, -0.5000]], grad_fn=...)
     """
 
-    def __init__(self, centroids: torch.Tensor, assign: torch.Tensor) -> None:
+    def __init__(self, centroids: torch.Tensor, assign: torch.Tensor, scales: torch.Tensor | None = None) -> None:
         super().__init__()
         if not isinstance(centroids, nn.Parameter):
             centroids = nn.Parameter(centroids.to(torch.float32))
         self.centroids = centroids
         dtype = torch.uint8 if centroids.numel() < 256 else torch.int16
         self.register_buffer("assign", assign.to(device=centroids.device, dtype=dtype))
+        if scales is not None and (assign.dim() < 1 or tuple(scales.shape) != tuple(assign.shape[:1])):
+            raise ConfigError(f"scales of shape {tuple(scales.shape)} do not fit codes of shape {tuple(assign.shape)}: "
+                              f"one scale per row (dim 0).")
+        self.register_buffer("scales", None if scales is None else scales.to(centroids.device, torch.float32))
 
     def forward(self, _original: torch.Tensor | None) -> torch.Tensor:
         table = torch.cat([self.centroids.new_zeros(1), self.centroids])
-        return _Lookup.apply(table, self.assign)
+        weight = _Lookup.apply(table, self.assign)
+        if self.scales is None:
+            return weight
+        return weight * self.scales.reshape(-1, *[1] * (weight.dim() - 1))
 
     def extra_repr(self) -> str:
-        return f"codebook={self.centroids.numel()}, shape={tuple(self.assign.shape)}"
+        rows = "" if self.scales is None else ", scaled rows"
+        return f"codebook={self.centroids.numel()}, shape={tuple(self.assign.shape)}{rows}"
 
 
 def _own_class(module: nn.Module) -> None:
@@ -129,7 +142,7 @@ def shared_weight(module: nn.Module, name: str = "weight") -> torch.Tensor | Non
 
 
 def share_(module: nn.Module, name: str, centroids: torch.Tensor | SharedWeight,
-           assign: torch.Tensor | None = None) -> SharedWeight:
+           assign: torch.Tensor | None = None, scales: torch.Tensor | None = None) -> SharedWeight:
     """Make `module.<name>` shared with the codebook (K,) and codes (0 = zero, k = centroid k−1).
 
     Args:
@@ -137,6 +150,7 @@ def share_(module: nn.Module, name: str, centroids: torch.Tensor | SharedWeight,
         name: the parameter's name.
         centroids: the codebook, or a SharedWeight of another module to tie this one to it.
         assign: the codes, the parameter's shape (not given when tying).
+        scales: optional per-row scales (dim 0) the looked-up values are multiplied by.
 
     Returns the SharedWeight now behind the parameter.
 
@@ -147,7 +161,8 @@ def share_(module: nn.Module, name: str, centroids: torch.Tensor | SharedWeight,
         raise ConfigError(f"{name} of this {type(module).__name__} is already shared; strip it first.")
     original = getattr(module, name)
     sw = centroids if isinstance(centroids, SharedWeight) else SharedWeight(
-        centroids.to(original.device) if not isinstance(centroids, nn.Parameter) else centroids, assign)
+        centroids.to(original.device) if not isinstance(centroids, nn.Parameter) else centroids, assign,
+        scales)
     if sw.assign.shape != original.shape:
         raise ConfigError(f"codes of shape {tuple(sw.assign.shape)} do not fit {name} of shape "
                           f"{tuple(original.shape)}.")

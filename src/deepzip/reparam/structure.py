@@ -112,7 +112,7 @@ def capture(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(record, tensors): the model's state, masks, codebooks and codes, and which names are ties.
 
     Tensors are detached CPU copies keyed "<name>", "<name>_mask", "<name>_centroids",
-    "<name>_assign"; the record lists masked and shared names and maps each tied name to the
+    "<name>_assign" (and "<name>_scales" for scaled rows); the record lists masked and shared names and maps each tied name to the
     first name of its tensor.
 
     Examples:
@@ -136,6 +136,8 @@ def capture(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             record["shared"].append(s.name)
             tensors[f"{s.name}_centroids"] = _cpu(s.shared.centroids)
             tensors[f"{s.name}_assign"] = _cpu(s.shared.assign)
+            if s.shared.scales is not None:
+                tensors[f"{s.name}_scales"] = _cpu(s.shared.scales)
             continue
         tensors[s.name] = _cpu(s.value)
         if s.mask is not None:
@@ -183,7 +185,7 @@ def restore_(model: nn.Module, record: dict[str, Any], tensors: dict[str, torch.
     for name, s in by_name.items():  # in model order, so a tie's first name comes first
         if name in shared:
             made[name] = share_(s.module, s.attr, tensors[f"{name}_centroids"].clone(),
-                                tensors[f"{name}_assign"].clone())
+                                tensors[f"{name}_assign"].clone(), tensors.get(f"{name}_scales"))
         elif tied.get(name) in made:
             share_(s.module, s.attr, made[tied[name]])
 
@@ -192,7 +194,7 @@ def _check_fit(by_name: dict[str, Slot], record: dict[str, Any], tensors: dict[s
     """Refuse, in one sentence, a record whose names or shapes the model's slots do not match."""
     tied, shared, masked = record.get("tied", {}), set(record.get("shared", [])), set(record.get("masked", []))
     missing = sorted(n for n in by_name if n not in tied and n not in shared and n not in tensors)
-    expected = {key for n in by_name for key in (n, f"{n}_mask", f"{n}_centroids", f"{n}_assign")}
+    expected = {key for n in by_name for key in (n, f"{n}_mask", f"{n}_centroids", f"{n}_assign", f"{n}_scales")}
     unknown = sorted({n for n in [*shared, *masked, *tied] if n not in by_name} | set(tensors) - expected)
     if missing or unknown:
         raise ModelMismatchError(f"the checkpoint does not fit this model: "
