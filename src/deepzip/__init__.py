@@ -28,9 +28,9 @@ from .errors import (
 )
 from .export import export_c, export_onnx
 from .models import create as create_model
-from .pipeline import CompressResult, compress
+from .pipeline import CompressResult, PtqConfig, compress, compress_pretrained
 from .prune import GradualPruning, MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of
-from .quantize import KMeans, RateLoss, harden_, round_, share_weights_
+from .quantize import KMeans, PostTraining, RateLoss, calibrate, harden_, quantize_pretrained_, round_, share_weights_
 from .reparam import strip_
 from .report import inspect
 from .structured import prune_channels_
@@ -49,6 +49,11 @@ from .train import (
 __all__ = [
     "CompressResult",
     "compress",
+    "compress_pretrained",
+    "PtqConfig",
+    "PostTraining",
+    "calibrate",
+    "quantize_pretrained_",
     "AdversarialLoss",
     "Checkpoint",
     "DistillLoss",

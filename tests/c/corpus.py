@@ -67,6 +67,27 @@ def _left_context() -> nn.Module:
     return model
 
 
+def _scaled() -> dict[str, tuple[nn.Module, dict]]:
+    """Version 5: rows scaled. A post-training file (levels × float16 steps, context coded), and
+    k-means codes given float32 scales on live rows × columns (positions → rows through bitmaps)."""
+    from deepzip.quantize import calibrate, quantize_pretrained_
+    from deepzip.reparam import sharing
+
+    torch.manual_seed(5)
+    m = dz.create_model("lenet300", image_size=8, classes=4)
+    x = torch.randn(64, 1, 8, 8)
+    quantize_pretrained_(m, calibrate(m, [x[:32], x[32:]]), rel=0.3)
+    out = {"scaled-ptq": (m, {"coder": "context"})}
+    m = dz.create_model("lenet300", image_size=8, classes=4)
+    dz.prune_units_(m, {"fc1": 0.5})
+    dz.prune_(m, sparsity={"fc1": 0.6, "fc2": 0.5})
+    dz.share_weights_(m, bits=3)
+    for layer in (m.fc1, m.fc2):
+        sharing(layer).scales = torch.rand(layer.weight.shape[0]) + 0.5  # not float16 values: stored float32
+    out["scaled-live-huffman"] = (m, {"coder": "huffman"})
+    return out
+
+
 def _features() -> dict[str, tuple[nn.Module, dict]]:
     """(model, save options) per feature beyond the zoo's pruned + shared files."""
     out = {}
@@ -111,12 +132,12 @@ def _features() -> dict[str, tuple[nn.Module, dict]]:
     dz.prune_(m, sparsity=0.5)
     dz.share_weights_(m, bits=1)
     out["one-centroid"] = (m, {"coder": "huffman"})                   # one-symbol code tables
-    return out
+    return {**out, **_scaled()}
 
 
 FEATURES = ("sparse-float32", "sparse-float16", "codebook-float16", "live-huffman", "live-context", "live-sparse",
             "index-bits-auto", "index-bits-1", "index-bits-16", "tied-and-dtypes", "channels-widths", "context-left-v4",
-            "all-pruned", "one-centroid")
+            "all-pruned", "one-centroid", "scaled-ptq", "scaled-live-huffman")
 CRAFTED = ("crafted-wide-alphabets", "crafted-ans-huffman-edges", "crafted-empty-scalar-names", "crafted-rows-past-2^24")
 LABELS = (tuple(f"fixture-{p.stem}" for p in sorted(FIXTURES.glob("*.dzip"))) + FEATURES
           + tuple(f"{name}-{coder}" for name in TINY for coder in CODERS) + CRAFTED + ("v2-widths", "v1-reversed"))

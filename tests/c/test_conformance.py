@@ -35,16 +35,17 @@ def test_the_corpus_covers_the_format(files):
                 seen.add("alias")
                 continue
             seen.update({f"encoding {e['encoding']}", f"dtype {e['dtype']}", f"positions {e.get('positions')}"})
-            seen.update(k for k in ("split", "rows") if k in e)
+            seen.update(k for k in ("split", "rows", "scales") if k in e)
             if e.get("stored") == "float16":
                 seen.add(f"float16 {e['encoding']}")
             if "index_bits" in e:
                 seen.add(f"index_bits {e['index_bits']}")
-    want = ({f"version {v}" for v in (1, 2, 3, 4)} | {f"coder {c}" for c in ("raw", "huffman", "ans", "context", "context-left")}
+    want = ({f"version {v}" for v in (1, 2, 3, 4, 5)}
+            | {f"coder {c}" for c in ("raw", "huffman", "ans", "context", "context-left")}
             | {f"encoding {e}" for e in ("raw", "shared", "sparse")} | {f"positions {p}" for p in ("dense", "sparse", "context")}
             | {f"dtype {d}" for d in ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8",
                                       "bool")}
-            | {"alias", "widths", "split", "rows", "float16 raw", "float16 shared", "float16 sparse", "index_bits 1",
+            | {"alias", "widths", "split", "rows", "scales", "float16 raw", "float16 shared", "float16 sparse", "index_bits 1",
                "index_bits 16"})
     assert want <= seen, want - seen
 

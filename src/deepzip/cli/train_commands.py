@@ -30,7 +30,15 @@ def compress(
     limit: Optional[int] = typer.Option(None, help="use only the first N samples of each split (quick runs)"),
     val_split: float = typer.Option(0.1, help="fraction of the training data held out as the validation split every "
                                     "choice is made on (a data set with its own validation split uses that)"),
-    metric: str = typer.Option("top1", help="top1, or perplexity (a causal language model; drops are then % rises)"),
+    metric: Optional[str] = typer.Option(None, help="top1, perplexity (a causal language model; drops are then % "
+                                         "rises) or cosine (an encoder, against its float self: 1 − mean cosine) "
+                                         "[default: top1; with --no-retrain, by the model]"),
+    retrain: bool = typer.Option(True, "--retrain/--no-retrain", help="--no-retrain: a pretrained model in minutes, "
+                                 "no training (calibrate, round each layer against its inputs, entropy code)"),
+    calib_text: list[Path] = typer.Option([], help="with --no-retrain --hf: text files, cut into disjoint calibration, "
+                                          "validation and test samples (repeatable)"),
+    bits: Optional[float] = typer.Option(None, help="with --no-retrain, instead of --max-drop: a size, in mean coded "
+                                         "bits per weight"),
     device: str = typer.Option("auto", help="auto (a CUDA GPU if PyTorch sees one), cpu, cuda or cuda:N"),
     resume: bool = typer.Option(False, help="continue an interrupted run from OUT/checkpoints (same recipe and data)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
@@ -63,6 +71,7 @@ def compress(
     from ..data.splits import check_fraction
     from ..pipeline import compress as run
     from ..pipeline import parse_weights
+    from .post_training import post_training
 
     def go():
         check_fraction(val_split)
@@ -73,6 +82,14 @@ def compress(
         if hf is not None and from_ is not None:
             raise ConfigError("--hf reads the weights from its directory; drop --from.")
         net = _user_model(model_py, model_arg, hf, from_, seed if seed is not None else _recipe_seed(recipe))
+        if not retrain:
+            _no_retrain(net if net is not None else model, recipe, rate_weights, max_drop, bits)
+            return post_training(net if net is not None else _registry(model, from_), hf=hf, data=data,
+                                 data_dir=data_dir, calib_text=calib_text, metric=metric, max_drop=max_drop, bits=bits,
+                                 out=out, limit=limit, val_split=val_split, seed=seed or 0, resume=resume, quiet=quiet,
+                                 echo=typer.echo)
+        if calib_text or bits is not None:
+            raise ConfigError("--calib-text and --bits are for --no-retrain (post-training compression).")
         weights = parse_weights(rate_weights) if rate_weights is not None else None
         given = net if net is not None else (model or (None if recipe else "lenet300"))
         if given is None:  # a recipe names its model
@@ -80,7 +97,7 @@ def compress(
 
             given = load_recipe(find_recipe(recipe)).model
         result = run(given, data, recipe=recipe, max_drop=max_drop, rate_weights=weights, out=out, val_split=val_split,
-                     metric=metric, trained=net is None or hf is not None or from_ is not None,
+                     metric=metric or "top1", trained=net is None or hf is not None or from_ is not None,
                      from_checkpoint=from_ if net is None else None, data_dir=data_dir, limit=limit, seed=seed,
                      coder=coder, max_candidates=max_candidates, confidence=confidence, resume=resume, device=device,
                      progress=not quiet,
@@ -110,6 +127,29 @@ def recipes() -> None:
             typer.echo(f"{name:<{width}}  {summary}")
 
     _run(go)
+
+
+def _no_retrain(source: Any, recipe: str | None, rate_weights: str | None, max_drop: float | None,
+                bits: float | None) -> None:
+    """What --no-retrain cannot be combined with, in one sentence."""
+    if recipe or rate_weights:
+        raise ConfigError("--no-retrain runs no recipe (it trains nothing); drop --recipe and --rate-weights.")
+    if source is None:
+        raise ConfigError("--no-retrain needs a trained model: --hf DIR, --model-py with --from, or --model with --from.")
+    if (max_drop is None) == (bits is None):
+        raise ConfigError("--no-retrain needs one target: --max-drop (a fidelity) or --bits (a size).")
+
+
+def _registry(name: str, weights: Path | None):
+    """A registry model with trained weights (--from); a fresh one would have nothing to keep."""
+    from .. import models
+    from ..train.checkpoint import load_weights
+
+    if weights is None:
+        raise ConfigError(f"--no-retrain compresses a trained {name}: give its weights with --from.")
+    net = models.create(name)
+    load_weights(net, weights)
+    return net
 
 
 def _recipe_seed(recipe: str | None) -> int:

@@ -53,13 +53,37 @@ def _parameters(cls: type) -> frozenset[str]:
     return frozenset(inspect.signature(cls.forward).parameters)  # forward may be wrapped: not __code__
 
 
-def _forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def _forward(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+    """deepzip's call, `model(x)` → logits with classes on dimension 1 (or, for a headless
+    encoder, the mean of its last hidden states over the real tokens: a sentence embedding,
+    N × hidden); and the Hugging Face call, `model(**tokenizer(texts))` with keywords only,
+    answered by the model's own forward with its own output type."""
     base = type(self).deepzip_hf_class
+    if x is None:
+        return base.forward(self, *args, **kwargs)
     key = "input_ids" if not torch.is_floating_point(x) else "pixel_values"
     if "use_cache" in _parameters(base):
         kwargs.setdefault("use_cache", False)  # a cache per call is memory deepzip's loops never read
-    logits = base.forward(self, *args, **{key: x}, return_dict=True, **kwargs).logits
+    pad = getattr(self.config, "pad_token_id", None)
+    if key == "input_ids" and pad is not None and not getattr(self.config, "is_decoder", False) \
+            and "attention_mask" in _parameters(base) and is_headless(self):
+        real = x != pad
+        width = int(real.any(0).nonzero().max()) + 1 if bool(real.any()) else 1
+        x = x[:, :width]  # columns of padding alone are work that changes nothing
+        kwargs.setdefault("attention_mask", real[:, :width].long())  # padding is not a token of the sentence
+    output = base.forward(self, *args, **{key: x}, return_dict=True, **kwargs)
+    if is_headless(self):
+        hidden = output.last_hidden_state
+        mask = kwargs.get("attention_mask", torch.ones(hidden.shape[:2], device=hidden.device))
+        mask = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    logits = output.logits
     return logits.transpose(1, 2) if logits.dim() == 3 else logits  # N×T×V → N×V×T: classes on dimension 1
+
+
+def is_headless(model: nn.Module) -> bool:
+    """A base model (BertModel, AutoModel): hidden states out, no head that makes logits."""
+    return getattr(model, "base_model", None) is model
 
 
 def as_logits_(model: nn.Module) -> nn.Module:

@@ -3,9 +3,10 @@
 from .callbacks import Checkpoint, Evaluate, History, TensorBoard
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .loop import ProgressBar, TrainState, cross_entropy, evaluate, predict, resolve_device, seed_everything, train
-from .metrics import Custom, Metric, Perplexity, Top1, metric_of
+from .metrics import Cosine, Custom, Metric, Perplexity, Top1, metric_of
 
 __all__ = [
+    "Cosine",
     "Custom",
     "Metric",
     "Perplexity",

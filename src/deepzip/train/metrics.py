@@ -173,6 +173,45 @@ class Perplexity:
         return 100.0 * (rise - 1.0), None if se is None else 100.0 * rise * se
 
 
+class Cosine:
+    """How far a model's outputs turn from a reference model's: 1 − the mean cosine between
+    their outputs (sentence embeddings, N × dim) on the same samples; a drop is in those units
+    (0.001 = a mean cosine of 0.999). It needs no labels, so it measures a pretrained encoder
+    against its float self; a model alone scores 1.0 against itself.
+
+    Examples:
+        >>> Cosine().paired(float_model, quantized, sentences)
+        (0.0008..., 2e-05...)
+    """
+
+    name, higher_is_better, unit = "cosine", True, "cosine lost"
+
+    def __call__(self, model: nn.Module, data: Any, *, sharded: bool = False) -> float:
+        return 1.0  # a model's outputs against themselves; only `paired` compares two models
+
+    def drop(self, reference: float, value: float) -> float:
+        return reference - value
+
+    def chance(self, model: nn.Module, data: Any) -> float | None:
+        return None
+
+    def paired(self, reference: nn.Module, model: nn.Module, data: Any) -> tuple[float, float | None]:
+        """1 − the mean cosine between the two models' outputs, and its standard error.
+
+        Examples:
+            >>> Cosine().paired(float_model, float_model, sentences)
+            (0.0, 0.0)
+        """
+        lost = []
+        for x, _ in _pairs(data, 64):
+            a, b = (_logits(net, x).float().reshape(len(x), -1).cpu() for net in (reference, model))
+            lost.append(1.0 - F.cosine_similarity(a.double(), b.double(), dim=1))
+        if not lost:
+            raise ConfigError("cannot compare two models on an empty data set.")
+        d = torch.cat(lost)
+        return float(d.mean()), _spread(d)
+
+
 class Custom:
     """A user's `fn(model, data) -> float`, higher is better, drops in its own units."""
 
@@ -197,7 +236,7 @@ class Custom:
         return self.drop(self(reference, data), self(model, data)), None  # no per-sample view of a user's metric
 
 
-METRICS = {"top1": Top1, "accuracy": Top1, "perplexity": Perplexity}
+METRICS = {"top1": Top1, "accuracy": Top1, "perplexity": Perplexity, "cosine": Cosine}
 
 
 def metric_of(spec: str | Metric | Callable[[nn.Module, Any], float] | None) -> Metric:
@@ -211,8 +250,8 @@ def metric_of(spec: str | Metric | Callable[[nn.Module, Any], float] | None) -> 
         return Top1()
     if isinstance(spec, str):
         if spec not in METRICS:
-            raise ConfigError(f"unknown metric {spec!r}; known: top1, perplexity, or pass a function (model, data) -> "
-                              f"float.")
+            raise ConfigError(f"unknown metric {spec!r}; known: top1, perplexity, cosine, or pass a function "
+                              f"(model, data) -> float.")
         return METRICS[spec]()
     if isinstance(spec, Metric):
         return spec
