@@ -80,7 +80,17 @@ def _embedded(lines: list[dict]) -> str:
     return "\n".join(rows)
 
 
-TABLES = {"target": ("target.json", _target), "embedded": ("embedded.jsonl", _embedded)}
+def _ptq(lines: list[dict]) -> str:
+    rows = ["| model | method | bytes | ratio to float32 | bits per weight | mean cosine (test) ± s.e. | validation | "
+            "seconds | peak RSS |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in lines:
+        val = f"{r['validation_cosine']:.5f}" if "validation_cosine" in r else "—"
+        rows.append(f"| {r['model']} | {r['method']} | {r['bytes']:,} | {r['ratio']:.2f}× | {r['bits_per_weight']:.2f} | "
+                    f"{r['cosine']:.5f} ± {r['cosine_se']:.5f} | {val} | {r['seconds']:.0f} | {r['peak_rss_mb']:,} MB |")
+    return "\n".join(rows)
+
+
+TABLES = {"target": ("target.json", _target), "embedded": ("embedded.jsonl", _embedded), "ptq": ("ptq.jsonl", _ptq)}
 
 
 def _load(path: Path):

@@ -20,7 +20,7 @@ const POSITIONS = ["none", "dense", "sparse", "context"];
 const DZ_OK = 0, DZ_E_ARENA = 2;
 // dzw_tensor_info's fields (src/dzip_wasm.c)
 const I = { dtype: 0, encoding: 1, positions: 2, target: 3, ndim: 4, numel: 5, dense: 6, scratch: 7, kept: 8, book: 9,
-  name: 10, nameLen: 11, alias: 12, aliasLen: 13, shape: 14 };
+  name: 10, nameLen: 11, alias: 12, aliasLen: 13, scaled: 14, shape: 15 };
 const PAGE = 65536;
 
 let compiled = null;   // Promise<WebAssembly.Module>
@@ -193,7 +193,8 @@ export const Dzip = {
    *
    * Args: bytes: the file (ArrayBuffer or typed array); options.dense: every tensor as `values`
    *   (shared ones too, as deepzip.dzip.read_tensors gives them), default false: shared tensors
-   *   as { positions: Uint32Array, codes: Uint16Array, codebook: Float32Array }; options.copy:
+   *   as { positions: Uint32Array, codes: Uint16Array, codebook: Float32Array } (those with a
+   *   scale per row, version 5, as `values`); options.copy:
    *   each array a copy of its own, decoded one at a time in a reused region, instead of a view
    *   of the decoder's memory (views cost no copy but keep that memory alive while any is held;
    *   past 2 GiB of tensors the arrays are copies anyway).
@@ -216,8 +217,9 @@ export const Dzip = {
       x.dzw_tensor_info(f, i, infoAt);
       infos.push(Array.from(new Float64Array(h.memory.buffer, infoAt, x.dzw_info_len())));
     }
-    const kind = (v) => (ENCODINGS[v[I.encoding]] === "alias" ? "alias" : ENCODINGS[v[I.encoding]] === "shared" && !dense
-      ? "codes" : "values");
+    // A shared tensor with a scale per row (version 5) comes as values: no one codebook holds them.
+    const kind = (v) => (ENCODINGS[v[I.encoding]] === "alias" ? "alias"
+      : ENCODINGS[v[I.encoding]] === "shared" && !dense && !v[I.scaled] ? "codes" : "values");
     const scratchBytes = x.dz_scratch_max(f);
     const scratch = h.alloc(scratchBytes), n = h.alloc(4);
     // Where each output goes: its own region when all of them fit in 2 GiB (the arrays are then

@@ -212,6 +212,38 @@ def test_js_tensors_are_read_tensors_bit_for_bit(lenet5, site, browser):
     assert any(t["encoding"] == "shared" for t in got["codes"])
 
 
+def test_js_reads_scaled_rows_of_version_5_bit_for_bit(site, browser):
+    """A post-training file (a scale per row): every mode gives read_tensors' values."""
+    from deepzip.quantize import calibrate, quantize_pretrained_
+
+    torch.manual_seed(0)
+    model = dz.create_model("lenet300", image_size=8, classes=4)
+    x = torch.randn(64, 1, 8, 8)
+    quantize_pretrained_(model, calibrate(model, [x]), rel=0.3)
+    path = site["root"] / "ok" / "scaled.dzip"
+    dz.save(model, path)
+    page = browser.new_page()
+    page.goto(site["url"] + "/ok/index.html")
+    got = page.evaluate("""async () => {
+        const { Dzip } = await import("./dzip.js");
+        const bytes = await (await fetch("scaled.dzip")).arrayBuffer();
+        const out = {};
+        for (const [mode, options] of [["dense", { dense: true }], ["codes", {}]]) {
+            const f = await Dzip.open(bytes, options);
+            out.version = f.version;
+            out[mode] = f.tensors.map((t) => Array.from(new Uint32Array(t.dense().slice().buffer)));
+        }
+        return out;
+    }""")
+    page.close()
+    ref = dz.dzip.read_tensors(path)
+    assert got["version"] == 5
+    for mode in ("dense", "codes"):
+        for values, (name, want) in zip(got[mode], ref.items()):
+            np.testing.assert_array_equal(np.array(values, np.uint32), want.numpy().reshape(-1).view(np.uint32),
+                                          err_msg=f"{mode} {name}")
+
+
 def _native_sentence(path: Path) -> str:
     """libdzip's message for a file it refuses, from the host build (dzip-dump: 'PATH: STATUS: sentence')."""
     done = subprocess.run([str(cplan.LIBDZIP / "runtime" / "build" / "dzip-dump"), str(path)], capture_output=True,

@@ -16,7 +16,7 @@
 enum {
     DZW_DTYPE, DZW_ENCODING, DZW_POSITIONS, DZW_TARGET, DZW_NDIM, DZW_NUMEL, DZW_DENSE_BYTES,
     DZW_SCRATCH_BYTES, DZW_KEPT_MAX, DZW_BOOK, DZW_NAME, DZW_NAME_LEN, DZW_ALIAS, DZW_ALIAS_LEN,
-    DZW_SHAPE, DZW_INFO_LEN = DZW_SHAPE + DZ_MAX_DIMS
+    DZW_SCALED, DZW_SHAPE, DZW_INFO_LEN = DZW_SHAPE + DZ_MAX_DIMS
 };
 
 EXPORT(dzw_file_bytes) size_t dzw_file_bytes(void);
@@ -45,6 +45,7 @@ int dzw_tensor_info(const dz_file *f, size_t index, double *out) {
     out[DZW_NAME_LEN] = (double)t->name.len;
     out[DZW_ALIAS] = (double)(uintptr_t)t->alias.ptr;
     out[DZW_ALIAS_LEN] = (double)t->alias.len;
+    out[DZW_SCALED] = t->scaled;
     for (d = 0; d < DZ_MAX_DIMS; d++) out[DZW_SHAPE + d] = d < t->ndim ? (double)t->shape[d] : 0.0;
     return 0;
 }
