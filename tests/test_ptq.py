@@ -241,9 +241,8 @@ def tiny_encoder_dir(where) -> list[str]:
 
 
 def test_cli_compresses_a_headless_encoder_without_retraining_and_it_loads_as_its_class(tmp_path):
-    from typer.testing import CliRunner
-
     import transformers
+    from typer.testing import CliRunner
 
     from deepzip.cli import app
 
