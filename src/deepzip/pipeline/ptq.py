@@ -51,8 +51,11 @@ class PtqConfig:
     step_range: the smallest and largest step a tensor may get.
     search_steps: bisection steps of the knob.
     confidence: standard errors added to a validation drop before it is compared with max_drop.
-    probes: Fisher probes per calibration batch (0: no Fisher; rows by their rms).
-    scan_samples: calibration samples the scan scores each tensor on.
+    probes: Fisher probes per calibration batch (0: no Fisher; rows by their rms, scan measured).
+    scan: "measure" (each tensor rounded alone, its drop on `scan_samples` calibration samples:
+        a forward pass per tensor) or "fisher" (the drop its rows' Fisher information predicts:
+        no forward pass, for models where a pass per tensor costs too much).
+    scan_samples: calibration samples the measured scan scores each tensor on.
 
     Examples:
         >>> PtqConfig(max_drop=0.001), PtqConfig(bits=3.0)
@@ -63,9 +66,10 @@ class PtqConfig:
     rounding: PostTraining = field(default_factory=PostTraining)
     scan_step: float = 0.5
     step_range: tuple[float, float] = (0.002, 3.0)
-    search_steps: int = 12
+    search_steps: int = 8
     confidence: float = 0.84
     probes: int = 1
+    scan: str = "measure"
     scan_samples: int = 128
 
     def __post_init__(self) -> None:
@@ -75,6 +79,8 @@ class PtqConfig:
             raise ConfigError(f"max_drop must be a positive number, not {self.max_drop!r}.")
         if self.bits is not None and not (math.isfinite(self.bits) and 0.05 <= self.bits <= 16):
             raise ConfigError(f"bits must be a number of bits per weight from 0.05 to 16, not {self.bits!r}.")
+        if self.scan not in ("measure", "fisher"):
+            raise ConfigError(f"scan must be 'measure' or 'fisher', not {self.scan!r}.")
         lo, hi = self.step_range
         if not (0 < lo < self.scan_step < hi) or self.search_steps < 1 or self.confidence < 0:
             raise ConfigError("PtqConfig needs 0 < step_range[0] < scan_step < step_range[1], search_steps ≥ 1 and "
@@ -117,9 +123,22 @@ class _State:
         write_text(self.path, json.dumps(self.data, indent=1))
 
 
+def predicted_drop(t: Target, error: torch.Tensor) -> float:
+    """The output error a weight error should cause, from calibration alone (no forward pass):
+    Σ_r F_r · e_r H e_rᵀ / mean diag H for a linear layer (GPTQ's errors cancel along H), and
+    Σ_r F_r · ‖e_r‖² otherwise, with F_r the row's Fisher information (calibrate.py)."""
+    e = error.detach().double().reshape(error.shape[0], -1)
+    if t.hessian is not None:
+        per_row = ((e @ t.hessian) * e).sum(1) / float(t.hessian.diagonal().mean().clamp_min(1e-30))
+    else:
+        per_row = e.pow(2).sum(1)
+    return float((t.fisher.double() * per_row).sum())
+
+
 def _scan(model: nn.Module, reference: nn.Module, found: list[Target], metric, data, cfg: PtqConfig,
           state: _State, progress: bool) -> dict[str, float]:
-    """Each tensor's sensitivity: its drop when rounded alone at `scan_step`, per step² (≥ 1e-9)."""
+    """Each tensor's sensitivity per step² (≥ 1e-12 of the largest): its drop when rounded alone at
+    `scan_step` (measured on `data`), or the drop its Fisher information predicts (cfg.scan)."""
     scan = state.data["scan"]
     for t in tqdm(found, desc="scan", disable=None if progress else True, leave=False):
         if t.name in scan:
@@ -127,12 +146,17 @@ def _scan(model: nn.Module, reference: nn.Module, found: list[Target], metric, d
         original = t.weight.detach().clone()
         steps = row_steps(original, cfg.scan_step, t.fisher, cfg.rounding.max_step)
         with torch.no_grad():
-            t.weight.copy_(rounded(levels(t, steps, cfg.rounding), steps))
-            drop, _ = metric.paired(reference, model, data)
-            t.weight.copy_(original)
-        scan[t.name] = max(float(drop), 1e-9) / cfg.scan_step**2
+            value = rounded(levels(t, steps, cfg.rounding), steps)
+            if cfg.scan == "fisher" and t.fisher is not None:
+                drop = predicted_drop(t, value - original)
+            else:
+                t.weight.copy_(value)
+                drop, _ = metric.paired(reference, model, data)
+                t.weight.copy_(original)
+        scan[t.name] = max(float(drop), 0.0) / cfg.scan_step**2
         state.save()
-    return {t.name: scan[t.name] for t in found}
+    floor = 1e-12 * max([*(scan[t.name] for t in found), 1e-30])
+    return {t.name: max(scan[t.name], floor) for t in found}
 
 
 def _steps(k: float, found: list[Target], sens: dict[str, float], cfg: PtqConfig) -> dict[str, float]:

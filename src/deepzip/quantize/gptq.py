@@ -34,8 +34,22 @@ def _inverse_factor(h: torch.Tensor, damp: float) -> torch.Tensor:
     return torch.diag(h.diagonal().rsqrt())  # no factor at all: plain rounding, scaled
 
 
+def round_levels(x: torch.Tensor, deadzone: float = 0.0) -> torch.Tensor:
+    """Nearest integers, with ties and values within `deadzone` of a half-step pulled toward zero:
+    zero is the cheapest level to code, so a little more error there buys fewer bits (video
+    coders' dead-zone quantizer). deadzone 0 is plain rounding (ties to even).
+
+    Examples:
+        >>> round_levels(torch.tensor([0.6, -1.55, 2.4]), deadzone=0.15)
+        tensor([ 0., -1.,  2.])
+    """
+    if not deadzone:
+        return torch.round(x)
+    return torch.sign(x) * torch.floor(x.abs() + (0.5 - deadzone))
+
+
 def gptq_levels(weight: torch.Tensor, hessian: torch.Tensor, steps: torch.Tensor, *, damp: float = 0.01,
-                block: int = 128, act_order: bool = True) -> torch.Tensor:
+                block: int = 128, act_order: bool = True, deadzone: float = 0.0) -> torch.Tensor:
     """Integer levels q (int32, the weight's shape) such that q × steps[row] is the weight rounded
     with GPTQ's error compensation.
 
@@ -46,6 +60,7 @@ def gptq_levels(weight: torch.Tensor, hessian: torch.Tensor, steps: torch.Tensor
         damp: added to H's diagonal, as a fraction of its mean, before inverting.
         block: columns whose updates are batched.
         act_order: round columns in order of decreasing diag H.
+        deadzone: rounding leans toward zero by this fraction of a step (round_levels).
 
     Examples:
         >>> q = gptq_levels(layer.weight, cal.hessians["fc1"], steps)
@@ -67,7 +82,7 @@ def gptq_levels(weight: torch.Tensor, hessian: torch.Tensor, steps: torch.Tensor
         part, errors = w[:, start:stop].clone(), torch.empty(w.shape[0], stop - start, dtype=w.dtype)
         inner = factor[start:stop, start:stop]
         for i in range(stop - start):
-            q = torch.round(part[:, i] / step)
+            q = round_levels(part[:, i] / step, deadzone)
             levels[:, start + i] = q.to(torch.int32)
             err = (part[:, i] - q * step) / inner[i, i]
             part[:, i:] -= err[:, None] * inner[i, i:][None, :]

@@ -33,7 +33,7 @@ from ..errors import ConfigError
 from ..reparam import share_, slots
 from ..selection import kind_of
 from .calibrate import Calibration
-from .gptq import gptq_levels
+from .gptq import gptq_levels, round_levels
 
 MAX_LEVEL = 16000  # levels of one tensor stay within ±this: the codebook below 2^15 values
 
@@ -47,6 +47,8 @@ class PostTraining:
     max_step: the step of a row calibration never reached is at most this many times its rms.
     min_rows: tensors with fewer rows (token-type tables, tiny heads) stay as they are.
     gptq: error-compensated rounding where a Hessian was measured (False: round to nearest).
+    deadzone: rounding leans toward zero by this fraction of a step (fewer bits, a little more
+        error; gptq.round_levels).
 
     Examples:
         >>> PostTraining(damp=0.01, gptq=True)
@@ -57,10 +59,11 @@ class PostTraining:
     max_step: float = 3.0
     min_rows: int = 8
     gptq: bool = True
+    deadzone: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (0 <= self.damp <= 1 and self.max_step > 0 and self.min_rows >= 1):
-            raise ConfigError("PostTraining needs damp in [0, 1], max_step > 0 and min_rows ≥ 1.")
+        if not (0 <= self.damp <= 1 and self.max_step > 0 and self.min_rows >= 1 and 0 <= self.deadzone < 0.5):
+            raise ConfigError("PostTraining needs damp in [0, 1], max_step > 0, min_rows ≥ 1 and deadzone in [0, 0.5).")
 
 
 @dataclass
@@ -149,9 +152,9 @@ def levels(target: Target, steps: torch.Tensor, cfg: PostTraining = PostTraining
     """
     w = target.weight.detach().float().cpu()
     if target.hessian is not None and w.dim() == 2:
-        q = gptq_levels(w, target.hessian, steps, damp=cfg.damp, act_order=cfg.act_order)
+        q = gptq_levels(w, target.hessian, steps, damp=cfg.damp, act_order=cfg.act_order, deadzone=cfg.deadzone)
     else:
-        q = torch.round(w / steps.reshape(-1, *[1] * (w.dim() - 1))).to(torch.int32)
+        q = round_levels(w / steps.reshape(-1, *[1] * (w.dim() - 1)), cfg.deadzone).to(torch.int32)
     return q.clamp_(-MAX_LEVEL, MAX_LEVEL)
 
 
