@@ -11,7 +11,7 @@ import deepzip as dz
 from deepzip.data import Dataset
 from deepzip.dzip.assemble import read_tensors
 from deepzip.errors import ConfigError
-from deepzip.quantize import calibrate, gptq_levels, quantize_pretrained_, row_steps
+from deepzip.quantize import PostTraining, calibrate, gptq_levels, quantize_pretrained_, row_steps
 from deepzip.quantize.ptq import targets
 from deepzip.reparam import sharing
 
@@ -107,7 +107,7 @@ def test_calibrated_row_grids_are_closer_than_kmeans_in_a_file_no_larger(tmp_pat
     best = None
     for rel in (0.1, 0.14, 0.2, 0.28, 0.4, 0.56, 0.8):  # the finest step whose file fits the budget
         net = pretrained_like()
-        quantize_pretrained_(net, cal, rel)
+        quantize_pretrained_(net, cal, rel, PostTraining(rows="fisher"))
         size = dz.save(net, tmp_path / "ptq.dzip")["file_bytes"]
         if size <= budget:
             best = (rel, size, rel_error(float_net, net, test_x))

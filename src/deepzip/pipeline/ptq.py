@@ -36,7 +36,8 @@ from ..dzip import load, save
 from ..errors import ConfigError
 from ..files import write_text
 from ..quantize.calibrate import calibrate
-from ..quantize.ptq import PostTraining, Target, entropy_bits, levels, rounded, row_steps, scale_bits, share_levels_, targets
+from ..quantize.ptq import (PostTraining, Target, entropy_bits, levels, rounded, scale_bits, share_levels_, target_steps,
+                            targets)
 from ..train.metrics import metric_of
 
 
@@ -51,7 +52,8 @@ class PtqConfig:
     step_range: the smallest and largest step a tensor may get.
     search_steps: bisection steps of the knob.
     confidence: standard errors added to a validation drop before it is compared with max_drop.
-    probes: Fisher probes per calibration batch (0: no Fisher; rows by their rms, scan measured).
+    probes: Fisher probes per calibration batch, where the scan or the rows need the Fisher
+        information.
     scan: "measure" (each tensor rounded alone, its drop on `scan_samples` calibration samples:
         a forward pass per tensor) or "fisher" (the drop its rows' Fisher information predicts:
         no forward pass, for models where a pass per tensor costs too much).
@@ -81,6 +83,8 @@ class PtqConfig:
             raise ConfigError(f"bits must be a number of bits per weight from 0.05 to 16, not {self.bits!r}.")
         if self.scan not in ("measure", "fisher"):
             raise ConfigError(f"scan must be 'measure' or 'fisher', not {self.scan!r}.")
+        if self.probes < 1 and (self.scan == "fisher" or self.rounding.rows == "fisher"):
+            raise ConfigError("a Fisher scan or Fisher-shaped rows need probes ≥ 1.")
         lo, hi = self.step_range
         if not (0 < lo < self.scan_step < hi) or self.search_steps < 1 or self.confidence < 0:
             raise ConfigError("PtqConfig needs 0 < step_range[0] < scan_step < step_range[1], search_steps ≥ 1 and "
@@ -144,7 +148,7 @@ def _scan(model: nn.Module, reference: nn.Module, found: list[Target], metric, d
         if t.name in scan:
             continue
         original = t.weight.detach().clone()
-        steps = row_steps(original, cfg.scan_step, t.fisher, cfg.rounding.max_step)
+        steps = target_steps(t, cfg.scan_step, cfg.rounding, original)
         with torch.no_grad():
             value = rounded(levels(t, steps, cfg.rounding), steps)
             if cfg.scan == "fisher" and t.fisher is not None:
@@ -170,7 +174,7 @@ def _round_all(found: list[Target], originals: dict[str, torch.Tensor], steps: d
     bits = 0.0
     with torch.no_grad():
         for t in found:
-            rows = row_steps(originals[t.name], steps[t.name], t.fisher, cfg.rounding.max_step)
+            rows = target_steps(t, steps[t.name], cfg.rounding, originals[t.name])
             t.weight.copy_(originals[t.name])
             q = levels(t, rows, cfg.rounding)
             t.weight.copy_(rounded(q, rows))
@@ -247,7 +251,8 @@ def compress_pretrained(model: nn.Module, calib_data: Any, eval_data: Any = None
     reference = copy.deepcopy(model).eval()  # the one copy: the float model every drop is measured against
     for p in reference.parameters():
         p.requires_grad_(False)
-    cal = calibrate(model, batches, probes=config.probes, progress=progress)
+    fisher = config.scan == "fisher" or config.rounding.rows == "fisher"
+    cal = calibrate(model, batches, probes=config.probes if fisher else 0, progress=progress)
     found = targets(model, cal, config.rounding)
     if not found:
         raise ConfigError("the model has no weight matrix to quantize (linear, convolution or embedding layers).")
@@ -266,7 +271,7 @@ def _finish(model, reference, found, originals, steps, metric, val, test, cfg: P
     bits = 0.0
     with torch.no_grad():
         for t in found:
-            rows = row_steps(originals[t.name], steps[t.name], t.fisher, cfg.rounding.max_step)
+            rows = target_steps(t, steps[t.name], cfg.rounding, originals[t.name])
             t.weight.copy_(originals[t.name])
             q = levels(t, rows, cfg.rounding)
             share_levels_(t, q, rows)
