@@ -36,8 +36,7 @@ from ..dzip import load, save
 from ..errors import ConfigError
 from ..files import write_text
 from ..quantize.calibrate import calibrate
-from ..quantize.ptq import (PostTraining, Target, entropy_bits, levels, rounded, scale_bits, share_levels_, target_steps,
-                            targets)
+from ..quantize.ptq import PostTraining, Target, entropy_bits, levels, rounded, scale_bits, share_levels_, target_steps, targets
 from ..train.metrics import metric_of
 
 
