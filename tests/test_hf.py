@@ -126,3 +126,17 @@ def test_a_hostile_hugging_face_record_is_refused_before_anything_is_built():
     model = build_model(fetch, "fetch.dzip", file_bytes=1 << 20)  # the keys that could fetch or leak are dropped
     assert "_name_or_path" not in model.deepzip_arch["hf"]["config"]
     assert "attn_implementation" not in model.deepzip_arch["hf"]["config"]
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "bert", "llama", "distilbert", "roberta", "mistral", "qwen2", "opt",
+                                        "gpt_neox", "t5", "bart", "phi", "gemma", "bloom", "falcon"])
+def test_every_layer_count_of_a_config_is_bounded_before_anything_is_built(model_type):
+    """Whatever a config calls its layer count (DistilBERT's n_layers, T5's num_layers, …), a
+    file recording 100,000 layers is refused at once, not built for minutes."""
+    from deepzip.dzip.assemble import build_model
+
+    config = transformers.AutoConfig.for_model(model_type)
+    config.num_hidden_layers = 100_000  # the attribute map writes it under the model's own key
+    record = {"arch": {"hf": {"class": "PreTrainedModel", "config": config.to_dict()}}, "tensors": [{}] * 30}
+    with pytest.raises(dz.ModelMismatchError, match="more layers than the file holds"):
+        build_model(record, "bomb.dzip", file_bytes=1 << 20)

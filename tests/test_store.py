@@ -1,4 +1,5 @@
 """save → load round trips: exact weights, identical predictions, every encoding and coder."""
+import os
 import json
 
 import pytest
@@ -270,3 +271,20 @@ def test_a_large_layer_tries_left_contexts_only_where_its_first_rows_gain():
     assert _left_may_pay(grid, 32)
     assert not _left_may_pay(grid[:, rng.permutation(cols)], 32)  # unordered inputs: coded once
     assert _left_may_pay(grid[:10, rng.permutation(cols)], 32)  # a small layer always tries both
+
+
+def test_a_killed_save_leaves_nothing_behind_for_good(tmp_path, tiny_mlp):
+    """The payload spool is an anonymous file (nothing in the directory even while a save runs),
+    and the next save of a name removes the temporary a killed one left (its process is gone)."""
+    from deepzip.dzip import DzipWriter
+
+    with DzipWriter(tmp_path / "m.dzip") as w:
+        w.add(b"\x00" * 64, {"coder": "raw"})
+        assert [p.name for p in tmp_path.iterdir()] == []
+    dead = 2**22 + 12345  # above Linux's default pid_max: no process has it
+    stale = tmp_path / f".m.dzip.{dead}.x1y2.tmp"
+    stale.write_bytes(b"half a file")
+    alive = tmp_path / f".m.dzip.{os.getpid()}.z3.tmp"  # a write in progress (this process) stays
+    alive.write_bytes(b"")
+    dz.save(tiny_mlp, tmp_path / "m.dzip")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.dzip", alive.name])

@@ -52,8 +52,9 @@ class DzipWriter:
         if self.path.is_dir():
             raise IsADirectoryError(f"cannot write a .dzip to {self.path}: it is a directory.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._spool = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                                  suffix=".payload", delete=False)
+        # An anonymous file (unlinked at once; O_TMPFILE on Linux): a save killed by SIGKILL leaves
+        # no spool behind, as a named one would, for good.
+        self._spool = tempfile.TemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".payload")
         self.streams: list[dict[str, Any]] = []
 
     def add(self, data: bytes, meta: dict[str, Any]) -> int:
@@ -88,7 +89,6 @@ class DzipWriter:
 
     def _close_spool(self) -> None:
         self._spool.close()
-        Path(self._spool.name).unlink(missing_ok=True)
 
     def __enter__(self) -> DzipWriter:
         return self

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,18 @@ _SUBCLASSES: dict[type, type] = {}
 # Config keys a file never carries: the writer's version, local paths (`_name_or_path`), and the
 # attention implementation, which can name kernels transformers would fetch from the Hub.
 _NOT_RECORDED = ("transformers_version", "attn_implementation")
-_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "num_decoder_layers", "num_encoder_layers",
-               "encoder_layers", "decoder_layers")
+
+
+def _layer_counts(config: dict[str, Any], where: str = "") -> Iterator[tuple[str, Any]]:
+    """(key, value) of every count of layers in a config, nested ones included: any key that
+    names layers (num_hidden_layers, n_layer, DistilBERT's n_layers, encoder_layers, …) and holds
+    an integer (layer_norm_eps and layerdrop are floats, scale_attn_by_inverse_layer_idx a flag;
+    a count of another type fails transformers' own build)."""
+    for key, value in config.items():
+        if isinstance(value, dict):
+            yield from _layer_counts(value, f"{where}{key}.")
+        elif "layer" in str(key).lower() and isinstance(value, int) and not isinstance(value, bool):
+            yield f"{where}{key}", value
 
 
 def transformers_module():
@@ -169,9 +180,8 @@ def build_hf(record: dict[str, Any], where: str, max_elements: int | None = None
     if not (isinstance(name, str) and isinstance(config, dict) and isinstance(config.get("model_type"), str)):
         raise ModelMismatchError(f"{where} records a Hugging Face architecture that is malformed.")
     kwargs = {k: v for k, v in config.items() if k != "model_type" and not k.startswith("_") and k not in _NOT_RECORDED}
-    for key in _LAYER_KEYS:
-        value = kwargs.get(key)
-        if value is not None and not (isinstance(value, int) and 0 <= value <= (max_layers or 1 << 16)):
+    for key, value in _layer_counts(kwargs):
+        if not 0 <= value <= (max_layers or 1 << 16):
             raise ModelMismatchError(f"{where} records a {name} with {key}={value!r}, more layers than the file holds.")
     offline = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in a file may make transformers fetch anything
