@@ -1,6 +1,6 @@
 """save → load round trips: exact weights, identical predictions, every encoding and coder."""
-import os
 import json
+import os
 
 import pytest
 import torch
