@@ -220,3 +220,17 @@ def test_version():
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"deepzip {__version__}"
+
+
+@pytest.mark.parametrize("args, says", [(["compress", "--max-drop", "abc"], "Invalid value for '--max-drop'"),
+                                        (["compress", "--nope"], "No such option: --nope"),
+                                        (["export"], "Missing argument"),
+                                        (["recode", "x.dzip", "--coder", "zip", "--out", "y.dzip"], "")])
+def test_usage_errors_are_one_error_line_and_status_2(args, says):
+    """What click would print as a boxed usage text, the console entry point says in one line."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "deepzip", *args], capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], done.stderr

@@ -54,8 +54,26 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
-    """The console entry point (`deepzip`, `python -m deepzip`)."""
-    app(prog_name="deepzip")
+    """The console entry point (`deepzip`, `python -m deepzip`). A usage error (a bad number, an
+    unknown option or choice, a missing argument) is one `error:` line and exit status 2, like
+    every other error, rather than click's boxed usage text."""
+    import sys
+
+    try:  # typer 0.29 carries its own click
+        from typer._click.exceptions import UsageError
+    except ImportError:
+        from click.exceptions import UsageError
+
+    try:
+        code = app(prog_name="deepzip", standalone_mode=False)
+    except UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "deepzip"
+        typer.echo(f"error: {e.format_message()} (see {where} --help)", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 from . import file_commands, train_commands  # noqa: E402,F401  (register their commands on app)
