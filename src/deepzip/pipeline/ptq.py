@@ -24,6 +24,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..dzip import load, save
-from ..errors import ConfigError
+from ..dzip.spec import STREAM_KEYS
+from ..errors import ConfigError, DeepzipWarning
 from ..files import write_text
 from ..quantize.calibrate import calibrate
 from ..quantize.ptq import PostTraining, Target, entropy_bits, levels, rounded, scale_bits, share_levels_, target_steps, targets
@@ -45,7 +47,9 @@ class PtqConfig:
     """The post-training search.
 
     max_drop: the most the metric may drop on validation (cosine: 1 − mean cosine; perplexity:
-        % rise; top-1: points). Or `bits`: the mean coded bits per weight of the rounded tensors.
+        % rise; top-1: points). Or `bits`: the mean coded bits per weight of the rounded tensors,
+        as their levels' entropy estimates it while searching (the file adds its code tables:
+        a few percent on a small model).
     rounding: how each tensor is rounded (PostTraining).
     scan_step: the step (in units of a tensor's rms) at which sensitivities are measured.
     step_range: the smallest and largest step a tensor may get.
@@ -95,8 +99,10 @@ class PtqResult:
     """What `compress_pretrained` made: the file, its size against float32, and its drops.
 
     validation / test: {"drop", "se"} of the file against the float model (test: None without
-    test data); steps: each tensor's step; bits_per_weight: the rounded tensors' coded bits per
-    weight (from the file); history: every bisection step {k, drop, se, bits}.
+    test data); steps: each tensor's step; bits_per_weight: the rounded tensors' bits per weight
+    in the file (their streams: codes, codebooks, scales); history: every bisection step {k,
+    drop, se, bits (estimated from the levels' entropy)}; seconds: the whole run, and `timings`
+    its phases (calibrate, scan, search, write, score).
     """
 
     path: Path
@@ -110,6 +116,7 @@ class PtqResult:
     bits_per_weight: float
     history: list[dict[str, float | None]]
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class _State:
@@ -242,6 +249,7 @@ def compress_pretrained(model: nn.Module, calib_data: Any, eval_data: Any = None
         >>> r.ratio, r.test["drop"]
     """
     start = time.perf_counter()
+    clock = _Clock()
     metric = metric_of(metric)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,31 +260,52 @@ def compress_pretrained(model: nn.Module, calib_data: Any, eval_data: Any = None
         p.requires_grad_(False)
     fisher = config.scan == "fisher" or config.rounding.rows == "fisher"
     cal = calibrate(model, batches, probes=config.probes if fisher else 0, progress=progress)
+    clock.lap("calibrate")
     found = targets(model, cal, config.rounding)
     if not found:
         raise ConfigError("the model has no weight matrix to quantize (linear, convolution or embedding layers).")
     originals = {t.name: t.weight.detach().clone() for t in found}
     scan_data = _first(calib_data, config.scan_samples)
     sens = _scan(model, reference, found, metric, scan_data, config, state, progress)
+    clock.lap("scan")
     k = _bisect(model, reference, found, originals, sens, metric, val_data, config, state, progress, log)
+    clock.lap("search")
     steps = _steps(k, found, sens, config)
     return _finish(model, reference, found, originals, steps, metric, val_data, eval_data, config, out,
-                   state, start)
+                   state, start, clock)
+
+
+class _Clock:
+    """Seconds per phase, for the report."""
+
+    def __init__(self) -> None:
+        self.last, self.laps = time.perf_counter(), {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 2)
+        self.last = now
+
+
+def _coded_bits(header: dict, names: set[str]) -> int:
+    """The bits the streams of the named tensors take in the file written."""
+    return 8 * sum(header["streams"][e[key]]["length"] for e in header["tensors"] if e.get("name") in names
+                   and "alias" not in e for key in STREAM_KEYS if key in e)
 
 
 def _finish(model, reference, found, originals, steps, metric, val, test, cfg: PtqConfig, out: Path,
-            state: _State, start: float) -> PtqResult:
+            state: _State, start: float, clock: _Clock) -> PtqResult:
     """Share every tensor at its step, write the file, load it back and score it."""
-    bits = 0.0
     with torch.no_grad():
         for t in found:
             rows = target_steps(t, steps[t.name], cfg.rounding, originals[t.name])
             t.weight.copy_(originals[t.name])
-            q = levels(t, rows, cfg.rounding)
-            share_levels_(t, q, rows)
-            bits += entropy_bits(q) + scale_bits(q)
+            share_levels_(t, levels(t, rows, cfg.rounding), rows)
     path = out / "model.dzip"
-    header = save(model, path, metadata={"post_training": {"metric": metric.name, "steps": steps}})
+    with warnings.catch_warnings():  # tables of fewer than min_rows rows stay float on purpose
+        warnings.simplefilter("ignore", DeepzipWarning)
+        header = save(model, path, metadata={"post_training": {"metric": metric.name, "steps": steps}})
+    clock.lap("write")
     loaded = load(path, model=copy.deepcopy(reference)) if not _rebuilds(header) else load(path)
     loaded.eval()
     drop, se = metric.paired(reference, loaded, val)
@@ -284,11 +313,13 @@ def _finish(model, reference, found, originals, steps, metric, val, test, cfg: P
     if test is not None:  # read once, for this file
         t_drop, t_se = metric.paired(reference, loaded, test)
         tested = {"drop": t_drop, "se": t_se}
+    clock.lap("score")
     dense = 4 * sum(p.numel() for p in reference.parameters())
     weights = sum(t.weight.numel() for t in found)
+    bits = _coded_bits(header, {t.name for t in found})
     result = PtqResult(path, header["file_bytes"], dense, dense / header["file_bytes"], metric.name,
                        {"drop": drop, "se": se}, tested, steps, bits / weights, state.data["history"],
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, clock.laps)
     write_text(out / "report.json", json.dumps(_jsonable(asdict(result)), indent=1))
     return result
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -82,6 +82,7 @@ class Target:
     attr: str
     hessian: torch.Tensor | None
     fisher: torch.Tensor | None
+    ties: list[tuple[nn.Module, str]] = field(default_factory=list)  # other (module, attr) holding the same tensor
 
     @property
     def weight(self) -> torch.Tensor:
@@ -104,16 +105,21 @@ def targets(model: nn.Module, cal: Calibration | None, cfg: PostTraining = PostT
     for name, module in model.named_modules():
         if name in cal.hessians and isinstance(module, nn.Linear):
             linear_h[id(module.weight)] = cal.hessians[name]
-    out, seen = [], set()
+    out, seen = [], {}
     for s in slots(model):
-        if s.identity in seen or s.role != "param" or s.shared is not None:
+        if s.identity in seen:
+            if seen[s.identity] is not None:
+                seen[s.identity].ties.append((s.module, s.attr))
             continue
-        seen.add(s.identity)
+        seen[s.identity] = None
+        if s.role != "param" or s.shared is not None:
+            continue
         value = s.value
         if value.dim() < 2 or not value.is_floating_point() or value.shape[0] < cfg.min_rows or not kind_of(s.module):
             continue
         h = linear_h.get(id(value)) if cfg.gptq and not is_conv1d(s.module) else None
         out.append(Target(s.name, s.module, s.attr, h, cal.fisher.get(s.name)))
+        seen[s.identity] = out[-1]
     return out
 
 
@@ -194,7 +200,9 @@ def share_levels_(target: Target, q: torch.Tensor, steps: torch.Tensor) -> None:
     assign = torch.zeros(q.shape, dtype=torch.int16)
     nonzero = q != 0
     assign[nonzero] = (torch.searchsorted(used, q[nonzero]) + 1).to(torch.int16)
-    share_(target.module, target.attr, used.float(), assign, steps)
+    sw = share_(target.module, target.attr, used.float(), assign, steps)
+    for module, attr in target.ties:  # a tied weight (an LM head and its embedding) stays one tensor
+        share_(module, attr, sw)
 
 
 def entropy_bits(q: torch.Tensor) -> float:
