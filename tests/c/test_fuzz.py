@@ -46,6 +46,12 @@ def _seeds(directory):
         dz.round_(m, names=("bias",))
         dz.save(m, directory / "small-sparse.dzip", coder="huffman")
         corpus.to_version(directory / "small-ans.dzip", directory / "small-v1.dzip", 1, reverse=True)
+        from deepzip.quantize import quantize_pretrained_
+
+        m = Small()  # version 5: a scale per row (post-training levels)
+        quantize_pretrained_(m, None, 0.4)
+        for coder in ("ans", "context"):
+            dz.save(m, directory / f"small-scaled-{coder}.dzip", coder=coder)
     from test_robustness import _hand_made
 
     for k, (_, text, payload) in enumerate(_hand_made()):  # headers at the edges, as plain JSON

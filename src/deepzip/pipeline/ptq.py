@@ -25,6 +25,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,7 @@ def _bisect(model, reference, found, originals, sens, metric, val, cfg: PtqConfi
 def compress_pretrained(model: nn.Module, calib_data: Any, eval_data: Any = None, *, val_data: Any,
                         metric: Any = "cosine", config: PtqConfig, out: str | os.PathLike = "out/ptq",
                         resume: bool = False, progress: bool = True,
-                        log=print) -> PtqResult:
+                        log: Callable[[str], Any] = print) -> PtqResult:
     """Compress a pretrained model in minutes, without retraining, to the smallest file within
     `config.max_drop` of the float model on `val_data` (or to `config.bits` bits per weight).
 
@@ -241,7 +242,8 @@ def compress_pretrained(model: nn.Module, calib_data: Any, eval_data: Any = None
         config: the target and how to reach it (PtqConfig).
         out: the run's directory: model.dzip, ptq.json (resume state and history).
         resume: continue a killed run from OUT/ptq.json.
-        progress, log: progress bars; one line per search step.
+        progress: progress bars over the calibration, the scan and the search.
+        log: called with one line per search step.
 
     Examples:
         >>> r = dz.compress_pretrained(encoder, calib, test, val_data=val, metric="cosine",
