@@ -151,14 +151,17 @@ def _scan(model: nn.Module, reference: nn.Module, found: list[Target], metric, d
     """Each tensor's sensitivity per step² (≥ 1e-12 of the largest): its drop when rounded alone at
     `scan_step` (measured on `data`), or the drop its Fisher information predicts (cfg.scan)."""
     scan = state.data["scan"]
+    blind = [t.name for t in found if t.fisher is None]
+    if cfg.scan == "fisher" and blind:
+        raise ConfigError(f"scan='fisher' needs the Fisher information of every weight, and {', '.join(blind[:3])} "
+                          f"(convolutions) have none; use scan='measure'.")
     for t in tqdm(found, desc="scan", disable=None if progress else True, leave=False):
         if t.name in scan:
             continue
         original = t.weight.detach().clone()
-        steps = target_steps(t, cfg.scan_step, cfg.rounding, original)
         with torch.no_grad():
-            value = rounded(levels(t, steps, cfg.rounding), steps)
-            if cfg.scan == "fisher" and t.fisher is not None:
+            value = _round_into(t, original, cfg.scan_step, cfg)[0]
+            if cfg.scan == "fisher":
                 drop = predicted_drop(t, value - original)
             else:
                 t.weight.copy_(value)
@@ -175,16 +178,24 @@ def _steps(k: float, found: list[Target], sens: dict[str, float], cfg: PtqConfig
     return {t.name: min(max(k * math.sqrt(t.weight.numel() / sens[t.name]), lo), hi) for t in found}
 
 
+@torch.no_grad()
+def _round_into(t: Target, original: torch.Tensor, step: float, cfg: PtqConfig):
+    """(rounded weight, levels, row steps) of `original` at `step`; the target holds `original`
+    while it is rounded (GPTQ reads the weight), and keeps it."""
+    rows = target_steps(t, step, cfg.rounding, original)
+    t.weight.copy_(original)
+    q = levels(t, rows, cfg.rounding)
+    return rounded(q, rows), q, rows
+
+
 def _round_all(found: list[Target], originals: dict[str, torch.Tensor], steps: dict[str, float],
                cfg: PtqConfig) -> float:
     """Round every tensor at its step into the model's weights; the estimated coded bits."""
     bits = 0.0
     with torch.no_grad():
         for t in found:
-            rows = target_steps(t, steps[t.name], cfg.rounding, originals[t.name])
-            t.weight.copy_(originals[t.name])
-            q = levels(t, rows, cfg.rounding)
-            t.weight.copy_(rounded(q, rows))
+            value, q, _ = _round_into(t, originals[t.name], steps[t.name], cfg)
+            t.weight.copy_(value)
             bits += entropy_bits(q) + scale_bits(q)
     return bits
 
@@ -298,11 +309,9 @@ def _coded_bits(header: dict, names: set[str]) -> int:
 def _finish(model, reference, found, originals, steps, metric, val, test, cfg: PtqConfig, out: Path,
             state: _State, start: float, clock: _Clock) -> PtqResult:
     """Share every tensor at its step, write the file, load it back and score it."""
-    with torch.no_grad():
-        for t in found:
-            rows = target_steps(t, steps[t.name], cfg.rounding, originals[t.name])
-            t.weight.copy_(originals[t.name])
-            share_levels_(t, levels(t, rows, cfg.rounding), rows)
+    for t in found:
+        _, q, rows = _round_into(t, originals[t.name], steps[t.name], cfg)
+        share_levels_(t, q, rows)
     path = out / "model.dzip"
     with warnings.catch_warnings():  # tables of fewer than min_rows rows stay float on purpose
         warnings.simplefilter("ignore", DeepzipWarning)
