@@ -106,7 +106,8 @@ def main() -> None:
     weights = sum(p.numel() for p in weight_matrices(base))
     other = 4 * sum(p.numel() for p in base.parameters() if p.dim() < 2)
     cosine, lines = Cosine(), []
-    for name, bits, group in (("int8-row", 8, None), ("int4-g128", 4, 128)):
+    for name, bits, group in (("int8 per row (round to nearest)", 8, None),
+                              ("int4 per group of 128 (round to nearest)", 4, 128)):
         t0 = time.perf_counter()
         m = copy.deepcopy(base)
         size = rtn(m, bits, group)
@@ -117,7 +118,7 @@ def main() -> None:
         m = copy.deepcopy(base)
         r = dz.compress_pretrained(m, calib, test, val_data=val, metric="cosine", out=out / f"deepzip-{target}",
                                    config=dz.PtqConfig(max_drop=target), progress=False, log=lambda s: None)
-        lines.append({**row(f"deepzip max_drop={target}", r.file_bytes, dense, weights, other,
+        lines.append({**row(f"deepzip --no-retrain --max-drop {target}", r.file_bytes, dense, weights, other,
                             (r.test["drop"], r.test["se"]), time.perf_counter() - t0),
                       "validation_cosine": round(1 - r.validation["drop"], 6)})
         print(json.dumps(lines[-1]), flush=True)

@@ -87,7 +87,7 @@ class PtqConfig:
             raise ConfigError(f"bits must be a number of bits per weight from 0.05 to 16, not {self.bits!r}.")
         if self.scan not in ("measure", "fisher"):
             raise ConfigError(f"scan must be 'measure' or 'fisher', not {self.scan!r}.")
-        if self.probes < 1 and (self.scan == "fisher" or self.rounding.rows == "fisher"):
+        if self.probes < 1 and (self.scan == "fisher" or self.rounding.rows != "rms"):
             raise ConfigError("a Fisher scan or Fisher-shaped rows need probes ≥ 1.")
         lo, hi = self.step_range
         if not (0 < lo < self.scan_step < hi) or self.search_steps < 1 or self.confidence < 0:
@@ -271,7 +271,7 @@ def compress_pretrained(model: nn.Module, calib_data: Any, eval_data: Any = None
     reference = copy.deepcopy(model).eval()  # the one copy: the float model every drop is measured against
     for p in reference.parameters():
         p.requires_grad_(False)
-    fisher = config.scan == "fisher" or config.rounding.rows == "fisher"
+    fisher = config.scan == "fisher" or config.rounding.rows != "rms"
     cal = calibrate(model, batches, probes=config.probes if fisher else 0, progress=progress)
     clock.lap("calibrate")
     found = targets(model, cal, config.rounding)
