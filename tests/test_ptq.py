@@ -82,6 +82,32 @@ def test_gptq_rounds_closer_to_the_outputs_than_rounding_each_weight():
     assert q.dtype == torch.int32 and q.shape == w.shape
 
 
+def test_gptq_leaves_the_hessian_as_it_was():
+    x = inputs(128, 5)
+    x[:, 3] = 0  # an input that never moves: GPTQ treats its column apart
+    h = x.double().T @ x.double()
+    before = h.clone()
+    gptq_levels(torch.randn(8, 64), h, torch.full((8,), 0.3))
+    assert torch.equal(h, before)
+
+
+def test_layers_reading_one_input_share_one_hessian():
+    class QKV(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v, self.o = (nn.Linear(16, 16) for _ in range(4))
+
+        def forward(self, x):
+            return self.o(self.q(x) * self.k(x) + self.v(x))
+
+    net = QKV()
+    x = torch.randn(40, 16)
+    cal = calibrate(net, [x[:20], x[20:]], probes=0)
+    assert cal.hessians["q"] is cal.hessians["k"] is cal.hessians["v"] and cal.hessians["o"] is not cal.hessians["q"]
+    torch.testing.assert_close(cal.hessians["k"], x.double().T @ x.double())
+    assert cal.rows["v"] == 40
+
+
 def test_row_steps_follow_the_rows_and_are_float16_values():
     w = torch.randn(6, 10) * torch.tensor([0.01, 0.1, 1, 1, 10, 0])[:, None]
     steps = row_steps(w, 0.5)

@@ -277,7 +277,8 @@ def compress_pretrained(model: nn.Module, calib_data: Any, eval_data: Any = None
     found = targets(model, cal, config.rounding)
     if not found:
         raise ConfigError("the model has no weight matrix to quantize (linear, convolution or embedding layers).")
-    originals = {t.name: t.weight.detach().clone() for t in found}
+    # The float weights are the reference model's: no third copy of the model.
+    originals = {t.name: reference.get_parameter(t.name).detach() for t in found}
     scan_data = _first(calib_data, config.scan_samples)
     sens = _scan(model, reference, found, metric, scan_data, config, state, progress)
     clock.lap("scan")

@@ -91,6 +91,7 @@ class _Hooks:
 
     def __init__(self, model: nn.Module, cal: Calibration) -> None:
         self.cal, self.first, self.seen = cal, True, []
+        self.last: tuple[torch.Tensor, str] | None = None  # the last linear layer's input, and its name
         names = {id(p): n for n, p in model.named_parameters()}  # a tied weight under its first name
         self.handles = [m.register_forward_hook(self.hook(names[id(m.weight)], name, kind))
                         for name, m in model.named_modules() if (kind := _kind(m)) and id(m.weight) in names]
@@ -101,13 +102,24 @@ class _Hooks:
             if kind != "embedding":
                 x = x.reshape(-1, x.shape[-1])
                 if self.first and kind == "linear":
-                    xd = x.double()
-                    self.cal.hessians[name] = self.cal.hessians[name].add_(xd.T @ xd) if name in self.cal.hessians \
-                        else xd.T @ xd
-                    self.cal.rows[name] = self.cal.rows.get(name, 0) + x.shape[0]
+                    self._hessian(name, inputs[0], x)
             if output.requires_grad:
                 self.seen.append((param, kind, x, output, module.weight.shape[0]))
         return run
+
+    def _hessian(self, name: str, given: torch.Tensor, x: torch.Tensor) -> None:
+        """Add xᵀx to the layer's H. Layers called one after another on the very same input
+        tensor (a transformer's query, key and value; gate and up) share one H, held once."""
+        self.cal.rows[name] = self.cal.rows.get(name, 0) + x.shape[0]
+        if self.last is not None and self.last[0] is given and self.last[1] != name:
+            self.cal.hessians.setdefault(name, self.cal.hessians[self.last[1]])
+            return
+        self.last = (given, name)
+        xd = x.double()
+        if name in self.cal.hessians:
+            self.cal.hessians[name].add_(xd.T @ xd)
+        else:
+            self.cal.hessians[name] = xd.T @ xd
 
     def fisher(self, loss: torch.Tensor) -> None:
         """Backward from `loss` to the kept outputs only, adding each row's Fisher information."""
@@ -165,6 +177,7 @@ def calibrate(model: nn.Module, batches: Iterable[Any], *, forward: Callable[[nn
             cal.samples += len(batch[0] if isinstance(batch, (tuple, list)) else batch)
             for probe in range(max(probes, 1)):
                 hooks.first = probe == 0  # H from each batch's first pass only
+                hooks.last = None
                 with torch.set_grad_enabled(probes > 0):
                     out = forward(model, batch)
                     if probes > 0:
@@ -172,6 +185,7 @@ def calibrate(model: nn.Module, batches: Iterable[Any], *, forward: Callable[[nn
                 hooks.seen = []
     finally:
         hooks.remove()
+        hooks.last = None
         for p in frozen:
             p.requires_grad_(False)
         model.train(was)

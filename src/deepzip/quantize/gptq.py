@@ -68,7 +68,7 @@ def gptq_levels(weight: torch.Tensor, hessian: torch.Tensor, steps: torch.Tensor
         tensor(True)
     """
     w = weight.detach().double().clone()
-    h = hessian.detach().double().to(w.device)
+    h = hessian.detach().to(w.device, torch.float64, copy=True)  # the caller's H (maybe shared) stays as it was
     dead = h.diagonal() == 0  # inputs that never moved: any value of theirs costs nothing
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
