@@ -318,7 +318,8 @@ def _finish(model, reference, found, originals, steps, metric, val, test, cfg: P
         warnings.simplefilter("ignore", DeepzipWarning)
         header = save(model, path, metadata={"post_training": {"metric": metric.name, "steps": steps}})
     clock.lap("write")
-    loaded = load(path, model=copy.deepcopy(reference)) if not _rebuilds(header) else load(path)
+    # A file that records its architecture rebuilds itself; one that does not fills a copy of the reference.
+    loaded = load(path) if header.get("arch") is not None else load(path, model=copy.deepcopy(reference))
     loaded.eval()
     drop, se = metric.paired(reference, loaded, val)
     tested = None
@@ -334,10 +335,6 @@ def _finish(model, reference, found, originals, steps, metric, val, test, cfg: P
                        time.perf_counter() - start, clock.laps)
     write_text(out / "report.json", json.dumps(_jsonable(asdict(result)), indent=1))
     return result
-
-
-def _rebuilds(header: dict) -> bool:
-    return header.get("arch") is not None
 
 
 def _batches(data: Any) -> list[Any]:
