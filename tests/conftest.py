@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import tempfile
 
@@ -16,9 +17,21 @@ torch.set_num_threads(1)
 torch.backends.mkldnn.enabled = False
 
 
+# Triton's interpreter runs the GPU kernels on the CPU (tests/test_triton.py). It has to be on
+# when triton is first imported, because triton decorates its own language functions then; so
+# triton is imported here, once, and every other test runs with the interpreter off, where
+# deepzip never picks the kernels on a CPU.
+INTERPRETED = not torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+if INTERPRETED:
+    os.environ["TRITON_INTERPRET"] = "1"
+    import triton.language  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed(request, monkeypatch):
     torch.manual_seed(0)
+    if INTERPRETED and request.path.name != "test_triton.py":
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
 
 
 @pytest.fixture

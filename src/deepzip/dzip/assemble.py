@@ -13,7 +13,6 @@ import math
 import os
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -26,7 +25,7 @@ from ..models.sources import rebuild_python
 from ..models.widths import apply_widths_
 from ..reparam import slots, strip_
 from .container import DzipReader
-from .decode import TensorDecoder
+from .decode import Decoded, TensorDecoder
 from .spec import MAX_DIM, MAX_DIMS, MAX_ELEMENTS_PER_BYTE, STREAM_KEYS
 
 
@@ -144,7 +143,7 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: str = "dense",
-         strict: bool = True) -> nn.Module:
+         strict: bool = True, device: str | torch.device | None = None) -> nn.Module:
     """Rebuild the model stored in `path`, in eval mode.
 
     Args:
@@ -154,17 +153,24 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         runtime: "dense" for exact weights in an ordinary module; "sparse" to run each compressed
             Linear and Conv2d layer the way deepzip.runtime.choose measured to pay (dense, torch
             CSR, or CodebookLinear / CodebookConv2d reading the codes); "csr" or "codebook" to
-            force one. No dense weight matrix is built for a layer that is not dense.
+            force one. No dense weight matrix is built for a layer that is not dense. With
+            "codebook" where Triton runs (device "cuda" and triton installed), each layer's codes
+            are laid out for the lookup-table kernels (runtime.choose_layout).
         strict: False skips names the file and the model do not share.
+        device: where the model goes (None: stays on the CPU).
 
     Examples:
         >>> model = dz.load("model.dzip")
         >>> fast = dz.load("model.dzip", runtime="sparse"); fast.deepzip_runtime
         {'fc1.weight': 'sparse (density 0.050)', ...}
         >>> mine = dz.load("model.dzip", model=MyNet())
+        >>> gpu = dz.load("model.dzip", runtime="codebook", device="cuda")
     """
     if runtime not in rt.RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(rt.RUNTIMES)}, not {runtime!r}.")
+    target = torch.device(device or "cpu")  # a bad device string raises here, before any work
+    if runtime != "dense":
+        rt.warn_without_triton(target)
     with DzipReader(path) as reader:
         pname = reader.path.name
         header = reader.header
@@ -189,7 +195,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         if strict:
             _check_names(entries, have, pname)
         _check_shapes(entries, have, pname)  # before anything is written into the caller's model
-        model, decisions = _fill(model, entries, have, TensorDecoder(reader), runtime, pname)
+        packed_ok = runtime == "codebook" and rt.triton_runs(target)
+        model, decisions = _fill(model, entries, have, TensorDecoder(reader), (runtime, packed_ok), pname)
         model.deepzip_meta = header.get("meta", {})
         if runtime != "dense":
             model.deepzip_runtime = decisions  # per layer weight: "codebook (density …)", "dense (why)", …
@@ -197,7 +204,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
                 if (m._parameters[a] if r == "param" else m._buffers[a]).is_meta]
     if leftover:
         raise ModelMismatchError(f"{pname} does not fit this model: nothing in the file for {', '.join(leftover[:5])}.")
-    return model.eval()
+    return model.to(target).eval() if device is not None else model.eval()
 
 
 def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -223,16 +230,17 @@ def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return out
 
 
-def _fill(model: nn.Module, entries: list, have: dict, dec: TensorDecoder, runtime: str,
+def _fill(model: nn.Module, entries: list, have: dict, dec: TensorDecoder, runtime: tuple[str, bool],
           pname: str) -> tuple[nn.Module, dict[str, str]]:
     """Decode every entry into the model, one tensor at a time; layers the runtime runs sparse are
-    built from their non-zeros instead. Returns the model (replaced if it is itself such a layer)
-    and the per-layer runtime decisions."""
+    built from their codes or non-zeros instead. `runtime` is (its name, whether the packed
+    layout's kernels run). Returns the model (replaced if it is itself such a layer) and the
+    per-layer runtime decisions."""
     # Tensors a later entry aliases are kept; everything else is dropped once stored, so
     # memory stays one layer at a time.
     aliased = {e.get("alias") for e in entries if isinstance(e, dict)}
     held: dict[str, torch.Tensor] = {}
-    sparse: dict[str, tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    sparse: dict[str, tuple[str, str, Decoded]] = {}
     decisions: dict[str, str] = {}
     for i, entry in enumerate(entries):
         if "alias" in entry:
@@ -242,11 +250,13 @@ def _fill(model: nn.Module, entries: list, have: dict, dec: TensorDecoder, runti
             continue  # strict=False: nothing in the model takes it
         else:
             decoded = dec.decode(entry, i)
-            if runtime != "dense" and entry["name"] in have and decoded.info.layer:
-                how = _runtime_choice(decoded.info, have[entry["name"]][0], entry["name"] in aliased, runtime)
-                decisions[entry["name"]] = f"{how[0]} ({how[1]})"
+            if runtime[0] != "dense" and entry["name"] in have and decoded.info.layer:
+                owner = have[entry["name"]][0]
+                how = _runtime_choice(decoded.info, owner, entry["name"] in aliased, runtime[0])
+                layout = _layout(owner, decoded, runtime[1]) if how[0] == "codebook" else ""
+                decisions[entry["name"]] = f"{how[0]} ({', '.join(filter(None, (layout, how[1])))})"
                 if how[0] != "dense":
-                    sparse[entry["name"].rpartition(".")[0]] = (how[0], *decoded.nonzeros())
+                    sparse[entry["name"].rpartition(".")[0]] = (how[0], layout, decoded)
                     continue
             value = decoded.dense()
         if entry["name"] not in have:
@@ -254,14 +264,29 @@ def _fill(model: nn.Module, entries: list, have: dict, dec: TensorDecoder, runti
         stored = _put(*have[entry["name"]], value, entry["name"], pname)
         if entry["name"] in aliased:
             held[entry["name"]] = stored
-    for layer, (how, positions, codes, table) in sparse.items():
+    for layer, (how, layout, decoded) in sparse.items():
         module = model.get_submodule(layer) if layer else model
-        new = rt.build(module, how, positions, codes, table, getattr(module, "bias", None))
+        bias = getattr(module, "bias", None)
+        if layout:
+            positions, codes, table, scales = decoded.coded()
+            new = rt.build(module, how, positions, codes, table, bias, scales=scales, layout=layout)
+        else:
+            new = rt.build(module, how, *decoded.nonzeros(), bias)
         if layer:
             _replace(model, layer, new)
         else:  # the model is the layer itself
             model = new
     return model, decisions
+
+
+def _layout(owner: nn.Module, decoded: Decoded, packed_ok: bool) -> str:
+    """A codebook layer's layout ("sparse" or "packed"), or "" where the weight has no codebook
+    (a pruned float weight: CSR)."""
+    if decoded.codebook is None:
+        return ""
+    info = decoded.info
+    density = (info.nonzero if info.nonzero is not None else info.numel) / max(1, info.numel)
+    return rt.choose_layout(owner, density, len(decoded.codebook), packed_ok)
 
 
 def _runtime_choice(info, owner: nn.Module, tied: bool, runtime: str) -> tuple[str, str]:

@@ -118,6 +118,15 @@ class Decoded:
         keep = self.codes != 0  # filler entries carry code 0
         return self.positions[keep], self.codes[keep], self.codebook
 
+    def coded(self) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(positions, codes, codebook, scales) of a shared tensor as stored, for a runtime that
+        computes from the codes: positions None where a code covers every weight, else the
+        non-zeros' positions and codes (filler entries dropped); scales None unless rows are scaled."""
+        if self.positions is None:
+            return None, self.codes, self.codebook, self.scales
+        keep = self.codes != 0
+        return self.positions[keep], self.codes[keep], self.codebook, self.scales
+
 
 def _lookup(table: np.ndarray, codes: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
     """table[codes] a chunk at a time: numpy widens an index array to int64 whole, which for a

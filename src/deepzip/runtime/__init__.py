@@ -11,8 +11,15 @@ bench/runtime.py (docs/results.md, "Runtimes that never densify"): from 4 M weig
 codebook kernel for shared weights (CSR for float ones) up to 12 % density; from 1 M weights,
 CSR up to 6 %; dense otherwise, because below that a call's fixed cost exceeds the product. The
 choice is made for batch 1, the deployment case; larger batches favour CSR.
+
+Where Triton's kernels run (a GPU with triton installed; `runtime/lut.py`), a forced "codebook"
+picks, per layer, between two layouts of the codes by their bytes: "sparse" (the kept weights
+row by row, 3 bytes each) below a density of bits / 24, "packed" (every weight's code in
+⌈log2 K⌉ bits, zero or not) above it; a codebook of more than 256 entries stays sparse.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -20,6 +27,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .codebook import CodebookConv2d, CodebookLinear
+from .lut import PackedMatrix, bits_for, triton_runs, warn_without_triton
 from .sparse import SparseConv2d, SparseLinear, csr_bytes, csr_from_positions
 
 SPARSE_LAYERS = ("Linear", "Conv2d")
@@ -27,8 +35,9 @@ RUNTIMES = ("dense", "sparse", "csr", "codebook")
 LARGE, LARGE_DENSITY = 4 << 20, 0.12   # from LARGE weights up: codebook (or CSR) up to this density
 MEDIUM, MEDIUM_DENSITY = 1 << 20, 0.06  # from MEDIUM weights up: CSR up to this density
 
-__all__ = ["CodebookConv2d", "CodebookLinear", "RUNTIMES", "SparseConv2d", "SparseLinear", "build", "choose",
-           "csr_bytes", "resident_weight_bytes", "supports"]
+__all__ = ["CodebookConv2d", "CodebookLinear", "PackedMatrix", "RUNTIMES", "SparseConv2d", "SparseLinear", "build",
+           "choose", "choose_layout", "csr_bytes", "resident_weight_bytes", "supports", "triton_runs",
+           "warn_without_triton"]
 
 
 def choose(*, layer: str | None, name: str, numel: int, nonzero: int | None, encoding: str,
@@ -78,17 +87,35 @@ def supports(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear)
 
 
-def build(module: nn.Module, how: str, positions: np.ndarray, codes: np.ndarray, table: np.ndarray | None,
-          bias: torch.Tensor | None) -> nn.Module:
+def choose_layout(module: nn.Module, density: float, entries: int, packed_ok: bool) -> str:
+    """"packed" or "sparse" for a codebook layer: whichever holds the codes in fewer bytes, where
+    the packed layout's kernel runs at all (packed_ok), its codes fit 8 bits and the layer is not a
+    grouped convolution (whose block-diagonal matrix would pack its zeros).
+
+    Examples:
+        >>> choose_layout(nn.Linear(8, 8), 0.9, 16, True), choose_layout(nn.Linear(8, 8), 0.05, 16, True)
+        ('packed', 'sparse')
+    """
+    bits = bits_for(entries)
+    grouped = isinstance(module, nn.Conv2d) and module.groups > 1
+    if not packed_ok or bits > 8 or grouped or density < bits / 24:
+        return "sparse"
+    return "packed"
+
+
+def build(module: nn.Module, how: str, positions: np.ndarray | None, codes: np.ndarray, table: np.ndarray | None,
+          bias: torch.Tensor | None, *, scales: np.ndarray | None = None, layout: str = "sparse") -> nn.Module:
     """The replacement of a Linear or Conv2d whose weight has these non-zeros.
 
     Args:
         module: the dense layer (its shape and conv settings are read, its weight is not).
         how: "csr" or "codebook".
-        positions: sorted flat positions of the non-zeros.
+        positions: sorted flat positions of the non-zeros (None: codes cover every weight).
         codes, table: their codebook indices and the codebook (entry 0 is zero); or, with table
             None, `codes` are the float32 values themselves (a pruned, unshared weight: CSR only).
         bias: the layer's bias, or None.
+        scales: a codebook weight's scale per row (format version 5), or None.
+        layout: a codebook layer's layout, "sparse" or "packed" (choose_layout).
 
     Examples:
         >>> build(nn.Linear(4, 2), "csr", np.array([1, 6]), np.array([0.5, -1.0], np.float32), None, None)
@@ -96,13 +123,22 @@ def build(module: nn.Module, how: str, positions: np.ndarray, codes: np.ndarray,
     """
     if how == "codebook" and table is not None:
         cls = CodebookLinear if isinstance(module, nn.Linear) else CodebookConv2d
-        return cls(module, positions, codes, table, bias)
+        return cls(module, positions, codes, table, bias, scales=scales, layout=layout)
+    if positions is None:
+        positions = np.flatnonzero(codes)
+        codes = codes[positions]
     values = codes if table is None else table[codes]
+    if table is not None and scales is not None:
+        values = values * scales[positions // max(1, math.prod(_shape(module)[1:]))]
     if isinstance(module, nn.Linear):
         return SparseLinear(csr_from_positions(positions, values, module.out_features, module.in_features), bias)
     if isinstance(module, nn.Conv2d):
         return SparseConv2d(module, positions, values, bias)
     raise ConfigError(f"no sparse runtime for {type(module).__name__}")
+
+
+def _shape(module: nn.Module) -> tuple[int, ...]:
+    return tuple(module.weight.shape)
 
 
 def resident_weight_bytes(model: nn.Module) -> int:
