@@ -111,6 +111,24 @@ def sparse_mm_kernel(x_ptr, indptr_ptr, cols_ptr, codes_ptr, t_ptr, s_ptr, b_ptr
     _finish(acc[:, None], rm, cols, y_ptr, s_ptr, b_ptr, M, N, stride_ym, HAS_SCALE, HAS_BIAS)
 
 
+# On a GPU each kernel's tile sizes are tuned once per layer shape (the first call of a shape
+# times these candidates); the interpreter runs the fixed sizes the launchers pass. Batch-1 tiles
+# are narrow along N so that a 4096-wide layer gives every SM programs to stream codes with.
+_MV_CONFIGS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w)
+               for n, k, w in ((16, 256, 4), (32, 128, 4), (32, 256, 4), (64, 128, 4), (64, 256, 8))]
+_MM_CONFIGS = [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=st)
+               for m, n, k, w, st in ((16, 64, 64, 4, 3), (16, 128, 64, 4, 3), (32, 64, 64, 4, 3),
+                                      (64, 64, 64, 4, 3), (64, 128, 32, 4, 4), (128, 128, 32, 8, 3))]
+_SPARSE_CONFIGS = [triton.Config({"BLOCK_J": j}, num_warps=w) for j, w in ((32, 1), (64, 2), (128, 4))]
+_tuned_mv = triton.autotune(_MV_CONFIGS, key=["N", "K"])(packed_mv_kernel)
+_tuned_mm = triton.autotune(_MM_CONFIGS, key=["N", "K"])(packed_mm_kernel)
+_tuned_sparse = triton.autotune(_SPARSE_CONFIGS, key=["N", "M"])(sparse_mm_kernel)
+
+
+def _interpreted() -> bool:
+    return triton.knobs.runtime.interpret
+
+
 def _dummy(like: torch.Tensor) -> torch.Tensor:
     return torch.empty(1, dtype=torch.float32, device=like.device)
 
@@ -138,12 +156,16 @@ def packed_mm(x: torch.Tensor, words: torch.Tensor, table: torch.Tensor, bits: i
     common = dict(BITS=bits, PER=32 // bits, HAS_SCALE=scales is not None, HAS_BIAS=bias is not None)
     args = (x, words, table, _dummy(x) if scales is None else scales, _dummy(x) if bias is None else bias, y,
             m, n, k, x.stride(0), words.stride(0), y.stride(0))
-    if m <= 4:
+    if m <= 4 and _interpreted():
         packed_mv_kernel[(triton.cdiv(n, 64), m)](*args, BLOCK_N=64, BLOCK_K=128, **common)
-    else:
+    elif m <= 4:
+        _tuned_mv[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), m)](*args, **common)
+    elif _interpreted():
         block_m = 16 if m <= 16 else 64
-        grid = (triton.cdiv(m, block_m), triton.cdiv(n, 64))
-        packed_mm_kernel[grid](*args, BLOCK_M=block_m, BLOCK_N=64, BLOCK_K=64, **common)
+        packed_mm_kernel[(triton.cdiv(m, block_m), triton.cdiv(n, 64))](*args, BLOCK_M=block_m, BLOCK_N=64,
+                                                                         BLOCK_K=64, **common)
+    else:
+        _tuned_mm[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))](*args, **common)
     return y
 
 
@@ -168,8 +190,12 @@ def sparse_mm(x: torch.Tensor, indptr: torch.Tensor, cols: torch.Tensor, codes: 
     if m == 0 or n == 0:
         return y
     block_m = 1 if m == 1 else min(64, triton.next_power_of_2(m))
-    sparse_mm_kernel[(n, triton.cdiv(m, block_m))](
-        x, indptr, cols, codes, table, _dummy(x) if scales is None else scales, _dummy(x) if bias is None else bias,
-        y, m, n, x.stride(0), y.stride(0), COL_MASK=0xFFFF if cols.dtype == torch.int16 else -1,
-        HAS_SCALE=scales is not None, HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_J=64)
+    args = (x, indptr, cols, codes, table, _dummy(x) if scales is None else scales,
+            _dummy(x) if bias is None else bias, y, m, n, x.stride(0), y.stride(0))
+    common = dict(COL_MASK=0xFFFF if cols.dtype == torch.int16 else -1, HAS_SCALE=scales is not None,
+                  HAS_BIAS=bias is not None, BLOCK_M=block_m)
+    if _interpreted():
+        sparse_mm_kernel[(n, triton.cdiv(m, block_m))](*args, BLOCK_J=64, **common)
+    else:
+        _tuned_sparse[(n, triton.cdiv(m, block_m))](*args, **common)
     return y
