@@ -136,6 +136,9 @@ def main() -> None:
                     help="max drops (cosine lost; % perplexity rise) [0.001 0.01; for smollm2: 5]")
     ap.add_argument("--out", default="out/bench-ptq")
     ap.add_argument("--json", default=None, help="also append the lines to this file")
+    ap.add_argument("--code-bits", type=int, default=None,
+                    help="deepzip's rows with at most 2^B − 1 levels a tensor (a GPU's packed layout in B bits)")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the round-to-nearest rows")
     args = ap.parse_args()
     torch.manual_seed(0)
     out = Path(args.out)
@@ -150,8 +153,9 @@ def main() -> None:
         lines.append(line)
         print(json.dumps(line), flush=True)
 
-    for method, bits, group in (("int8 per row (round to nearest)", 8, None),
-                                ("int4 per group of 128 (round to nearest)", 4, 128)):
+    baselines = () if args.no_baselines else (("int8 per row (round to nearest)", 8, None),
+                                              ("int4 per group of 128 (round to nearest)", 4, 128))
+    for method, bits, group in baselines:
         t0 = time.perf_counter()
         m = copy.deepcopy(base)
         size = rtn(m, bits, group)
@@ -161,10 +165,13 @@ def main() -> None:
     for target in targets:
         t0 = time.perf_counter()
         m = copy.deepcopy(base)
+        flag = f" --code-bits {args.code_bits}" if args.code_bits else ""
+        rounding = dz.PostTraining(code_bits=args.code_bits)
         r = dz.compress_pretrained(m, calib, test, val_data=val, metric=metric_name,
-                                   out=out / f"{args.model}-{target}", progress=False, log=print,
-                                   config=dz.PtqConfig(max_drop=target, **options))
-        emit({**row(name, f"deepzip --no-retrain --max-drop {target}", r.file_bytes, dense, weights, other,
+                                   out=out / f"{args.model}{flag.replace(' --code-bits ', '-cb')}-{target}",
+                                   progress=False, log=print,
+                                   config=dz.PtqConfig(max_drop=target, rounding=rounding, **options))
+        emit({**row(name, f"deepzip --no-retrain{flag} --max-drop {target}", r.file_bytes, dense, weights, other,
                     metric_name, (r.test["drop"], r.test["se"]), time.perf_counter() - t0),
               "validation_drop": round(r.validation["drop"], 6), "timings": r.timings})
         del m

@@ -143,12 +143,14 @@ def test_without_the_kernels_the_same_load_keeps_the_sparse_layout(tmp_path, mon
         torch.testing.assert_close(fast(x), dz.load(tmp_path / "m.dzip", model=fresh())(x), rtol=1e-4, atol=1e-5)
 
 
-def test_scaled_rows_of_a_pretrained_language_model_generate_the_same_tokens(tmp_path):
+@pytest.mark.parametrize("code_bits", [None, 4])
+def test_scaled_rows_of_a_pretrained_language_model_generate_the_same_tokens(tmp_path, code_bits):
     """A Llama-family model rounded without retraining (format version 5's scaled rows), run
-    through its own `generate` with every projection a packed lookup-table layer."""
+    through its own `generate` with every projection a packed lookup-table layer: as wide as
+    its levels need, or in 4 bits where the rounding was told to use at most 15 levels."""
     transformers = pytest.importorskip("transformers")
     from deepzip.models.hf import load_hf_dir
-    from deepzip.quantize import quantize_pretrained_
+    from deepzip.quantize import PostTraining, quantize_pretrained_
 
     config = transformers.LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                       hidden_size=64, intermediate_size=96, vocab_size=50,
@@ -156,7 +158,7 @@ def test_scaled_rows_of_a_pretrained_language_model_generate_the_same_tokens(tmp
     torch.manual_seed(0)
     transformers.LlamaForCausalLM(config).eval().save_pretrained(tmp_path / "in")
     model = load_hf_dir(tmp_path / "in")
-    quantize_pretrained_(model, None, 0.5)
+    quantize_pretrained_(model, None, 0.25, PostTraining(code_bits=code_bits))
     dz.save(model, tmp_path / "m.dzip")
     assert (tmp_path / "m.dzip").read_bytes()[4] == 5  # scaled rows
     dense = dz.load(tmp_path / "m.dzip")
@@ -164,6 +166,8 @@ def test_scaled_rows_of_a_pretrained_language_model_generate_the_same_tokens(tmp
     packed = [m for m in fast.modules() if isinstance(m, rt.CodebookLinear)]
     assert len(packed) == 2 * 7 + 1  # seven projections a layer, and the untied LM head
     assert all(isinstance(m.weight, PackedMatrix) and m.weight.scales is not None for m in packed)
+    widths = {m.weight.bits for m in packed}
+    assert (widths == {4}) if code_bits else (min(widths) > 4), widths
     prompt = torch.tensor([[0, 5, 17, 3, 9]])
     with torch.no_grad():
         want = dense.generate(prompt, max_new_tokens=12, do_sample=False, min_new_tokens=12)

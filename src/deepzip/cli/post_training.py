@@ -38,12 +38,14 @@ def _set_data(name: str, data_dir: Path | None, limit: int | None, val_split: fl
 
 
 def post_training(net: Any, *, hf: Path | None, data: str | None, data_dir: Path | None, calib_text: list[Path],
-                  metric: str | None, max_drop: float | None, bits: float | None, out: Path, limit: int | None,
+                  metric: str | None, max_drop: float | None, bits: float | None, code_bits: int | None, out: Path,
+                  limit: int | None,
                   val_split: float, seed: int, resume: bool, quiet: bool, echo) -> None:
     """Run the post-training pipeline from the command's options and print one line."""
     from ..pipeline.ptq import PtqConfig, compress_pretrained
+    from ..quantize import PostTraining
 
-    config = PtqConfig(max_drop=max_drop, bits=bits)
+    config = PtqConfig(max_drop=max_drop, bits=bits, rounding=PostTraining(code_bits=code_bits))
     if hf is not None:
         calib, val, test, default_metric = _hf_data(net, hf, calib_text, seed)
     else:

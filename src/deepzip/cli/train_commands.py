@@ -39,6 +39,8 @@ def compress(
                                           "validation and test samples (repeatable)"),
     bits: Optional[float] = typer.Option(None, help="with --no-retrain, instead of --max-drop: a size, in mean coded "
                                          "bits per weight"),
+    code_bits: Optional[int] = typer.Option(None, help="with --no-retrain: at most 2^B − 1 levels a tensor, so that "
+                                            "a GPU holds each weight's code in B bits (2 to 8; runtime 'codebook')"),
     device: str = typer.Option("auto", help="auto (a CUDA GPU if PyTorch sees one), cpu, cuda or cuda:N"),
     resume: bool = typer.Option(False, help="continue an interrupted run from OUT/checkpoints (same recipe and data)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
@@ -83,13 +85,13 @@ def compress(
             raise ConfigError("--hf reads the weights from its directory; drop --from.")
         net = _user_model(model_py, model_arg, hf, from_, seed if seed is not None else _recipe_seed(recipe))
         if not retrain:
-            _no_retrain(net if net is not None else model, recipe, rate_weights, max_drop, bits)
+            _no_retrain(net if net is not None else model, recipe, rate_weights, max_drop, bits, code_bits)
             return post_training(net if net is not None else _registry(model, from_), hf=hf, data=data,
                                  data_dir=data_dir, calib_text=calib_text, metric=metric, max_drop=max_drop, bits=bits,
-                                 out=out, limit=limit, val_split=val_split, seed=seed or 0, resume=resume, quiet=quiet,
+                                 code_bits=code_bits, out=out, limit=limit, val_split=val_split, seed=seed or 0, resume=resume, quiet=quiet,
                                  echo=typer.echo)
-        if calib_text or bits is not None:
-            raise ConfigError("--calib-text and --bits are for --no-retrain (post-training compression).")
+        if calib_text or bits is not None or code_bits is not None:
+            raise ConfigError("--calib-text, --bits and --code-bits are for --no-retrain (post-training compression).")
         weights = parse_weights(rate_weights) if rate_weights is not None else None
         given = net if net is not None else (model or (None if recipe else "lenet300"))
         if given is None:  # a recipe names its model
@@ -130,8 +132,11 @@ def recipes() -> None:
 
 
 def _no_retrain(source: Any, recipe: str | None, rate_weights: str | None, max_drop: float | None,
-                bits: float | None) -> None:
-    """What --no-retrain cannot be combined with, in one sentence."""
+                bits: float | None, code_bits: int | None) -> None:
+    """What --no-retrain cannot be combined with, in one sentence, before any model is read."""
+    from ..quantize import PostTraining
+
+    PostTraining(code_bits=code_bits)
     if recipe or rate_weights:
         raise ConfigError("--no-retrain runs no recipe (it trains nothing); drop --recipe and --rate-weights.")
     if source is None:

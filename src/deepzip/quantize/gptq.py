@@ -49,7 +49,8 @@ def round_levels(x: torch.Tensor, deadzone: float = 0.0) -> torch.Tensor:
 
 
 def gptq_levels(weight: torch.Tensor, hessian: torch.Tensor, steps: torch.Tensor, *, damp: float = 0.01,
-                block: int = 128, act_order: bool = True, deadzone: float = 0.0) -> torch.Tensor:
+                block: int = 128, act_order: bool = True, deadzone: float = 0.0, limit: int | None = None
+                ) -> torch.Tensor:
     """Integer levels q (int32, the weight's shape) such that q × steps[row] is the weight rounded
     with GPTQ's error compensation.
 
@@ -61,6 +62,8 @@ def gptq_levels(weight: torch.Tensor, hessian: torch.Tensor, steps: torch.Tensor
         block: columns whose updates are batched.
         act_order: round columns in order of decreasing diag H.
         deadzone: rounding leans toward zero by this fraction of a step (round_levels).
+        limit: levels stay within ±limit (None: unbounded); a clipped weight's error is
+            compensated like a rounded one's.
 
     Examples:
         >>> q = gptq_levels(layer.weight, cal.hessians["fc1"], steps)
@@ -83,6 +86,8 @@ def gptq_levels(weight: torch.Tensor, hessian: torch.Tensor, steps: torch.Tensor
         inner = factor[start:stop, start:stop]
         for i in range(stop - start):
             q = round_levels(part[:, i] / step, deadzone)
+            if limit is not None:
+                q = q.clamp(-limit, limit)
             levels[:, start + i] = q.to(torch.int32)
             err = (part[:, i] - q * step) / inner[i, i]
             part[:, i:] -= err[:, None] * inner[i, i:][None, :]

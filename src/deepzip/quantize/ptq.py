@@ -55,9 +55,14 @@ class PostTraining:
         0.0009): the Fisher estimate of 256 sentences misjudges rows that other text uses. Fisher
         for the token embedding alone does no better (5.60 bits a weight at 0.00105): rare
         tokens' rows, made coarse, are met in other sentences.
+    code_bits: at most 2^code_bits − 1 levels a tensor (zero and ±1 … ±(2^(code_bits−1) − 1)),
+        so that a GPU holds every weight's code in code_bits bits (runtime/lut.py's packed
+        layout) rather than in the ⌈log2⌉ of however many levels the entropy coder was free to
+        use. Each row's step is at least its largest weight over the top level, so nothing is
+        clipped by more than GPTQ compensates. None: no limit (the smallest file).
 
     Examples:
-        >>> PostTraining(damp=0.01, gptq=True)
+        >>> PostTraining(damp=0.01, gptq=True), PostTraining(code_bits=4)
     """
 
     damp: float = 0.01
@@ -67,12 +72,20 @@ class PostTraining:
     gptq: bool = True
     deadzone: float = 0.0
     rows: str = "rms"
+    code_bits: int | None = None
+
+    @property
+    def max_level(self) -> int:
+        """The largest level magnitude a tensor may use."""
+        return MAX_LEVEL if self.code_bits is None else (1 << (self.code_bits - 1)) - 1
 
     def __post_init__(self) -> None:
         if not (0 <= self.damp <= 1 and self.max_step > 0 and self.min_rows >= 1 and 0 <= self.deadzone < 0.5):
             raise ConfigError("PostTraining needs damp in [0, 1], max_step > 0, min_rows ≥ 1 and deadzone in [0, 0.5).")
         if self.rows not in ("rms", "fisher"):
             raise ConfigError(f"PostTraining.rows must be 'rms' or 'fisher', not {self.rows!r}.")
+        if self.code_bits is not None and not (isinstance(self.code_bits, int) and 2 <= self.code_bits <= 8):
+            raise ConfigError(f"code_bits must be a whole number of bits from 2 to 8, not {self.code_bits!r}.")
 
 
 @dataclass
@@ -126,7 +139,7 @@ def targets(model: nn.Module, cal: Calibration | None, cfg: PostTraining = PostT
 
 
 def row_steps(weight: torch.Tensor, rel: float, fisher: torch.Tensor | None = None,
-              max_step: float = 3.0) -> torch.Tensor:
+              max_step: float = 3.0, max_level: int = MAX_LEVEL) -> torch.Tensor:
     """The grid step of each row (dim 0): float32 values exact in float16 (the file's scales).
 
     Args:
@@ -134,6 +147,7 @@ def row_steps(weight: torch.Tensor, rel: float, fisher: torch.Tensor | None = No
         rel: the step, in units of the tensor's rms, of a row of average Fisher information.
         fisher: the Fisher information of each row (rows,), or None: steps follow the rows' rms.
         max_step: cap on the step of a row the Fisher estimate never saw, in its own rms.
+        max_level: every row's largest weight fits within ±max_level steps.
 
     Examples:
         >>> row_steps(torch.randn(4, 8), 0.5).shape
@@ -152,10 +166,34 @@ def row_steps(weight: torch.Tensor, rel: float, fisher: torch.Tensor | None = No
         steps = torch.where(unseen, torch.minimum(steps, max_step * rms_rows), steps)
     else:
         steps = rel * rms_rows
-    floor = w.abs().amax(1) / MAX_LEVEL  # levels stay within ±MAX_LEVEL
+    floor = w.abs().amax(1) / max_level if max_level == MAX_LEVEL else clipped_steps(w, max_level)
     steps = torch.maximum(steps, floor)
     steps = torch.where(steps > 0, steps, torch.ones_like(steps))  # an all-zero row: any step holds it
-    return steps.half().clamp_min(2.0**-24).float()  # float16's smallest positive value at least
+    # float16's smallest positive value at least; float16 rounding may put a step a hair under
+    # the floor, which moves the largest weight by far less than half a step past the top level
+    return steps.half().clamp_min(2.0**-24).float()
+
+
+def clipped_steps(w: torch.Tensor, max_level: int, shrink: tuple[float, ...] = tuple(1 - 0.05 * i for i in range(11))
+                  ) -> torch.Tensor:
+    """The finest step of each row of w (rows, …) that a grid of ±max_level levels allows: its
+    largest weight over the top level, shrunk by whichever factor rounds the row with the least
+    error (Σ|error|^2.4, GPTQ's choice), since clipping a few far-out weights can cost less than
+    coarsening every other one.
+
+    Examples:
+        >>> clipped_steps(torch.tensor([[0.1, -0.2, 3.0]]), 7) <= 3.0 / 7
+        tensor([True])
+    """
+    w = w.reshape(w.shape[0], -1)
+    top = w.abs().amax(1) / max_level
+    best, best_err = top, torch.full_like(top, float("inf"))
+    for f in shrink:
+        step = (top * f).clamp_min(1e-30)[:, None]
+        err = ((w / step).round().clamp(-max_level, max_level) * step - w).abs().pow(2.4).sum(1)
+        better = err < best_err
+        best, best_err = torch.where(better, top * f, best), torch.where(better, err, best_err)
+    return best
 
 
 def target_steps(target: Target, rel: float, cfg: PostTraining = PostTraining(),
@@ -167,7 +205,7 @@ def target_steps(target: Target, rel: float, cfg: PostTraining = PostTraining(),
         torch.Size([384])
     """
     fisher = target.fisher if cfg.rows == "fisher" else None
-    return row_steps(target.weight if weight is None else weight, rel, fisher, cfg.max_step)
+    return row_steps(target.weight if weight is None else weight, rel, fisher, cfg.max_step, cfg.max_level)
 
 
 def levels(target: Target, steps: torch.Tensor, cfg: PostTraining = PostTraining()) -> torch.Tensor:
@@ -179,10 +217,11 @@ def levels(target: Target, steps: torch.Tensor, cfg: PostTraining = PostTraining
     """
     w = target.weight.detach().float().cpu()
     if target.hessian is not None and w.dim() == 2:
-        q = gptq_levels(w, target.hessian, steps, damp=cfg.damp, act_order=cfg.act_order, deadzone=cfg.deadzone)
+        q = gptq_levels(w, target.hessian, steps, damp=cfg.damp, act_order=cfg.act_order, deadzone=cfg.deadzone,
+                        limit=cfg.max_level)
     else:
         q = round_levels(w / steps.reshape(-1, *[1] * (w.dim() - 1)), cfg.deadzone).to(torch.int32)
-    return q.clamp_(-MAX_LEVEL, MAX_LEVEL)
+    return q.clamp_(-cfg.max_level, cfg.max_level)
 
 
 def rounded(q: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
