@@ -157,7 +157,7 @@ def readme_ptq(text: str) -> str:
     rows = ["| file | bytes | × smaller than float32 | mean cosine with float32 (1,000 test sentences) | minutes |",
             "|---|---:|---:|---:|---:|"]
     for r in _load(DATA / "ptq.jsonl"):
-        if r["model"] != "all-MiniLM-L6-v2":
+        if r["model"] != "all-MiniLM-L6-v2" or "--code-bits" in r["method"]:  # results.md has those
             continue
         rows.append(f"| {r['method']} | {r['bytes'] / 1e6:.1f} MB | {r['ratio']:.1f}× | {r['cosine']:.4f} | "
                     f"{r['seconds'] / 60:.1f} |")

@@ -232,7 +232,8 @@ def test_compress_pretrained_meets_the_target_on_validation_and_resumes(tmp_path
     assert result.validation["drop"] + 0.84 * (result.validation["se"] or 0) <= 2.0
     assert result.ratio > 3 and result.file_bytes == (tmp_path / "run" / "model.dzip").stat().st_size
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["file_bytes"] == result.file_bytes and len(report["history"]) == 6
+    # six steps and, since the first missed, the finest end measured once
+    assert report["file_bytes"] == result.file_bytes and len(report["history"]) == 7
     again = dz.compress_pretrained(pretrained_like(), calib, test, val_data=val, metric="top1", config=config,
                                    out=tmp_path / "run", resume=True, progress=False, log=lambda s: None)
     assert (tmp_path / "run" / "model.dzip").read_bytes()[:0] == b"" and again.file_bytes == result.file_bytes
@@ -258,6 +259,16 @@ def test_dead_zone_rounding_leans_to_zero_and_codes_fewer_bits():
     assert bool(((plain - lean).abs() <= 1).all()) and bool((lean.abs() <= plain.abs()).all())
     assert entropy_bits(lean.int()) < 0.985 * entropy_bits(plain.int())  # 2.4 % fewer at a step of σ/3
     assert torch.equal(round_levels(torch.tensor([0.6, -1.55, 2.4]), 0.15), torch.tensor([0.0, -1.0, 2.0]))
+
+
+def test_a_target_out_of_reach_is_said_after_two_measurements_with_the_best_drop(tmp_path):
+    calib, val = classifier_data(128, 20), classifier_data(200, 21)
+    lines = []
+    with pytest.raises(ConfigError, match=r"the finest measured drops [0-9.]+ .*code_bits=2 allows no finer grid"):
+        dz.compress_pretrained(pretrained_like(), calib, None, val_data=val, metric="top1", out=tmp_path,
+                               config=dz.PtqConfig(max_drop=0.01, rounding=dz.PostTraining(code_bits=2)),
+                               progress=False, log=lines.append)
+    assert len([x for x in lines if x.startswith("k=")]) == 2  # the middle, then the finest: not 8 steps
 
 
 def test_compress_pretrained_to_a_size(tmp_path):

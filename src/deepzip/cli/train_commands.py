@@ -88,8 +88,8 @@ def compress(
             _no_retrain(net if net is not None else model, recipe, rate_weights, max_drop, bits, code_bits)
             return post_training(net if net is not None else _registry(model, from_), hf=hf, data=data,
                                  data_dir=data_dir, calib_text=calib_text, metric=metric, max_drop=max_drop, bits=bits,
-                                 code_bits=code_bits, out=out, limit=limit, val_split=val_split, seed=seed or 0, resume=resume, quiet=quiet,
-                                 echo=typer.echo)
+                                 code_bits=code_bits, out=out, limit=limit, val_split=val_split, seed=seed or 0,
+                                 resume=resume, quiet=quiet, echo=typer.echo)
         if calib_text or bits is not None or code_bits is not None:
             raise ConfigError("--calib-text, --bits and --code-bits are for --no-retrain (post-training compression).")
         weights = parse_weights(rate_weights) if rate_weights is not None else None

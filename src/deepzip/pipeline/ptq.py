@@ -203,38 +203,59 @@ def _round_all(found: list[Target], originals: dict[str, torch.Tensor], steps: d
 def _bisect(model, reference, found, originals, sens, metric, val, cfg: PtqConfig, state: _State,
             progress: bool, log) -> float:
     """The knob k, by bisection on log k: the largest whose drop meets max_drop, or the smallest
-    whose bits meet `bits`. Every step is kept in the state."""
+    whose bits meet `bits`. Every step is kept in the state. When the first step misses a drop
+    target, the finest end is measured next: a target out of reach is said at once, with the
+    best drop there is, instead of after every step."""
     weights = sum(t.weight.numel() for t in found)
     lo, hi = cfg.step_range
     ks = [s / math.sqrt(t.weight.numel() / sens[t.name]) for t in found for s in (lo, hi)]
     a, b = math.log(min(ks)), math.log(max(ks))
     done = {round(h["log_k"], 9): h for h in state.data["history"]}
-    best = None
-    for _ in tqdm(range(cfg.search_steps), desc="search", disable=None if progress else True, leave=False):
-        mid = (a + b) / 2
-        h = done.get(round(mid, 9))
+
+    def measure(log_k: float) -> dict:
+        h = done.get(round(log_k, 9))
         if h is None:
-            bits = _round_all(found, originals, _steps(math.exp(mid), found, sens, cfg), cfg)
+            bits = _round_all(found, originals, _steps(math.exp(log_k), found, sens, cfg), cfg)
             drop, se = metric.paired(reference, model, val) if cfg.max_drop is not None else (None, None)
-            h = {"log_k": mid, "k": math.exp(mid), "drop": drop, "se": se, "bits": bits / weights}
+            h = done[round(log_k, 9)] = {"log_k": log_k, "k": math.exp(log_k), "drop": drop, "se": se,
+                                          "bits": bits / weights}
             state.data["history"].append(h)
             state.save()
             log(f"k={h['k']:.3g}: {h['bits']:.2f} bits/weight"
                 + (f", drop {drop:.5f} ± {se or 0:.5f}" if drop is not None else ""))
-        if cfg.bits is not None:  # the finest step within the size
-            if h["bits"] <= cfg.bits:
-                b, best = mid, mid
-            else:
-                a = mid
-        elif h["drop"] + cfg.confidence * (h["se"] or 0) <= cfg.max_drop:  # the coarsest step within the drop
-            a, best = mid, mid
-        else:
-            b = mid
-    if best is None:
+        return h
+
+    def meets(h: dict) -> bool:
         if cfg.bits is not None:
-            raise ConfigError(f"no step gives {cfg.bits} bits per weight or fewer, even the coarsest ({hi}); ask for more.")
-        raise ConfigError(f"no step keeps the drop within {cfg.max_drop}, even the finest ({lo}); ask for a looser one.")
+            return h["bits"] <= cfg.bits
+        return h["drop"] + cfg.confidence * (h["se"] or 0) <= cfg.max_drop
+
+    best = None
+    for i in tqdm(range(cfg.search_steps), desc="search", disable=None if progress else True, leave=False):
+        mid = (a + b) / 2
+        if meets(measure(mid)):
+            a, b, best = (mid, b, mid) if cfg.bits is None else (a, mid, mid)
+        else:
+            a, b = (a, mid) if cfg.bits is None else (mid, b)
+            if i == 0 and cfg.bits is None:
+                if not meets(measure(a)):
+                    break
+                best = a  # the finest meets: anything coarser that meets replaces it
+    if best is None:
+        raise ConfigError(_unreachable(cfg, [h for h in done.values() if h.get("drop") is not None]))
     return math.exp(best)
+
+
+def _unreachable(cfg: PtqConfig, history: list[dict]) -> str:
+    """The sentence for a target no step meets, with the best the search saw."""
+    lo, hi = cfg.step_range
+    if cfg.bits is not None:
+        return f"no step gives {cfg.bits} bits per weight or fewer, even the coarsest ({hi}); ask for more."
+    least = min(history, key=lambda h: h["drop"])
+    why = (f" (code_bits={cfg.rounding.code_bits} allows no finer grid: more code bits reach further)"
+           if cfg.rounding.code_bits else "")
+    return (f"no step keeps the drop within {cfg.max_drop}: the finest measured drops {least['drop']:.5g} ± "
+            f"{least['se'] or 0:.2g} on validation{why}; ask for a looser one.")
 
 
 def compress_pretrained(model: nn.Module, calib_data: Any, eval_data: Any = None, *, val_data: Any,

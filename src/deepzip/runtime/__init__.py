@@ -111,8 +111,9 @@ def build(module: nn.Module, how: str, positions: np.ndarray | None, codes: np.n
         module: the dense layer (its shape and conv settings are read, its weight is not).
         how: "csr" or "codebook".
         positions: sorted flat positions of the non-zeros (None: codes cover every weight).
-        codes, table: their codebook indices and the codebook (entry 0 is zero); or, with table
-            None, `codes` are the float32 values themselves (a pruned, unshared weight: CSR only).
+        codes: their codebook indices; or, with table None, the float32 values themselves (a
+            pruned, unshared weight: CSR only).
+        table: the codebook (entry 0 is zero), or None.
         bias: the layer's bias, or None.
         scales: a codebook weight's scale per row (format version 5), or None.
         layout: a codebook layer's layout, "sparse" or "packed" (choose_layout).

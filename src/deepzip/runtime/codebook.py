@@ -37,7 +37,8 @@ def pack(positions: np.ndarray, codes: np.ndarray, rows: int, columns: int) -> d
     Args:
         positions: sorted flat (row-major) positions of the non-zeros.
         codes: their codebook indices (≥ 1).
-        rows, columns: the matrix's shape.
+        rows: the matrix's rows.
+        columns: its columns.
 
     Examples:
         >>> pack(np.array([1, 6]), np.array([3, 1]), 2, 4)["cols"]
@@ -128,9 +129,11 @@ def codebook_matrix(layout: str, positions: np.ndarray | None, codes: np.ndarray
         layout: "sparse" (kept weights row by row: pruned weights, any codebook size) or "packed"
             (every weight's code in ⌈log2 K⌉ bits, for the GPU's lookup-table kernel).
         positions: sorted flat positions of `codes`, or None when codes cover every weight.
-        codes, table: codebook indices (≥ 1 where positions are given) and the codebook, entry 0 zero.
+        codes: codebook indices (≥ 1 where positions are given).
+        table: the codebook, entry 0 zero.
         scales: float32 (rows,) row scales (format version 5), or None.
-        rows, columns: the matrix's shape.
+        rows: the matrix's rows.
+        columns: its columns.
 
     Examples:
         >>> codebook_matrix("sparse", np.array([1]), np.array([1]), np.array([0, 2.0], np.float32), None, 1, 2)
@@ -153,9 +156,10 @@ class CodebookLinear(nn.Module):
 
     Args:
         linear: the layer it replaces (its shape is read, not its weight).
-        positions, codes, table: the weight's codes (sorted flat positions of the non-zeros and a
-            code ≥ 1 for each, or positions None and a code for every weight) and the codebook
-            with its zero entry first, as the file's decoder gives them.
+        positions: sorted flat positions of the weight's non-zeros, or None when `codes` holds a
+            code for every weight.
+        codes: their codebook indices (≥ 1 where positions are given).
+        table: the codebook with its zero entry first, as the file's decoder gives it.
         bias: the layer's bias, or None.
         scales: float32 scale per output row (format version 5), or None.
         layout: "sparse" or "packed" (see codebook_matrix).
@@ -186,7 +190,12 @@ class CodebookConv2d(nn.Module):
 
     Args:
         conv: the layer it replaces (shape, stride, padding, dilation and groups are read).
-        positions, codes, table, bias, scales, layout: as for CodebookLinear.
+        positions: as for CodebookLinear.
+        codes: as for CodebookLinear.
+        table: as for CodebookLinear.
+        bias: the layer's bias, or None.
+        scales: as for CodebookLinear.
+        layout: as for CodebookLinear.
 
     Examples:
         >>> layer = CodebookConv2d(nn.Conv2d(64, 128, 3, padding=1), positions, codes, table, None)

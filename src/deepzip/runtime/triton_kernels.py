@@ -142,7 +142,8 @@ def packed_mm(x: torch.Tensor, words: torch.Tensor, table: torch.Tensor, bits: i
         words: int32 (ceil(K / (32 // bits)), N) packed codes (runtime/lut.py's pack_codes).
         table: float32 codebook of 2^bits entries.
         bits: bits per code, 1 to 8.
-        n, k: the weight's shape (N output features, K input features).
+        n: the weight's rows (output features).
+        k: its columns (input features).
         scales: float32 (N,) per output row, or None.
         bias: (N,) or None.
 
@@ -180,7 +181,8 @@ def sparse_mm(x: torch.Tensor, indptr: torch.Tensor, cols: torch.Tensor, codes: 
         codes: uint8 or int16 (holding uint16) codebook index of each.
         table: float32 codebook, entry 0 the zero.
         n: output features.
-        scales, bias: (N,) or None.
+        scales: float32 (N,) per output row, or None.
+        bias: (N,) or None.
 
     Examples:
         >>> y = sparse_mm(x, indptr, cols, codes, table, 4096)
