@@ -28,9 +28,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..files import replace_dir
-from . import cgraph, cplan, csource
+from . import cgraph, cplan, csource, ctree
 
-RUNTIME = cplan.LIBDZIP / "runtime"
 MARKER = ".deepzip-c-export"
 M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 
@@ -91,19 +90,18 @@ def input_shape_of(path: Path) -> tuple[int, ...] | None:
 
 
 def _copy_sources(out: Path) -> None:
-    if not (cplan.LIBDZIP / "include" / "dzip.h").exists() or not (RUNTIME / "include" / "dzrt.h").exists():
-        raise ConfigError(f"export --c copies libdzip's C sources from {cplan.LIBDZIP}, which this installation "
-                          f"does not have (use a checkout of the repository).")
-    for src, dst in [(cplan.LIBDZIP / "include", out / "dzip" / "include"), (cplan.LIBDZIP / "src", out / "dzip" / "src"),
-                     (RUNTIME / "include", out / "dzip" / "runtime" / "include"),
-                     (RUNTIME / "src", out / "dzip" / "runtime" / "src"),
-                     (RUNTIME / "template" / "cortex-m", out / "cortex-m")]:
+    tree = ctree.sources()
+    runtime = tree / "runtime"
+    for src, dst in [(tree / "include", out / "dzip" / "include"), (tree / "src", out / "dzip" / "src"),
+                     (runtime / "include", out / "dzip" / "runtime" / "include"),
+                     (runtime / "src", out / "dzip" / "runtime" / "src"),
+                     (runtime / "template" / "cortex-m", out / "cortex-m")]:
         dst.mkdir(parents=True, exist_ok=True)
         for f in sorted(src.iterdir()):
             if f.suffix in (".c", ".h", ".ld"):
                 shutil.copy2(f, dst / f.name)
     for name in ("main.c", "Makefile"):
-        shutil.copy2(RUNTIME / "template" / name, out / name)
+        shutil.copy2(runtime / "template" / name, out / name)
 
 
 def code_bytes(directory: Path) -> int | None:

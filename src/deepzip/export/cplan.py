@@ -23,13 +23,14 @@ from typing import Any
 
 from ..errors import ConfigError
 from .cgraph import Graph, Layer, Op
+from .ctree import SOURCES, buildable
 
 FORMS = {"raw": 1, "shared": 2, "sparse": 3}   # dzrt_form: DENSE, SHARED, SPARSE (0: none)
 EXTERNAL = 0xFFFFFFFF
 STATE_BYTES = 1536   # DZRT_STATE_BYTES: libdzip's dz_file and dz_iter during init
 OP_BYTES = 144       # sizeof(dzrt_op), the same on every target (no pointers; run.c checks it)
 BUF_BYTES = 8
-LIBDZIP = Path(__file__).resolve().parents[3] / "libdzip"
+LIBDZIP = SOURCES  # libdzip's C sources (export/ctree.py)
 
 
 def _a4(n: int) -> int:
@@ -161,9 +162,12 @@ def libdzip_sizes(path: Path) -> dict[str, int]:
         >>> libdzip_sizes(Path("model.dzip"))
         {'arena': 7415, 'scratch': 6616}
     """
-    tool = Path(os.environ.get("DZIP_DUMP", LIBDZIP / "runtime" / "build" / "dzip-dump"))
-    if "DZIP_DUMP" not in os.environ:
-        proc = subprocess.run(["make", "-C", str(LIBDZIP / "runtime"), "-s", "build/dzip-dump"], capture_output=True,
+    if "DZIP_DUMP" in os.environ:
+        tool = Path(os.environ["DZIP_DUMP"])
+    else:
+        tree = buildable()
+        tool = tree / "runtime" / "build" / "dzip-dump"
+        proc = subprocess.run(["make", "-C", str(tree / "runtime"), "-s", "build/dzip-dump"], capture_output=True,
                               text=True)
         if proc.returncode != 0 or not tool.exists():
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["make failed"]

@@ -30,11 +30,9 @@ from torch import nn
 
 from ..errors import ConfigError, DataError
 from ..files import replace_dir
-from . import cgraph, cplan, oplist
+from . import cgraph, cplan, ctree, oplist
 from .c import input_shape_of
 
-WASM = cplan.LIBDZIP / "wasm"
-PAGE = WASM / "page"
 MARKER = ".deepzip-web-export"
 CLASS_NAMES = {
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -76,11 +74,9 @@ def wasm_module() -> Path:
         >>> wasm_module().stat().st_size
         69069
     """
-    target = WASM / "build" / "dzip.wasm"
-    if not (WASM / "Makefile").exists():
-        raise ConfigError(f"export --web copies libdzip's WebAssembly build from {WASM}, which this installation "
-                          f"does not have (use a checkout of the repository).")
-    proc = subprocess.run(["make", "-C", str(WASM), "-s", "-j2"], capture_output=True, text=True)
+    wasm = ctree.buildable() / "wasm"
+    target = wasm / "build" / "dzip.wasm"
+    proc = subprocess.run(["make", "-C", str(wasm), "-s", "-j2"], capture_output=True, text=True)
     if proc.returncode != 0 or not target.exists():
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["make failed"]
         raise ConfigError(f"export --web needs {target}, which does not build here ({last[0]}); install clang, lld, "
@@ -187,8 +183,8 @@ def export_web(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Mod
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         for f in ("index.html", "page.js", "page.css"):
-            shutil.copy2(PAGE / f, tmp / f)
-        shutil.copy2(WASM / "dzip.js", tmp / "dzip.js")
+            shutil.copy2(ctree.sources() / "wasm" / "page" / f, tmp / f)
+        shutil.copy2(ctree.sources() / "wasm" / "dzip.js", tmp / "dzip.js")
         shutil.copy2(wasm, tmp / "dzip.wasm")
         (tmp / "model.dzip").write_bytes(data)
         (tmp / "model.dzrt").write_bytes(oplist.op_list_bytes(plan, data))
@@ -202,7 +198,7 @@ def export_web(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Mod
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     dense = sum(int(np.prod(e["shape"], dtype=np.int64)) * _ITEMSIZE.get(e["dtype"], 4) for e in header["tensors"])
-    return WebExport(out, len(data), dense, wasm.stat().st_size, (WASM / "dzip.js").stat().st_size,
+    return WebExport(out, len(data), dense, wasm.stat().st_size, (ctree.sources() / "wasm" / "dzip.js").stat().st_size,
                      0 if x is None else len(x), len(plan.records), plan.arena_bytes)
 
 
