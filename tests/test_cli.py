@@ -234,3 +234,40 @@ def test_usage_errors_are_one_error_line_and_status_2(args, says):
     done = subprocess.run([sys.executable, "-m", "deepzip", *args], capture_output=True, text=True, timeout=120)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], done.stderr
+
+
+WIDE = '''import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, width=8):
+        super().__init__()
+        self.fc = nn.Linear(64, width)
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+
+def test_recorded_arguments_asking_for_more_than_the_file_holds_are_refused_before_allocation(tmp_path):
+    """A trusted class of the user's, with arguments a hostile (or hand-edited) header changed:
+    counted on the meta device and refused in one sentence, with no gigabytes allocated first."""
+    import subprocess
+    import sys
+
+    import deepzip as dz
+
+    (tmp_path / "wide.py").write_text(WIDE)
+    net = dz.models.from_spec(f"{tmp_path / 'wide.py'}:Net", {"width": 8})  # the user passed it: trusted
+    net.deepzip_arch["kwargs"]["width"] = 10_000_000  # a Linear(64, 10^7): 2.6 GB of float32
+    dz.save(net, tmp_path / "m.dzip")
+    code = ("import resource, sys, deepzip as dz\ntry:\n    dz.load(sys.argv[1])\nexcept dz.DeepzipError as e:\n"
+            "    print(e)\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.dzip")], capture_output=True, text=True,
+                          timeout=300)
+    message, peak_kb = proc.stdout.strip().splitlines()
+    assert "m.dzip records wide.py:Net with {'width': 10000000}" in message and "more than the file can hold" in message
+    assert int(peak_kb) < 1_500_000, peak_kb  # torch's own import is most of it
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "m.dzip"), "--data", "digits"])
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1 and "more than the file can hold" in lines[0], result.output

@@ -44,10 +44,10 @@ def build_model(header: dict, path_name: str, file_bytes: int | None = None) -> 
         raise ConfigError(f"{path_name} records no architecture (it was saved from a custom module); pass the "
                           f"module to fill: deepzip.load(path, model=MyNet()), or --model-py module:Class on the "
                           f"command line (deepzip decompress needs neither).")
+    budget = None if file_bytes is None else MAX_ELEMENTS_PER_BYTE * file_bytes + 65536
     if isinstance(arch, dict) and "python" in arch:
-        return rebuild_python(arch, path_name)
+        return _user_class(arch, path_name, budget)
     if isinstance(arch, dict) and "hf" in arch:
-        budget = None if file_bytes is None else MAX_ELEMENTS_PER_BYTE * file_bytes + 65536
         tensors = header.get("tensors")
         return build_hf(arch["hf"] if isinstance(arch["hf"], dict) else {}, path_name, budget,
                         len(tensors) if isinstance(tensors, list) else 0)
@@ -61,6 +61,25 @@ def build_model(header: dict, path_name: str, file_bytes: int | None = None) -> 
     except (ConfigError, ValueError, TypeError, RuntimeError, OverflowError, ZeroDivisionError) as e:
         reason = str(e).rstrip(".")
         raise DzipFormatError(f"{path_name} records an architecture that cannot be built here: {reason}.") from None
+
+
+def _user_class(arch: dict, path_name: str, budget: int | None) -> nn.Module:
+    """A user's own class (a trusted file, models/sources.py) with the file's recorded arguments:
+    built on the meta device first and its parameters counted, so that arguments asking for more
+    than the file can hold are refused before any memory is allocated for them."""
+    try:
+        with torch.device("meta"):
+            probe = rebuild_python(arch, path_name)
+    except ConfigError as e:
+        if "building it raised" not in str(e):
+            raise  # not trusted, changed, malformed: the same sentence as without the probe
+        probe = None  # a class that computes on its tensors as it builds: counted after, as built
+    if probe is not None and budget is not None:
+        count = sum(t.numel() for t in [*probe.parameters(), *probe.buffers()])
+        if count > budget:
+            raise ModelMismatchError(f"{path_name} records {arch.get('python')} with {arch.get('kwargs')}: "
+                                     f"{count:,} parameters, more than the file can hold.")
+    return rebuild_python(arch, path_name)
 
 
 def _plain_argument(value: Any) -> bool:
