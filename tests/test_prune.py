@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 import deepzip as dz
+from deepzip.errors import ConfigError
 from deepzip.reparam import get_mask, remove_mask_
 
 
@@ -121,3 +122,61 @@ def test_a_deep_copy_of_a_pruned_model_trains_safely(tiny_mlp):
     dz.train(clone, data, epochs=2, lr=0.05, optimizer="sgd", batch_size=16, progress=False)
     assert torch.equal(clone.fc1.weight == 0, zeros)
     assert clone.fc1.weight.grad[zeros].abs().sum() == 0
+
+
+class PruneTheLargest:
+    """A criterion of the test's own: ranks by 1 / |w|, so the largest weights go first."""
+
+    name = "inverse"
+
+    def scores(self, weight):
+        return 1 / (weight.value.detach().abs() + 1e-3)
+
+
+def test_a_criterion_of_ones_own_decides_what_goes_per_layer_globally_and_on_a_schedule():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    before = [m.weight.detach().abs().clone() for m in (net[0], net[2])]
+    dz.prune_(net, sparsity=0.25, criterion=PruneTheLargest())
+    for m, w in zip((net[0], net[2]), before):
+        gone = m.weight.detach() == 0
+        assert gone.float().mean() == 0.25 and w[gone].min() >= w[~gone].max()  # the largest quarter went
+    glob = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    dz.prune_(glob, sparsity=0.5, scope="global", criterion=PruneTheLargest())
+    kept = torch.cat([m.weight.detach().flatten() for m in (glob[0], glob[2])])
+    assert (kept == 0).float().mean() == 0.5
+    sched = dz.GradualPruning(net, 0.5, every=1, criterion=PruneTheLargest())
+    sched.update(10, 10)
+    assert (net[0].weight == 0).float().mean() == 0.5
+
+
+def test_activation_weighted_keeps_small_weights_on_large_inputs():
+    """Wanda's |w| · ‖x_j‖: every weight the same size, input 0 a hundred times the others, so
+    pruning by magnitude alone could not tell them apart and this keeps column 0 whole."""
+    net = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Conv2d(1, 4, 1))
+    with torch.no_grad():
+        net[0].weight.fill_(0.5)
+        net[0].weight[:, 1:] *= 2  # larger weights on the quiet inputs: magnitude keeps those
+    x = torch.randn(64, 8) * torch.tensor([100.0] + [1.0] * 7)
+    crit = dz.ActivationWeighted().measure(nn.Sequential(net[0]), [x, (x, None)])
+    dz.prune_(net[0], sparsity=0.5, criterion=crit)
+    assert bool((net[0].weight[:, 0] != 0).all()) and (net[0].weight == 0).float().mean() == 0.5
+    with pytest.raises(ConfigError, match="measured no input of this layer"):
+        dz.prune_(net[2], sparsity=0.5, criterion=crit)
+    with pytest.raises(ConfigError, match="quality thresholds"):
+        dz.prune_(net[0], quality=1.0, criterion=crit)
+
+
+def test_a_criterion_scoring_the_wrong_shape_or_negative_is_one_sentence():
+    class Bad:
+        name = "bad"
+
+        def __init__(self, fn):
+            self.fn = fn
+
+        def scores(self, weight):
+            return self.fn(weight.value.detach())
+
+    for fn, words in ((lambda w: w.flatten(), "must score each weight"), (lambda w: w - 10, "negative or not finite")):
+        with pytest.raises(ConfigError, match=words):
+            dz.prune_(nn.Linear(4, 4), sparsity=0.5, criterion=Bad(fn))

@@ -29,7 +29,16 @@ from .errors import (
 from .export import export_c, export_onnx
 from .models import create as create_model
 from .pipeline import CompressResult, PtqConfig, compress, compress_pretrained
-from .prune import GradualPruning, MagnitudePruning, prune_, prune_dead_inputs_, prune_units_, sparsity_of
+from .prune import (
+    ActivationWeighted,
+    GradualPruning,
+    Magnitude,
+    MagnitudePruning,
+    prune_,
+    prune_dead_inputs_,
+    prune_units_,
+    sparsity_of,
+)
 from .quantize import KMeans, PostTraining, RateLoss, calibrate, harden_, quantize_pretrained_, round_, share_weights_
 from .reparam import strip_
 from .report import inspect
@@ -65,7 +74,9 @@ __all__ = [
     "DzipFormatError",
     "NumericsError",
     "Evaluate",
+    "ActivationWeighted",
     "GradualPruning",
+    "Magnitude",
     "History",
     "KMeans",
     "RateLoss",

@@ -16,6 +16,7 @@ from ..checks import AMOUNT, check, check_each, is_amount, number, require_finit
 from ..errors import ConfigError
 from ..reparam import get_mask, is_shared, reattach_masks_, set_mask_
 from ..selection import Filter, Weight, per_layer, select, unselected, weights
+from .criteria import Criterion, Magnitude
 
 PerLayer = float | Mapping[str, float] | None
 
@@ -99,6 +100,7 @@ def prune_(
     quality: PerLayer = None,
     scope: Literal["layer", "global"] = "layer",
     filter_fn: Filter | None = None,
+    criterion: Criterion | None = None,
 ) -> None:
     """Prune `model` in place: attach masks to the weights of its compressible layers.
 
@@ -111,6 +113,8 @@ def prune_(
         quality: as in MagnitudePruning.
         scope: as in MagnitudePruning.
         filter_fn: `filter_fn(module, name) -> bool` selects layers.
+        criterion: what weights are ranked by (prune/criteria.py): Magnitude (None) or
+            ActivationWeighted or one's own; with sparsity only (quality is |w| against a std).
 
     Examples:
         >>> dz.prune_(model, sparsity=0.9)
@@ -120,6 +124,9 @@ def prune_(
         config = MagnitudePruning(quality=quality, sparsity=sparsity, scope=scope)
     elif sparsity is not None or quality is not None:
         raise ConfigError("pass either a MagnitudePruning config or sparsity=/quality=, not both.")
+    if criterion is not None and config.quality is not None:
+        raise ConfigError("a pruning criterion ranks weights for a sparsity; quality thresholds |w| itself.")
+    criterion = criterion or Magnitude()
     setting = config.quality if config.quality is not None else config.sparsity
     reattach_masks_(model)
     layers = select(model, setting, "the pruning setting", filter_fn)
@@ -129,7 +136,7 @@ def prune_(
     for w in layers:
         require_finite(w.value, w.name, "prune")
     if config.scope == "global":
-        _prune_global(layers, config.sparsity)
+        _prune_global(layers, config.sparsity, criterion)
         return
     for w in layers:
         weight = w.value.detach()
@@ -137,14 +144,30 @@ def prune_(
         if config.quality is not None:
             mask = weight.abs() > per_layer(config.quality, w) * weight.float().std()
         else:
-            mask = keep_largest(weight, amount_of(per_layer(config.sparsity, w), weight.numel()))
+            mask = keep_largest(_scores(criterion, w), amount_of(per_layer(config.sparsity, w), weight.numel()))
         set_mask_(w.module, w.param, mask if old is None else mask & old)
 
 
-def _prune_global(layers: list[Weight], sparsity: float) -> None:
+def _scores(criterion: Criterion, w: Weight) -> torch.Tensor:
+    """A criterion's scores for one layer, checked (its shape, finite, ≥ 0), with the weights
+    already pruned scored 0: they are the first counted toward the target, whatever a
+    criterion would make of a zero."""
+    s = criterion.scores(w)
+    if not isinstance(s, torch.Tensor) or tuple(s.shape) != tuple(w.value.shape):
+        raise ConfigError(f"the {getattr(criterion, 'name', 'pruning')} criterion must score each weight of "
+                          f"{w.name} (shape {tuple(w.value.shape)}).")
+    if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+        raise ConfigError(f"the {getattr(criterion, 'name', 'pruning')} criterion gave {w.name} scores that are "
+                          f"negative or not finite.")
+    old = get_mask(w.module, w.param)
+    return s.detach() if old is None else s.detach() * old
+
+
+def _prune_global(layers: list[Weight], sparsity: float, criterion: Criterion) -> None:
     if not layers:
         return
-    magnitudes = torch.cat([w.value.detach().abs().flatten().float() for w in layers])
+    scored = [_scores(criterion, w).contiguous() for w in layers]
+    magnitudes = torch.cat([s.flatten().float() for s in scored])
     count = amount_of(sparsity, magnitudes.numel())
     if count == 0:
         return
@@ -152,8 +175,7 @@ def _prune_global(layers: list[Weight], sparsity: float) -> None:
     cut = torch.kthvalue(magnitudes, count).values
     below = int((magnitudes < cut).sum())
     at_cut_budget = count - below
-    for w in layers:
-        magnitude = w.value.detach().abs().contiguous()  # a channels-last conv weight: view(-1) below needs C order
+    for w, magnitude in zip(layers, scored):  # C order (contiguous): view(-1) below needs it
         mask = magnitude > cut
         ties = (magnitude == cut).flatten().nonzero().flatten()
         keep_ties = ties[at_cut_budget:]

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..checks import check, number, whole
 from ..errors import ConfigError
+from .criteria import Criterion
 from .magnitude import PerLayer, prune_
 
 
@@ -81,18 +82,19 @@ class GradualPruning:
             recover at the final sparsity).
         every: optimizer steps between mask updates.
         scope: "global" ranks all layers' weights together (a single sparsity then).
+        criterion: what weights are ranked by (prune/criteria.py; None: magnitude).
 
     Examples:
         >>> dz.train(model, data, epochs=6, callbacks=[GradualPruning(model, {"fc1": 0.95}, every=50)])
     """
 
     def __init__(self, model: nn.Module, sparsity: PerLayer, *, start: float = 0.0, end: float = 0.75,
-                 every: int = 50, scope: str = "layer") -> None:
+                 every: int = 50, scope: str = "layer", criterion: Criterion | None = None) -> None:
         check_schedule(end, every)
         if not 0 <= start <= end <= 1:
             raise ConfigError(f"the ramp needs 0 ≤ start ≤ end ≤ 1, not start={start}, end={end}.")
         self.model, self.sparsity, self.start, self.end, self.every = model, sparsity, start, end, every
-        self.scope = scope
+        self.scope, self.criterion = scope, criterion
         self.history: list[tuple[int, float]] = []
 
     def fraction(self, step: int, total: int) -> float:
@@ -107,7 +109,7 @@ class GradualPruning:
         f = self.fraction(step, total)
         if self.history and self.history[-1][1] == f:
             return
-        prune_(self.model, sparsity=scaled(self.sparsity, f), scope=self.scope)
+        prune_(self.model, sparsity=scaled(self.sparsity, f), scope=self.scope, criterion=self.criterion)
         self.history.append((step, f))
 
     def on_step(self, state: Any) -> None:
