@@ -367,3 +367,16 @@ def test_cli_refuses_impossible_post_training_options_in_one_line(args, match):
 
     result = CliRunner().invoke(app, ["compress", *args])
     assert result.exit_code == 2 and result.output.startswith("error:") and match in result.output, result.output
+
+
+def test_probed_calibration_cuts_long_token_batches_without_changing_what_it_sums():
+    from deepzip.quantize.calibrate import TOKENS, _split
+
+    lm = nn.Sequential(nn.Embedding(50, 16), nn.Linear(16, 50))
+    ids = torch.randint(0, 50, (40, 64), generator=torch.Generator().manual_seed(0))  # 2,560 tokens
+    parts = _split((ids, ids), probes=1)
+    assert [len(p[0]) for p in parts] == [TOKENS // 64] * 2 + [8] and torch.equal(torch.cat([p[0] for p in parts]), ids)
+    assert _split(ids, probes=0) == [ids] and len(_split(ids[:32], probes=1)) == 1  # 2,048 tokens stay whole
+    whole, cut = calibrate(lm, [ids], probes=0), calibrate(lm, [ids], probes=1)
+    assert whole.samples == cut.samples == 40 and cut.fisher["1.weight"].shape == (50,)
+    torch.testing.assert_close(cut.hessians["1"], whole.hessians["1"], rtol=1e-12, atol=1e-9)
