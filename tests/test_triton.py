@@ -176,3 +176,17 @@ def test_scaled_rows_of_a_pretrained_language_model_generate_the_same_tokens(tmp
                                    rtol=1e-4, atol=1e-4)
     assert torch.equal(got.cpu(), want)
 
+
+
+def test_half_precision_models_keep_float32_codebooks_and_run_the_kernels():
+    rng = np.random.default_rng(1)
+    codes, table = _grid(rng, 40, 48, 256)  # 255 levels a step apart: bfloat16 would merge neighbours
+    table[1:] = np.linspace(1.0, 1.5, 255, dtype=np.float32)
+    layer = rt.CodebookLinear(nn.Linear(48, 40), None, codes, table, None, scales=np.full(40, 0.5, np.float32),
+                              layout="packed").to(DEVICE).bfloat16()
+    assert layer.weight.table.dtype == torch.float32 and layer.weight.scales.dtype == torch.float32
+    x = torch.from_numpy(rng.standard_normal((3, 48)).astype(np.float32))
+    got = layer(x.bfloat16().to(DEVICE))
+    assert got.dtype == torch.bfloat16
+    want = _reference(x.bfloat16().float(), codes, table, np.full(40, 0.5, np.float32), None)
+    torch.testing.assert_close(got.cpu().double(), want, rtol=2e-2, atol=5e-2)

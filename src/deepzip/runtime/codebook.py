@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .lut import PackedMatrix, triton_runs
+from .lut import ExactTables, PackedMatrix, triton_runs
 from .sparse import csr_from_positions
 
 
@@ -53,7 +53,7 @@ def pack(positions: np.ndarray, codes: np.ndarray, rows: int, columns: int) -> d
             "codes": torch.from_numpy(codes.astype(code_type))}
 
 
-class _CodebookMatrix(nn.Module):
+class _CodebookMatrix(ExactTables):
     """The rows × columns matrix both layers multiply by, kept as its non-zeros' codes row by row."""
 
     def __init__(self, packed: dict[str, torch.Tensor], table: np.ndarray, rows: int, columns: int,

@@ -34,6 +34,11 @@ def triton_installed() -> bool:
     return True
 
 
+def interpreted() -> bool:
+    """Whether Triton's interpreter is on (TRITON_INTERPRET, read as Triton reads it)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
 def triton_runs(device: torch.device | str) -> bool:
     """Whether the Triton kernels run for tensors on `device`: CUDA with triton installed, or any
     device under Triton's interpreter (TRITON_INTERPRET=1).
@@ -42,9 +47,7 @@ def triton_runs(device: torch.device | str) -> bool:
         >>> triton_runs("cpu")
         False
     """
-    kind = torch.device(device).type
-    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-    return (kind == "cuda" or interpreted) and triton_installed()
+    return (torch.device(device).type == "cuda" or interpreted()) and triton_installed()
 
 
 def warn_without_triton(device: torch.device | str) -> None:
@@ -103,7 +106,20 @@ def unpack_codes(words: np.ndarray, bits: int, k: int) -> np.ndarray:
     return lanes.reshape(words.shape[1], -1)[:, :k].astype(np.int64)
 
 
-class PackedMatrix(nn.Module):
+class ExactTables(nn.Module):
+    """A module whose codebook (`table`) and row `scales` stay float32 whatever `.half()` or
+    `.to(dtype)` does to the rest of the model: nearby levels of a 256-entry codebook would
+    merge in bfloat16, and the kernels read them as float32 anyway. Devices still change."""
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 (torch's own signature)
+        before = {n: b for n in ("table", "scales") if (b := self._buffers.get(n)) is not None}
+        super()._apply(fn, recurse)
+        for name, value in before.items():
+            self._buffers[name] = value.to(self._buffers[name].device, torch.float32)
+        return self
+
+
+class PackedMatrix(ExactTables):
     """A rows × columns weight as packed codes, its float32 codebook and optional row scales.
 
     Args:
