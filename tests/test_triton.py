@@ -190,3 +190,12 @@ def test_half_precision_models_keep_float32_codebooks_and_run_the_kernels():
     assert got.dtype == torch.bfloat16
     want = _reference(x.bfloat16().float(), codes, table, np.full(40, 0.5, np.float32), None)
     torch.testing.assert_close(got.cpu().double(), want, rtol=2e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("device, words", [("cuda:7", "GPU"), ("tpu", "device must be")])
+def test_a_device_that_is_not_here_is_one_sentence(tmp_path, device, words):
+    if torch.cuda.is_available() and device.startswith("cuda"):
+        pytest.skip("this machine has a GPU")
+    fresh = _compressed_cnn(tmp_path)
+    with pytest.raises(dz.DeepzipError, match=words):
+        dz.load(tmp_path / "m.dzip", model=fresh(), runtime="codebook", device=device)

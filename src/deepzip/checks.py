@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .errors import InvalidSetting, NumericsError
+from .errors import ConfigError, InvalidSetting, NumericsError
 
 
 def is_uint(value: Any, below: int | None = None) -> bool:
@@ -97,3 +97,25 @@ def is_amount(v: Any) -> bool:
 
 AMOUNT = "a fraction in [0, 1] (or a whole count of weights)"
 
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """"auto" (CUDA when PyTorch sees a GPU, else the CPU), "cpu", "cuda" or "cuda:N", checked.
+
+    Examples:
+        >>> model.to(resolve_device("auto"))
+    """
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for, but PyTorch sees no CUDA GPU here; use --device cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} does not exist: PyTorch sees {torch.cuda.device_count()} GPU(s).")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}.")
+    return device

@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import models
 from .. import runtime as rt
-from ..checks import is_uint
+from ..checks import is_uint, resolve_device
 from ..errors import ConfigError, DzipFormatError, ModelMismatchError
 from ..models.hf import build_hf
 from ..models.sources import rebuild_python
@@ -187,7 +187,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
     """
     if runtime not in rt.RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(rt.RUNTIMES)}, not {runtime!r}.")
-    target = torch.device(device or "cpu")  # a bad device string raises here, before any work
+    target = resolve_device(device or "cpu")  # a bad or absent device is one sentence, before any work
     if runtime != "dense":
         rt.warn_without_triton(target)
     with DzipReader(path) as reader:

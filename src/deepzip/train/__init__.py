@@ -1,8 +1,9 @@
 """Training: one loop with a loss function and callbacks; checkpoints that resume it exactly."""
 
+from ..checks import resolve_device  # the device rule, shared with dz.load
 from .callbacks import Checkpoint, Evaluate, History, TensorBoard
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .loop import ProgressBar, TrainState, cross_entropy, evaluate, predict, resolve_device, seed_everything, train
+from .loop import ProgressBar, TrainState, cross_entropy, evaluate, predict, seed_everything, train
 from .metrics import Cosine, Custom, Metric, Perplexity, Top1, metric_of
 
 __all__ = [
