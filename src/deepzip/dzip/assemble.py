@@ -196,19 +196,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         entries = header.get("tensors")
         if not isinstance(entries, list):
             raise DzipFormatError(f"{pname} is corrupt: 'tensors' is not a list.")
-        built = model is None
-        if built:
-            model = build_model(header, pname, reader.size)
-        else:
-            strip_(model)
-        if "widths" in header:  # channel surgery: the same widths on the module to fill
-            try:
-                apply_widths_(model, header["widths"], "its width record")
-            except ConfigError as e:
-                reason = str(e).rstrip(".")
-                raise (DzipFormatError(f"{pname} is corrupt: {reason}.") if built else
-                       ModelMismatchError(f"{pname} does not fit this model: {reason}.")) from None
-            model.deepzip_widths = header["widths"]
+        model = _prepared(model, header, pname, reader.size)
         _check_entries(entries, len(reader.streams), pname)
         have = targets(model)
         if strict:
@@ -224,6 +212,25 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
     if leftover:
         raise ModelMismatchError(f"{pname} does not fit this model: nothing in the file for {', '.join(leftover[:5])}.")
     return model.to(target).eval() if device is not None else model.eval()
+
+
+def _prepared(model: nn.Module | None, header: dict, pname: str, size: int) -> nn.Module:
+    """The module to fill: built from the file's record (None given) or the caller's, stripped of
+    deepzip's masks and sharing, with the file's channel widths applied (channel surgery)."""
+    built = model is None
+    if built:
+        model = build_model(header, pname, size)
+    else:
+        strip_(model)
+    if "widths" in header:
+        try:
+            apply_widths_(model, header["widths"], "its width record")
+        except ConfigError as e:
+            reason = str(e).rstrip(".")
+            raise (DzipFormatError(f"{pname} is corrupt: {reason}.") if built else
+                   ModelMismatchError(f"{pname} does not fit this model: {reason}.")) from None
+        model.deepzip_widths = header["widths"]
+    return model
 
 
 def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
