@@ -112,11 +112,11 @@ class Decoded:
             return self.positions, self._values(), None
         if self.codebook is None:
             return self.positions, self.values, None
-        if self.positions is None:
-            positions = np.flatnonzero(self.codes)
-            return positions, self.codes[positions], self.codebook
-        keep = self.codes != 0  # filler entries carry code 0
-        return self.positions[keep], self.codes[keep], self.codebook
+        positions, codes, codebook, _ = self.coded()
+        if positions is None:
+            positions = np.flatnonzero(codes)
+            codes = codes[positions]
+        return positions, codes, codebook
 
     def coded(self) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]:
         """(positions, codes, codebook, scales) of a shared tensor as stored, for a runtime that
@@ -124,7 +124,7 @@ class Decoded:
         non-zeros' positions and codes (filler entries dropped); scales None unless rows are scaled."""
         if self.positions is None:
             return None, self.codes, self.codebook, self.scales
-        keep = self.codes != 0
+        keep = self.codes != 0  # filler entries carry code 0
         return self.positions[keep], self.codes[keep], self.codebook, self.scales
 
 

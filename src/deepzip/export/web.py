@@ -180,11 +180,12 @@ def export_web(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Mod
             "samples": None if x is None else {"file": "samples.f32", "count": len(x), "labels": y, "source": source},
             "no_samples": None if x is not None else source}
     out.parent.mkdir(parents=True, exist_ok=True)
+    js = ctree.sources() / "wasm" / "dzip.js"  # the page and its module, beside it
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         for f in ("index.html", "page.js", "page.css"):
-            shutil.copy2(ctree.sources() / "wasm" / "page" / f, tmp / f)
-        shutil.copy2(ctree.sources() / "wasm" / "dzip.js", tmp / "dzip.js")
+            shutil.copy2(js.parent / "page" / f, tmp / f)
+        shutil.copy2(js, tmp / "dzip.js")
         shutil.copy2(wasm, tmp / "dzip.wasm")
         (tmp / "model.dzip").write_bytes(data)
         (tmp / "model.dzrt").write_bytes(oplist.op_list_bytes(plan, data))
@@ -198,7 +199,7 @@ def export_web(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Mod
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     dense = sum(int(np.prod(e["shape"], dtype=np.int64)) * _ITEMSIZE.get(e["dtype"], 4) for e in header["tensors"])
-    return WebExport(out, len(data), dense, wasm.stat().st_size, (ctree.sources() / "wasm" / "dzip.js").stat().st_size,
+    return WebExport(out, len(data), dense, wasm.stat().st_size, js.stat().st_size,
                      0 if x is None else len(x), len(plan.records), plan.arena_bytes)
 
 

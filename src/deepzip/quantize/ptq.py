@@ -98,6 +98,9 @@ class Target:
     hessian: torch.Tensor | None
     fisher: torch.Tensor | None
     ties: list[tuple[nn.Module, str]] = field(default_factory=list)  # other (module, attr) holding the same tensor
+    # Each row's least step under a level limit (clipped_steps), by limit: a function of the float
+    # weights alone, computed the first time they are rounded and not again at every search step.
+    floors: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -139,7 +142,7 @@ def targets(model: nn.Module, cal: Calibration | None, cfg: PostTraining = PostT
 
 
 def row_steps(weight: torch.Tensor, rel: float, fisher: torch.Tensor | None = None,
-              max_step: float = 3.0, max_level: int = MAX_LEVEL) -> torch.Tensor:
+              max_step: float = 3.0, floor: torch.Tensor | None = None) -> torch.Tensor:
     """The grid step of each row (dim 0): float32 values exact in float16 (the file's scales).
 
     Args:
@@ -147,7 +150,8 @@ def row_steps(weight: torch.Tensor, rel: float, fisher: torch.Tensor | None = No
         rel: the step, in units of the tensor's rms, of a row of average Fisher information.
         fisher: the Fisher information of each row (rows,), or None: steps follow the rows' rms.
         max_step: cap on the step of a row the Fisher estimate never saw, in its own rms.
-        max_level: every row's largest weight fits within ±max_level steps.
+        floor: each row's least step (clipped_steps, under a level limit); None: the row's
+            largest weight within ±MAX_LEVEL steps.
 
     Examples:
         >>> row_steps(torch.randn(4, 8), 0.5).shape
@@ -166,8 +170,7 @@ def row_steps(weight: torch.Tensor, rel: float, fisher: torch.Tensor | None = No
         steps = torch.where(unseen, torch.minimum(steps, max_step * rms_rows), steps)
     else:
         steps = rel * rms_rows
-    floor = w.abs().amax(1) / max_level if max_level == MAX_LEVEL else clipped_steps(w, max_level)
-    steps = torch.maximum(steps, floor)
+    steps = torch.maximum(steps, w.abs().amax(1) / MAX_LEVEL if floor is None else floor)
     steps = torch.where(steps > 0, steps, torch.ones_like(steps))  # an all-zero row: any step holds it
     # float16's smallest positive value at least; float16 rounding may put a step a hair under
     # the floor, which moves the largest weight by far less than half a step past the top level
@@ -205,7 +208,13 @@ def target_steps(target: Target, rel: float, cfg: PostTraining = PostTraining(),
         torch.Size([384])
     """
     fisher = target.fisher if cfg.rows == "fisher" else None
-    return row_steps(target.weight if weight is None else weight, rel, fisher, cfg.max_step, cfg.max_level)
+    w = target.weight if weight is None else weight
+    floor = None
+    if cfg.code_bits is not None:
+        if cfg.max_level not in target.floors:
+            target.floors[cfg.max_level] = clipped_steps(w.detach().float(), cfg.max_level)
+        floor = target.floors[cfg.max_level]
+    return row_steps(w, rel, fisher, cfg.max_step, floor)
 
 
 def levels(target: Target, steps: torch.Tensor, cfg: PostTraining = PostTraining()) -> torch.Tensor:

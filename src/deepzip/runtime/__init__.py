@@ -19,14 +19,12 @@ row by row, 3 bytes each) below a density of bits / 24, "packed" (every weight's
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .codebook import CodebookConv2d, CodebookLinear
+from .codebook import CodebookConv2d, CodebookLinear, kept
 from .lut import PackedMatrix, bits_for, triton_runs, warn_without_triton
 from .sparse import SparseConv2d, SparseLinear, csr_bytes, csr_from_positions
 
@@ -115,7 +113,8 @@ def build(module: nn.Module, how: str, positions: np.ndarray | None, codes: np.n
             pruned, unshared weight: CSR only).
         table: the codebook (entry 0 is zero), or None.
         bias: the layer's bias, or None.
-        scales: a codebook weight's scale per row (format version 5), or None.
+        scales: a codebook weight's scale per row (format version 5), or None; with how="codebook"
+            only (CSR takes the scaled values as `codes`, table None).
         layout: a codebook layer's layout, "sparse" or "packed" (choose_layout).
 
     Examples:
@@ -125,21 +124,15 @@ def build(module: nn.Module, how: str, positions: np.ndarray | None, codes: np.n
     if how == "codebook" and table is not None:
         cls = CodebookLinear if isinstance(module, nn.Linear) else CodebookConv2d
         return cls(module, positions, codes, table, bias, scales=scales, layout=layout)
-    if positions is None:
-        positions = np.flatnonzero(codes)
-        codes = codes[positions]
+    if scales is not None:
+        raise ConfigError("row scales are for the codebook runtime; give CSR the scaled values, table None.")
+    positions, codes = kept(positions, codes)
     values = codes if table is None else table[codes]
-    if table is not None and scales is not None:
-        values = values * scales[positions // max(1, math.prod(_shape(module)[1:]))]
     if isinstance(module, nn.Linear):
         return SparseLinear(csr_from_positions(positions, values, module.out_features, module.in_features), bias)
     if isinstance(module, nn.Conv2d):
         return SparseConv2d(module, positions, values, bias)
     raise ConfigError(f"no sparse runtime for {type(module).__name__}")
-
-
-def _shape(module: nn.Module) -> tuple[int, ...]:
-    return tuple(module.weight.shape)
 
 
 def resident_weight_bytes(model: nn.Module) -> int:

@@ -31,6 +31,19 @@ def _kernels():
     return kernels
 
 
+def kept(positions: np.ndarray | None, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, codes) of the non-zero codes: as given, or found when codes cover every weight.
+
+    Examples:
+        >>> kept(None, np.array([0, 3, 0, 1]))
+        (array([1, 3]), array([3, 1]))
+    """
+    if positions is not None:
+        return positions, codes
+    positions = np.flatnonzero(codes)
+    return positions, codes[positions]
+
+
 def pack(positions: np.ndarray, codes: np.ndarray, rows: int, columns: int) -> dict[str, torch.Tensor]:
     """Row pointers, narrow column indices and narrow codes of a rows × columns matrix's non-zeros.
 
@@ -145,9 +158,7 @@ def codebook_matrix(layout: str, positions: np.ndarray | None, codes: np.ndarray
             grid[positions] = codes
             codes = grid
         return PackedMatrix(np.asarray(codes).reshape(rows, columns), table, scales)
-    if positions is None:
-        positions = np.flatnonzero(codes)
-        codes = codes[positions]
+    positions, codes = kept(positions, codes)
     return _CodebookMatrix(pack(positions, codes, rows, columns), table, rows, columns, scales)
 
 
@@ -209,9 +220,7 @@ class CodebookConv2d(nn.Module):
         self.out_channels, self.in_channels, self.groups = conv.out_channels, conv.in_channels, conv.groups
         self.kernel_size, self.stride, self.padding, self.dilation = conv.kernel_size, conv.stride, conv.padding, conv.dilation
         per_filter = conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
-        if positions is None:
-            positions = np.flatnonzero(codes)
-            codes = codes[positions]
+        positions, codes = kept(positions, codes)
         row = positions // per_filter
         col = (row // (conv.out_channels // conv.groups)) * per_filter + positions % per_filter
         width = per_filter * conv.groups

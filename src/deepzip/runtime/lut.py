@@ -157,10 +157,6 @@ class PackedMatrix(ExactTables):
         y = x.to(torch.float32) @ self.dense().t().to(x.device)
         return (y if bias is None else y + bias).to(x.dtype)
 
-    def times(self, xt: torch.Tensor) -> torch.Tensor:
-        """W · xt for xt (columns, batch): what CodebookConv2d multiplies by."""
-        return self.mm(xt.t()).t()
-
     def dense(self) -> torch.Tensor:
         """The float32 weight, looked up: the kernels' reference (and the fallback's weight)."""
         codes = unpack_codes(self.words.cpu().numpy(), self.bits, self.columns)
