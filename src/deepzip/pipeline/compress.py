@@ -30,8 +30,9 @@ from ..train import metric_of, save_checkpoint
 from ..train.checkpoint import load_weights, weights_digest
 from ..train.distributed import world
 from .recipe import Recipe, find_recipe, from_dict, load_recipe
-from .run import Source, run_recipe
+from .run import run_recipe
 from .search import search as run_search
+from .source import Source
 from .sweep import sweep
 
 

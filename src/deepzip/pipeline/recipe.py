@@ -9,9 +9,6 @@ the value as written, before anything runs, so a typo never silently falls back 
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +24,8 @@ from ..prune import UNITS_RULE, MagnitudePruning, check_schedule
 from ..quantize import KMeans, check_rate
 from ..structured import check_channels
 from ..train.loop import check_training
+from .settings import build, nested
+from .stage import added_from_dict, added_to_dict, check_added, place
 
 PerLayer = float | dict[str, float] | None  # a recipe's per-layer setting, as YAML gives it
 
@@ -181,16 +180,38 @@ class Recipe:
     distill: DistillStage | None = None
     coder: Literal["huffman", "ans", "context", "auto"] = "huffman"
     index_bits: int | str | dict[str, int | str] | None = None
+    # Stages from outside the package (pipeline.stage): (the built-in stage each runs after, its settings).
+    added: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         check_index_bits(self.index_bits)
+        object.__setattr__(self, "added", check_added(self.added))
         check(self.image_size is None or whole(1)(self.image_size), "image_size", "≥ 1", self.image_size)
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def of(cls, stages: list[Any], **settings: Any) -> Recipe:
+        """A recipe from its stages in the order they run: the built-in settings (TrainStage for the
+        dense stage, ChannelStage, PruneStage, RateStage, ShareStage, in that order, each at most
+        once) and registered stages anywhere between them. A built-in stage not listed is off
+        (the dense stage keeps its default settings); `settings` are the rest (model, dataset, …).
+
+        Examples:
+            >>> Recipe.of([TrainStage(epochs=5), Probe(), ShareStage(bits=4)], model="lenet300")
+        """
+        built_in = {TrainStage: "dense", ChannelStage: "channels", PruneStage: "prune", RateStage: "rate",
+                    ShareStage: "share"}
+        fields, added = place(list(stages), built_in)
+        off = {name: None for name in ("channels", "prune", "rate", "share") if name not in fields}
+        return cls(**{**off, **fields, **settings, "added": added})
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting as YAML holds it (added stages by their registered names)."""
+        out = dataclasses.asdict(dataclasses.replace(self, added=()))
+        out.pop("added")  # absent when empty: the run keys of recipes without added stages stay as they were
+        return {**out, **({"added": added_to_dict(self.added)} if self.added else {})}
 
     def changes(self) -> dict[str, Any]:
         """Only the settings that differ from `Recipe()`'s, nested like to_dict: what a file
@@ -216,89 +237,13 @@ def _diff(value: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _yaml_float(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and text.strip().lower() not in ("nan", "inf", "infinity") else None
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"Invalid recipe: {where or 'the recipe'} must be a mapping, not {type(data).__name__}.")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"Invalid recipe: unknown key {where + '.' if where else ''}{unknown[0]} "
-                          f"(known: {', '.join(sorted(known))}).")
-    kwargs = {}
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key, value in data.items():
-        factory = fields[key].default_factory
-        if isinstance(value, dict) and factory is not dataclasses.MISSING:
-            default = factory()
-            if dataclasses.is_dataclass(default):  # `rate: {train: {lr: …}}` keeps train's default epochs
-                value = {**dataclasses.asdict(default), **value}
-        kwargs[key] = _value(hints[key], value, f"{where}.{key}" if where else key)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"Invalid recipe: {where or 'the recipe'}: {e}.") from None
-    except InvalidSetting as e:
-        raise ConfigError(f"Invalid recipe: {where + '.' if where else ''}{e.key} must be {e.rule}, "
-                          f"not {e.value!r}.") from None
-
-
-def _value(hint: Any, value: Any, where: str) -> Any:
-    """Check one recipe value against its field's type hint (unions of plain types, Literals,
-    containers by their outer type, nested dataclasses)."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    nested = [o for o in options if dataclasses.is_dataclass(o)]
-    if nested:
-        return None if value is None else _build(nested[0], value, where)
-    if value is None and type(None) in options:
-        return None
-    names = []
-    for option in options:
-        if typing.get_origin(option) is Literal:
-            if value in typing.get_args(option):
-                return value
-            names.append(" or ".join(map(repr, typing.get_args(option))))
-            continue
-        base = typing.get_origin(option) or option
-        if base is float and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if base is float and isinstance(value, str) and _yaml_float(value) is not None:
-            return _yaml_float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
-        if isinstance(base, type) and base is not type(None) and isinstance(value, base) \
-                and not (base is int and isinstance(value, bool)):
-            return value
-        if base is not type(None):
-            names.append(getattr(base, "__name__", str(base)))
-    raise ConfigError(f"Invalid recipe: {where} must be {' or '.join(names)}, not {value!r}.")
-
-
-def _nested(cls: type) -> dict[str, type]:
-    """The fields of a settings class that hold settings of their own (a stage, a training run),
-    by name: a recipe's value for them is laid over the default's key by key."""
-    out = {}
-    for name, hint in typing.get_type_hints(cls).items():
-        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        nested = [o for o in options if dataclasses.is_dataclass(o)]
-        if nested:
-            out[name] = nested[0]
-    return out
-
-
 def _optional_stages() -> dict[str, type]:
     """Recipe fields holding a stage that is off (None) by default: distill, channels, rate."""
-    return {name: cls for name, cls in _nested(Recipe).items() if getattr(Recipe(), name) is None}
+    return {name: cls for name, cls in nested(Recipe).items() if getattr(Recipe(), name) is None}
 
 
 # Fields holding settings of their own, at any depth of a recipe.
-_STAGES = frozenset(name for cls in (Recipe, *_nested(Recipe).values()) for name in _nested(cls))
+_STAGES = frozenset(name for cls in (Recipe, *nested(Recipe).values()) for name in nested(cls))
 
 
 # Settings that replace each other: a recipe naming one drops the default's other.
@@ -339,7 +284,8 @@ def from_dict(data: dict[str, Any], **overrides: Any) -> Recipe:
     if not isinstance(data, dict):
         raise ConfigError(f"Invalid recipe: the recipe must be a mapping, not {type(data).__name__}.")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    return _build(Recipe, _over(_defaults(data.get("model", "lenet300")), data), "")
+    added = added_from_dict(data.pop("added"), build) if "added" in data else ()
+    return build(Recipe, _over(_defaults(data.get("model", "lenet300")), data), "").replace(added=added)
 
 
 def load_recipe(path: str | Path, **overrides: Any) -> Recipe:

@@ -46,10 +46,13 @@ from ..report import candidates_png, write_search_report
 from ..selection import per_layer, weights
 from ..train import metric_of
 from ..train.checkpoint import load_weights
+from .finish import score_chosen
 from .recipe import PruneStage, Recipe, ShareStage
-from .run import Source, check_max_drop, check_out, lock, prepare, run_key, run_recipe, score_chosen
+from .run import check_max_drop, run_recipe
 from .sensitivity import INDEX_BITS, allocate, scan, weight_bits
 from .sensitivity import plot as plot_sensitivity
+from .source import Source, prepare
+from .workdir import check_out, lock, run_key
 
 GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995)
 BITS = (3, 4, 5, 6, 8)  # 2-bit codebooks (3 centroids) lose more after pruning than a probe on dense weights shows

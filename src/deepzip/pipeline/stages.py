@@ -1,6 +1,7 @@
-"""The stages of `compress`, one small class each; a recipe maps onto them one to one.
+"""The built-in stages of `compress`, one small class each; a recipe maps onto them one to one,
+and its added stages (pipeline.stage) run between them.
 
-Each stage has a `name` and `run(run, resume)`: `run` is the Run (the model, data, accuracies,
+Each stage has a `name` and `run(run, resume)`: `run` is the RunContext (the model, data, accuracies,
 and `fit`, which trains with checkpoints after every epoch); `resume` is None for a fresh start,
 or what the checkpoint this stage was interrupted in holds ({"state": …, "train": …}). A stage
 that is resumed skips what it had already done before its first epoch (pruning, sharing: those
@@ -18,14 +19,15 @@ from ..structured import costs, prune_channels_, trace
 from ..train import save_checkpoint
 from ..train.distributed import barrier
 from .recipe import ChannelStage, PruneStage, RateStage, Recipe, ShareStage
+from .stage import StageResult, name_of
 
 if TYPE_CHECKING:
-    from .run import Run
+    from .context import RunContext as Run
 
 Resume = dict[str, Any] | None
 
 
-class Stage:
+class BuiltIn:
     """What a stage declares about itself, in one place: `name` (its seconds and checkpoints),
     `field` (the recipe field that configures it), `moment` (the weights.json snapshot taken
     after it), `score` (the validation score it reports last) and `seed` (the offset of its
@@ -52,7 +54,7 @@ class Stage:
         return recipe.seed + cls.seed + round_
 
 
-class Dense(Stage):
+class Dense(BuiltIn):
     """Train the dense model (or load it with --from); it is written to DIR/dense.safetensors."""
 
     name, field, moment, score, seed = "dense", "dense", "dense", "dense", 0
@@ -78,7 +80,7 @@ class Dense(Stage):
         run.log(f"dense    {run.metric.name} {run.show(run.acc['dense'])}")
 
 
-class Channels(Stage):
+class Channels(BuiltIn):
     """Channel surgery in rounds: remove (along the cubic ramp to the target), then retrain."""
 
     name, field, moment, score, seed = "channels", "channels", "slim", "channels", 200
@@ -121,7 +123,7 @@ class Channels(Stage):
         return prune_channels_(run.model, amount, select=c.select, round_to=c.round_to, **common)
 
 
-class Prune(Stage):
+class Prune(BuiltIn):
     """Unit pruning (optional), then magnitude pruning by the recipe's schedule, with retraining."""
 
     name, field, moment, score, seed = "prune", "prune", "pruned", "pruned", 0
@@ -166,7 +168,7 @@ class Prune(Stage):
                 f"{100 * sparsity_of(model)['total']:.1f}%")
 
 
-class Rate(Stage):
+class Rate(BuiltIn):
     """Rate-aware training (deepzip.RateLoss), then the hard assignment (deepzip.harden_)."""
 
     name, field, moment, score, seed = "rate", "rate", "rated", "hardened", 300
@@ -190,7 +192,7 @@ class Rate(Stage):
                             for k, v in hard.items()))
 
 
-class Share(Stage):
+class Share(BuiltIn):
     """Weight sharing (k-means per layer), centroid fine-tuning, then optional float16 rounding."""
 
     name, field, moment, score, seed = "share", "share", "shared", "quantized", 100
@@ -217,9 +219,35 @@ class Share(Stage):
                 f"{run.show(run.acc['shared'])})")
 
 
-STAGES: tuple[type[Stage], ...] = (Dense, Channels, Prune, Rate, Share)  # the order a run takes them in
+class Added:
+    """A stage from outside the package (pipeline.stage), run as the built-in ones are: its result
+    joins the run's scores (as NAME.KEY) and report.json's "stages"."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.name = self.moment = name_of(config)
+
+    def run(self, run: Run, resume: Resume) -> StageResult:
+        result = self.config.run(run, resume)
+        if result is None:
+            result = StageResult()
+        if not isinstance(result, StageResult):
+            raise TypeError(f"stage {self.name!r} returned a {type(result).__name__}, not a StageResult (or None).")
+        run.acc.update({f"{self.name}.{k}": float(v) for k, v in result.scores.items()})
+        run.log(f"{self.name:<8} " + ("  ".join(f"{k} {run.show(float(v))}" for k, v in result.scores.items())
+                                      or "done"))
+        return result
 
 
-def stages_of(recipe: Recipe) -> list[Stage]:
-    """The stages a recipe runs, in order (saving the file is the run's own last step)."""
-    return [cls(getattr(recipe, cls.field)) for cls in STAGES if cls.wanted(recipe)]
+STAGES: tuple[type[BuiltIn], ...] = (Dense, Channels, Prune, Rate, Share)  # the order a run takes them in
+
+
+def stages_of(recipe: Recipe) -> list[BuiltIn | Added]:
+    """The stages a recipe runs, in order: the built-in ones it turns on, each followed by the
+    stages added after it (saving the file is the run's own last step)."""
+    out: list[BuiltIn | Added] = []
+    for cls in STAGES:
+        if cls.wanted(recipe):
+            out.append(cls(getattr(recipe, cls.field)))
+        out += [Added(config) for after, config in recipe.added if after == cls.field]
+    return out

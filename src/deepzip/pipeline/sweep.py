@@ -26,8 +26,11 @@ from ..report import sweep_png, write_report
 from ..train import metric_of
 from ..train.checkpoint import load_weights
 from ..train.distributed import is_main
+from .finish import score_chosen
 from .recipe import Recipe
-from .run import check_max_drop, check_out, prepare, run_recipe, score_chosen
+from .run import check_max_drop, run_recipe
+from .source import prepare
+from .workdir import check_out
 
 
 def parse_weights(text: str) -> list[float]:
