@@ -39,24 +39,9 @@ typedef enum dz_status {
     DZ_E_LIMIT = 6     /* a valid file this build cannot hold (sizes past SIZE_MAX on a 32-bit target) */
 } dz_status;
 
-typedef enum dz_dtype {
-    DZ_FLOAT32, DZ_FLOAT64, DZ_FLOAT16, DZ_BFLOAT16,
-    DZ_INT64, DZ_INT32, DZ_INT16, DZ_INT8, DZ_UINT8, DZ_BOOL
-} dz_dtype;
-
-typedef enum dz_encoding {
-    DZ_RAW,     /* the tensor's bytes (possibly float16-stored or split into exponents + mantissas) */
-    DZ_SHARED,  /* a codebook and one code per weight: code 0 is 0.0, code k >= 1 is codebook[k-1] */
-    DZ_SPARSE,  /* float32 values at kept positions */
-    DZ_ALIAS    /* a second name for an earlier entry's tensor (tied parameters) */
-} dz_encoding;
-
-typedef enum dz_positions {
-    DZ_POS_NONE,     /* raw entries */
-    DZ_POS_DENSE,    /* shared: one coded symbol per weight */
-    DZ_POS_SPARSE,   /* relative gaps with filler entries (sparse entries always) */
-    DZ_POS_CONTEXT   /* shared: positions and codes in one context-coded stream */
-} dz_positions;
+/* dz_dtype, dz_encoding (DZ_RAW, DZ_SHARED, DZ_SPARSE, DZ_ALIAS), dz_positions (DZ_POS_*): the
+ * format's closed lists, generated from src/deepzip/dzip/tables.toml with their names. */
+#include "dz_tables.h"
 
 /* A string from the header: UTF-8 as Python decodes it (a lone surrogate escape becomes its
  * 3-byte "WTF-8" form), NUL-terminated, `len` bytes (it may hold NULs). ptr is NULL when absent. */

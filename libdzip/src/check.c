@@ -16,16 +16,16 @@ typedef struct {
     char what[112];
 } ctx;
 
-static const char *const dtype_names[10] = {"float32", "float64", "float16", "bfloat16", "int64",
-                                            "int32", "int16", "int8", "uint8", "bool"};
-static const unsigned char dtype_sizes[10] = {4, 8, 2, 2, 8, 4, 2, 1, 1, 1};
+static const char *const dtype_names[DZ_DTYPE_COUNT] = {DZ_DTYPE_NAMES};
+static const unsigned char dtype_sizes[DZ_DTYPE_COUNT] = {DZ_DTYPE_SIZES};
+/* The names an entry's "encoding" and "positions" fields may hold: alias is a key of its own, and
+ * positions "none" is what a raw entry has without saying so. */
+static const char *const encoding_names[DZ_ENCODING_COUNT] = {DZ_ENCODING_NAMES};
+static const char *const position_names[DZ_POSITIONS_COUNT] = {DZ_POSITIONS_NAMES};
 
-size_t dz_itemsize(dz_dtype d) { return (unsigned)d < 10 ? dtype_sizes[d] : 0; }
-const char *dz_dtype_name(dz_dtype d) { return (unsigned)d < 10 ? dtype_names[d] : "?"; }
-const char *dz_encoding_name(dz_encoding e) {
-    static const char *const names[4] = {"raw", "shared", "sparse", "alias"};
-    return (unsigned)e < 4 ? names[e] : "?";
-}
+size_t dz_itemsize(dz_dtype d) { return (unsigned)d < DZ_DTYPE_COUNT ? dtype_sizes[d] : 0; }
+const char *dz_dtype_name(dz_dtype d) { return (unsigned)d < DZ_DTYPE_COUNT ? dtype_names[d] : "?"; }
+const char *dz_encoding_name(dz_encoding e) { return (unsigned)e < DZ_ENCODING_COUNT ? encoding_names[e] : "?"; }
 
 static int pick(const char *v, const char *const *names, int n) {
     int i;
@@ -226,7 +226,6 @@ static dz_status scales(ctx *c) {
 }
 
 static dz_status shared(ctx *c) {
-    static const char *const kinds[3] = {"dense", "sparse", "context"};
     struct dz__entry *e = c->e;
     dz_tensor *t = &e->t;
     uint64_t len, rows, cols;
@@ -244,7 +243,7 @@ static dz_status shared(ctx *c) {
     alphabet = t->codebook_size + 1;
     if ((st = scales(c)) != DZ_OK) return st;
     c->scratch += dz__align8((size_t)t->codebook_size * 4);
-    if ((kind = pick(c->v[K_POSITIONS], kinds, 3)) < 0)
+    if ((kind = pick(c->v[K_POSITIONS], position_names + DZ_POS_DENSE, DZ_POSITIONS_COUNT - DZ_POS_DENSE)) < 0)
         return dz__fail(c->f, DZ_E_FORMAT, "the file is corrupt: tensor %s has unknown positions %s.", c->name,
                         show(c, c->v[K_POSITIONS], buf, sizeof buf));
     t->positions = (dz_positions)(DZ_POS_DENSE + kind);
@@ -301,7 +300,6 @@ uint64_t dz__row_length(const dz_tensor *t) {
 static size_t clamp(uint64_t n) { return n > SIZE_MAX ? SIZE_MAX : (size_t)n; }
 
 dz_status dz__check_entry(dz_file *f, struct dz__entry *e, const char *const *v, uint64_t *spent) {
-    static const char *const encodings[3] = {"raw", "shared", "sparse"};
     dz_tensor *t = &e->t;
     const char *end = f->text + f->text_len;
     uint64_t nz;
@@ -315,9 +313,9 @@ dz_status dz__check_entry(dz_file *f, struct dz__entry *e, const char *const *v,
     c.v = v;
     c.spent = spent;
     dz__quote(t->name.ptr, t->name.len, c.name, sizeof c.name);
-    if ((d = pick(v[K_DTYPE], dtype_names, 10)) < 0)
+    if ((d = pick(v[K_DTYPE], dtype_names, DZ_DTYPE_COUNT)) < 0)
         return dz__fail(f, DZ_E_FORMAT, "the file is corrupt: tensor %s has unknown dtype %s.", c.name, show(&c, v[K_DTYPE], buf, sizeof buf));
-    if ((enc = pick(v[K_ENCODING], encodings, 3)) < 0)
+    if ((enc = pick(v[K_ENCODING], encoding_names, DZ_ALIAS)) < 0)  /* alias: not an encoding field's value */
         return dz__fail(f, DZ_E_FORMAT, "the file is corrupt: tensor %s has unknown encoding %s.", c.name,
                         show(&c, v[K_ENCODING], buf, sizeof buf));
     t->dtype = (dz_dtype)d;
@@ -333,7 +331,7 @@ dz_status dz__check_entry(dz_file *f, struct dz__entry *e, const char *const *v,
     if (enc == DZ_RAW) {
         st = raw(&c);
     } else if (t->dtype != DZ_FLOAT32) {
-        st = dz__fail(f, DZ_E_FORMAT, "the file is corrupt: %s tensor %s must be float32.", encodings[enc], c.name);
+        st = dz__fail(f, DZ_E_FORMAT, "the file is corrupt: %s tensor %s must be float32.", encoding_names[enc], c.name);
     } else if ((st = live(&c)) == DZ_OK) {
         st = enc == DZ_SHARED ? shared(&c) : sparse(&c);
     }

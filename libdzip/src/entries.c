@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-const char *const dz__stream_keys[DZ__KEYS] = {"data", "codebook", "values", "gaps", "rows", "cols", "high", "low", "scales"};
+const char *const dz__stream_keys[DZ__KEYS] = {DZ__STREAM_KEY_NAMES};
 const char *const dz__entry_keys[K_COUNT] = {
     "name", "alias", "encoding", "dtype", "shape", "role", "layer", "kind", "nonzero", "stored", "split",
     "positions", "index_bits", "data", "codebook", "values", "gaps", "rows", "cols", "high", "low", "scales"};

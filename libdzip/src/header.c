@@ -57,9 +57,9 @@ static void measure(const dz_file *f, const char *streams, const char *tensors, 
 }
 
 static int coder_kind(const char *v) {
-    static const char *const names[] = {"raw", "huffman", "ans", "context", "context-left"};
+    static const char *const names[DZ__CODER_COUNT] = {DZ__CODER_NAMES};
     int i;
-    for (i = 0; i < 5; i++) if (v && dz__json_str_eq(v, names[i])) return DZ__RAW + i;
+    for (i = 0; i < DZ__CODER_COUNT; i++) if (v && dz__json_str_eq(v, names[i])) return DZ__RAW + i;
     return DZ__OTHER;
 }
 

@@ -14,10 +14,8 @@
 #define DZ__JSON_MAX_DEPTH 512   /* Python gives up near 1000 (its recursion limit); deepzip writes 6 */
 #define DZ__INT_MAX_DIGITS 4300  /* Python's int() refuses longer literals, so its json does */
 
-enum { DZ__OTHER, DZ__RAW, DZ__HUFFMAN, DZ__ANS, DZ__CONTEXT, DZ__CONTEXT_LEFT };
-
-/* The fields of a tensor entry that name a stream, in spec.STREAM_KEYS order. */
-enum { DZ__DATA, DZ__CODEBOOK, DZ__VALUES, DZ__GAPS, DZ__ROWS, DZ__COLS, DZ__HIGH, DZ__LOW, DZ__SCALES, DZ__KEYS };
+/* The stream coders (DZ__RAW ...) and the fields of a tensor entry that name a stream (DZ__DATA
+ * ... DZ__KEYS) are in dz_tables.h, generated from src/deepzip/dzip/tables.toml. */
 extern const char *const dz__stream_keys[DZ__KEYS];
 
 struct dz__stream {

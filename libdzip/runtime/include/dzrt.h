@@ -39,26 +39,10 @@ extern "C" {
 #define DZRT_MESSAGE_MAX 200
 #define DZRT_STATE_BYTES 1536    /* arena bytes init lends libdzip's dz_file and dz_iter (checked at compile time) */
 
-enum dzrt_kind {
-    DZRT_CONV = 1,   /* 2-D convolution, groups included (+ folded BN, ReLU, fused pool) */
-    DZRT_LINEAR,     /* y = W x + b (+ folded BN, ReLU) */
-    DZRT_POOL,       /* a max, average or adaptive pool on its own */
-    DZRT_ADD,        /* y = a + b (+ ReLU); y may be a (in place) */
-    DZRT_COPY,       /* y[at ...] = x: an input of a channel concat not written in place by its producer */
-    DZRT_AFFINE,     /* a batch norm not foldable into a layer: y = x * scale[c] + shift[c] (+ ReLU) */
-    DZRT_RELU,       /* y = max(x, 0); y may be x */
-    DZRT_SOFTMAX     /* over the whole vector */
-};
-
-enum dzrt_pool_kind { DZRT_POOL_NONE, DZRT_POOL_MAX, DZRT_POOL_AVG, DZRT_POOL_ADAPTIVE_AVG, DZRT_POOL_ADAPTIVE_MAX };
-
-/* How a layer's weight is packed (README.md, "Packed weights"). */
-enum dzrt_form {
-    DZRT_FORM_NONE,    /* no weight matrix (an affine op: scale and shift only) */
-    DZRT_FORM_DENSE,   /* a raw tensor: rows x cols float32 */
-    DZRT_FORM_SHARED,  /* row pointers, entries col << code_bits | code - 1, the codebook */
-    DZRT_FORM_SPARSE   /* row pointers, entries = col, one float32 value per entry */
-};
+/* The op kinds (enum dzrt_kind: DZRT_CONV = 1, DZRT_LINEAR, ...), pool kinds (DZRT_POOL_*) and
+ * weight forms (DZRT_FORM_*, how a layer's weight is packed: README.md, "Packed weights") are
+ * generated from src/deepzip/dzip/tables.toml with their names, as are libdzip's lists. */
+#include "dz_tables.h"
 
 /* ReLU flags of an op: after the layer's scale and shift, and (a fused pool) after the pool. */
 #define DZRT_RELU_BEFORE_POOL 1u

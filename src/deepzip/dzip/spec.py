@@ -10,6 +10,7 @@ import struct
 import torch
 
 from ..limits import MAX_INDEX_BITS  # noqa: F401 (the format's limit; spec constants are read from here)
+from . import _tables
 
 MAGIC = b"DZIP"
 VERSION = 5  # the newest this deepzip reads
@@ -23,16 +24,15 @@ MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a
 FLAG_DEFLATE = 1  # header is zlib-deflated: its JSON (tables, recipe) is a tenth of a small model's file
 
 # Tensor entries.
-ENCODINGS = ("raw", "shared", "sparse")
-POSITIONS = ("dense", "sparse", "context")  # "context": one context-coded stream holds positions and codes
+# The closed lists are generated from tables.toml (python src/deepzip/dzip/tables.py), with C's and JS's.
+ENCODINGS = _tables.ENCODING_NAMES_IN_FIELD  # an entry's "encoding" (an alias is a key of its own)
+POSITIONS = _tables.POSITION_NAMES_IN_FIELD  # "context": one context-coded stream holds positions and codes
 STORED_FLOATS = ("float32", "float16")  # how a float32 tensor's values, or a codebook, may be stored
 # The fields of an entry that name a stream.
-STREAM_KEYS = ("data", "codebook", "values", "gaps", "rows", "cols", "high", "low", "scales")
+STREAM_KEYS = _tables.STREAM_KEYS
 MAX_DIMS = 8
 MAX_DIM = 1 << 48  # no tensor side comes near; bounds a shape whose product is 0 (the budget cannot)
-DTYPES = {str(t).removeprefix("torch."): t for t in (
-    torch.float32, torch.float64, torch.float16, torch.bfloat16,
-    torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)}
+DTYPES = {name: getattr(torch, name) for name in _tables.DTYPE_NAMES}
 # A file may not claim more elements than this many per byte of its size: 1024× smaller than
 # float32, five times past the best ratios published, and a hard cap on what a hostile file
 # can make the reader allocate.

@@ -17,12 +17,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..dzip._tables import NUMBERS
 from ..errors import ConfigError
 
 SUPPORTED = ("Conv2d, Linear, BatchNorm1d/2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvg/MaxPool2d, Flatten, "
              "Dropout, Identity, Softmax, + and torch.cat")
 
-POOL_KINDS = {"max": 1, "avg": 2, "adaptive_avg": 3, "adaptive_max": 4}
+POOL_KINDS = NUMBERS["pool"]  # enum dzrt_pool_kind (dzip/tables.toml)
 
 
 @dataclass

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..dzip._tables import NUMBERS
 from ..errors import ConfigError
 from .cgraph import Graph, Layer, Op
 from .ctree import SOURCES, buildable
 
-FORMS = {"raw": 1, "shared": 2, "sparse": 3}   # dzrt_form: DENSE, SHARED, SPARSE (0: none)
+# dzrt_form (dzip/tables.toml) of each encoding: a raw tensor is packed DENSE.
+FORMS = {e: NUMBERS["form"]["dense" if e == "raw" else e] for e in ("raw", "shared", "sparse")}
 EXTERNAL = 0xFFFFFFFF
 STATE_BYTES = 1536   # DZRT_STATE_BYTES: libdzip's dz_file and dz_iter during init
 OP_BYTES = 144       # sizeof(dzrt_op), the same on every target (no pointers; run.c checks it)

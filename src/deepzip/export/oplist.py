@@ -10,9 +10,10 @@ import zlib
 
 import numpy as np
 
+from ..dzip._tables import NUMBERS
 from .cplan import Plan
 
-KINDS = {"conv": 1, "linear": 2, "pool": 3, "add": 4, "copy": 5, "affine": 6, "relu": 7, "softmax": 8}  # enum dzrt_kind
+KINDS = NUMBERS["op"]              # enum dzrt_kind (dzip/tables.toml)
 NONE = 0xFFFF                      # DZRT_NONE
 ABI = 1                            # DZRT_ABI
 # dzrt_op, 144 bytes: kind relu in in2 out tmp | c h w oc oh ow yc yh yw | kh kw sh sw pad_h pad_w dh dw |
