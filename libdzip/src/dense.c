@@ -63,12 +63,56 @@ static dz_status raw(dz_file *f, const struct dz__entry *e, void *out, uint8_t *
     return DZ_OK;
 }
 
+/* The one walk over a tensor's kept entries (dz_visit, dz_count_kept, dz_decode_kept and the
+ * scattered dz_decode_dense all go through it): each goes to visit(ctx, ...) until it returns
+ * nonzero; a stream that fails to decode is DZ_E_FORMAT with the iterator's message. */
+static dz_status walk(dz_file *f, size_t index, void *scratch, size_t scratch_bytes, dz_visitor visit, void *ctx) {
+    dz_status st;
+    dz_iter it;
+    dz_kept k;
+    int rc;
+    if ((st = dz_iter_begin(&it, f, index, scratch, scratch_bytes)) != DZ_OK) return st;
+    while ((rc = dz_iter_next(&it, &k)) > 0)
+        if (visit(ctx, k.position, k.code, k.value)) return DZ_OK;
+    return rc < 0 ? DZ_E_FORMAT : DZ_OK;
+}
+
+static int count_one(void *ctx, uint64_t position, uint32_t code, float value) {
+    (void)position, (void)code, (void)value;
+    ++*(uint64_t *)ctx;
+    return 0;
+}
+
+struct kept_out {
+    uint64_t *positions;
+    uint16_t *codes;
+    float *values;
+    size_t cap;
+    uint64_t n;
+};
+
+static int keep_one(void *ctx, uint64_t position, uint32_t code, float value) {
+    struct kept_out *o = (struct kept_out *)ctx;
+    if (o->n < o->cap) {
+        if (o->positions) o->positions[o->n] = position;
+        if (o->codes) o->codes[o->n] = (uint16_t)code;
+        if (o->values) o->values[o->n] = value;
+    }
+    o->n++;
+    return 0;
+}
+
+static int scatter_one(void *ctx, uint64_t position, uint32_t code, float value) {
+    (void)code;
+    ((float *)ctx)[position] = value;
+    return 0;
+}
+
 dz_status dz_decode_dense(dz_file *f, size_t index, void *out, size_t out_bytes, void *scratch, size_t scratch_bytes) {
     const struct dz__entry *e = NULL;
     uint8_t *at;
     dz_status st;
     dz_iter it;
-    dz_kept k;
     int rc;
     if ((st = dz__entry_for(f, index, &e)) != DZ_OK) return st;
     if (e->t.dense_bytes == SIZE_MAX) return dz__fail(f, DZ_E_LIMIT, "tensor '%.60s' is larger than this machine can address.", e->t.name.ptr);
@@ -82,11 +126,9 @@ dz_status dz_decode_dense(dz_file *f, size_t index, void *out, size_t out_bytes,
     if ((st = dz__scratch(f, e, scratch, scratch_bytes, &at)) != DZ_OK) return st;
     if (e->t.encoding == DZ_RAW) return raw(f, e, out, at);
     if ((st = dz_iter_begin(&it, f, index, scratch, scratch_bytes)) != DZ_OK) return st;
-    if ((rc = dz__iter_dense(&it, (float *)out)) == -2) {
-        memset(out, 0, e->t.dense_bytes);
-        while ((rc = dz_iter_next(&it, &k)) > 0) ((float *)out)[k.position] = k.value;
-    }
-    return rc < 0 ? DZ_E_FORMAT : DZ_OK;
+    if ((rc = dz__iter_dense(&it, (float *)out)) != -2) return rc < 0 ? DZ_E_FORMAT : DZ_OK;
+    memset(out, 0, e->t.dense_bytes);  /* a layout the dense fast path does not take: the kept entries, scattered */
+    return walk(f, index, scratch, scratch_bytes, scatter_one, out);
 }
 
 dz_status dz_raw_bytes(dz_file *f, size_t index, const uint8_t **bytes, size_t *len) {
@@ -119,53 +161,29 @@ dz_status dz_codebook(dz_file *f, size_t index, float *out, size_t cap) {
 
 dz_status dz_decode_kept(dz_file *f, size_t index, uint64_t *positions, uint16_t *codes, float *values, size_t cap,
                          size_t *count, void *scratch, size_t scratch_bytes) {
+    struct kept_out o = {NULL, NULL, NULL, 0, 0};
     dz_status st;
-    dz_iter it;
-    dz_kept k;
-    uint64_t n = 0;
-    int rc;
-    if ((st = dz_iter_begin(&it, f, index, scratch, scratch_bytes)) != DZ_OK) return st;
-    while ((rc = dz_iter_next(&it, &k)) > 0) {
-        if (n < cap) {
-            if (positions) positions[n] = k.position;
-            if (codes) codes[n] = (uint16_t)k.code;
-            if (values) values[n] = k.value;
-        }
-        n++;
-    }
-    if (rc < 0) return DZ_E_FORMAT;
-    if (count) *count = n > SIZE_MAX ? SIZE_MAX : (size_t)n;
-    if (n > cap) {
-        f->needed = n > SIZE_MAX ? SIZE_MAX : (size_t)n;
-        return dz__fail(f, DZ_E_OUTPUT, "tensor '%.60s' keeps %llu entries, more than %lu.", it.e->t.name.ptr,
-                        (unsigned long long)n, (unsigned long)cap);
+    o.positions = positions, o.codes = codes, o.values = values, o.cap = cap;
+    if ((st = walk(f, index, scratch, scratch_bytes, keep_one, &o)) != DZ_OK) return st;
+    if (count) *count = o.n > SIZE_MAX ? SIZE_MAX : (size_t)o.n;
+    if (o.n > cap) {
+        f->needed = o.n > SIZE_MAX ? SIZE_MAX : (size_t)o.n;
+        return dz__fail(f, DZ_E_OUTPUT, "tensor '%.60s' keeps %llu entries, more than %lu.",
+                        f->entries[f->entries[index].t.target].t.name.ptr, (unsigned long long)o.n, (unsigned long)cap);
     }
     return DZ_OK;
 }
 
 dz_status dz_visit(dz_file *f, size_t index, void *scratch, size_t scratch_bytes, dz_visitor visit, void *ctx) {
-    dz_status st;
-    dz_iter it;
-    dz_kept k;
-    int rc;
     if (!visit) return dz__fail(f, DZ_E_ARG, "dz_visit was given no visitor.");
-    if ((st = dz_iter_begin(&it, f, index, scratch, scratch_bytes)) != DZ_OK) return st;
-    while ((rc = dz_iter_next(&it, &k)) > 0)
-        if (visit(ctx, k.position, k.code, k.value)) return DZ_OK;
-    return rc < 0 ? DZ_E_FORMAT : DZ_OK;
+    return walk(f, index, scratch, scratch_bytes, visit, ctx);
 }
 
 dz_status dz_count_kept(dz_file *f, size_t index, void *scratch, size_t scratch_bytes, uint64_t *count) {
-    dz_status st;
-    dz_iter it;
-    dz_kept k;
     uint64_t n = 0;
-    int rc;
-    if ((st = dz_iter_begin(&it, f, index, scratch, scratch_bytes)) != DZ_OK) return st;
-    while ((rc = dz_iter_next(&it, &k)) > 0) n++;
-    if (rc < 0) return DZ_E_FORMAT;
-    if (count) *count = n;
-    return DZ_OK;
+    dz_status st = walk(f, index, scratch, scratch_bytes, count_one, &n);
+    if (st == DZ_OK && count) *count = n;
+    return st;
 }
 
 dz_status dz_verify(dz_file *f, void *scratch, size_t scratch_bytes) {

@@ -4,7 +4,9 @@
 
 #include <string.h>
 
+#define DZ__OWN_STATE 1  /* dzip.h leaves dz_file and dz_iter to state.h */
 #include "dzip.h"
+#include "state.h"
 
 #define DZ__NONE UINT32_MAX
 #define DZ__MAX_ALPHABET 65536u
