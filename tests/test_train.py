@@ -110,3 +110,23 @@ def test_a_model_mixing_2d_and_3d_convolutions_trains():
     losses = dz.train(model, data, epochs=2, lr=1e-2, progress=False)
     assert len(losses) == 2 and losses[1] < losses[0]
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_a_train_config_trains_as_its_keywords_do_and_a_clash_is_refused():
+    """One config per concept: dz.TrainConfig is what dz.train takes and what a recipe's training
+    settings are (pipeline.TrainStage is the same class)."""
+    from deepzip.pipeline import TrainStage
+
+    data = dz.data.load("synthetic", train=True, limit=256)
+    losses = []
+    for kwargs in ({"epochs": 2, "lr": 3e-3, "optimizer": "sgd", "batch_size": 32},
+                   {"config": dz.TrainConfig(epochs=2, lr=3e-3, optimizer="sgd", batch_size=32)}):
+        torch.manual_seed(0)
+        model = dz.models.create("lenet300")
+        losses.append(dz.train(model, data, seed=1, progress=False, **kwargs))
+    assert losses[0] == losses[1] and len(losses[0]) == 2
+    assert TrainStage is dz.TrainConfig
+    with pytest.raises(dz.DeepzipError, match="put lr in the TrainConfig"):
+        dz.train(model, data, config=dz.TrainConfig(epochs=1), lr=0.1)
+    with pytest.raises(dz.DeepzipError, match="epochs must be ≥ 0"):
+        dz.TrainConfig(epochs=-1)

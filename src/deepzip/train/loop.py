@@ -21,7 +21,6 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..checks import check, number, whole
 from ..data import Dataset
 from ..data.loader import Batch
 from ..data.loader import batches as make_batches
@@ -29,6 +28,7 @@ from ..errors import ConfigError, TrainingError
 from ..protocols import CheckpointedLoss, OwnParameters, Stateful, cross_entropy
 from ..protocols import LossFn as ProtocolLossFn
 from ..reparam import reattach_masks_
+from .config import TrainConfig, check_training
 from .distributed import sum_all, world
 
 Optim = Literal["adam", "sgd"]
@@ -38,20 +38,6 @@ LossFn = ProtocolLossFn  # loss_fn(model, (x, y)) -> loss
 def seed_everything(seed: int) -> None:
     """Seed torch's global generator (model initialisation, dropout)."""
     torch.manual_seed(seed)
-
-
-def check_training(epochs: Any, lr: Any, optimizer: Any, momentum: Any, weight_decay: Any, batch_size: Any) -> None:
-    """A training run's settings (`train` and a recipe's training stages both ask this).
-
-    Examples:
-        >>> check_training(4, 1e-3, "adam", 0.9, 0.0, 128)
-    """
-    check(number(0)(epochs), "epochs", "≥ 0", epochs)
-    check(number(0, above=True)(lr), "lr", "a finite number > 0", lr)
-    check(callable(optimizer) or optimizer in ("adam", "sgd"), "optimizer", "'adam' or 'sgd'", optimizer)
-    check(number(0, 1, below=True)(momentum), "momentum", "in [0, 1)", momentum)
-    check(number(0)(weight_decay), "weight_decay", "≥ 0", weight_decay)
-    check(whole(1)(batch_size), "batch_size", "≥ 1", batch_size)
 
 
 def make_optimizer(params, name: Optim | Callable[..., torch.optim.Optimizer], lr: float, momentum: float,
@@ -138,7 +124,7 @@ def train(
     model: nn.Module,
     data: Dataset | Iterable[Batch],
     *,
-    epochs: float,
+    epochs: float | None = None,
     loss_fn: LossFn | None = None,
     optimizer: Optim | Callable[..., torch.optim.Optimizer] = "adam",
     lr: float = 1e-3,
@@ -152,6 +138,7 @@ def train(
     progress: bool = True,
     desc: str = "train",
     resume: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
 ) -> list[float]:
     """Train `model` on `data`; returns the mean loss of each epoch.
 
@@ -177,12 +164,17 @@ def train(
         progress: show a progress bar (on a terminal).
         desc: the run's name, for the bar and the callbacks.
         resume: a TrainState.state_dict() saved at an epoch's end, to continue from there exactly.
+        config: a TrainConfig instead of epochs, lr, optimizer, momentum, weight_decay and
+            batch_size (epochs, if given too, overrides its epochs; the others may not be given).
 
     Examples:
         >>> dz.train(model, train_set, epochs=4, lr=1e-3)
+        >>> dz.train(model, train_set, config=dz.TrainConfig(epochs=4, lr=1e-3))
         >>> dz.train(model, my_loader, epochs=2, loss_fn=dz.SoftTargetLoss(teacher, weight=0.7),
         ...          callbacks=[dz.GradualPruning(model, 0.9)])
     """
+    epochs, optimizer, lr, momentum, weight_decay, batch_size = _settings(
+        config, epochs, optimizer, lr, momentum, weight_decay, batch_size)
     check_training(epochs, lr, optimizer, momentum, weight_decay, batch_size)
     if epochs == 0:
         return []
@@ -216,6 +208,22 @@ def train(
         _call(callbacks, "on_train_end", state)
     model.eval()
     return state.losses
+
+
+def _settings(config: TrainConfig | None, epochs: float | None, *given: Any) -> tuple[Any, ...]:
+    """train's settings: the keywords, or the config's (a keyword set away from its default beside
+    a config is refused rather than silently lost)."""
+    if config is None:
+        if epochs is None:
+            raise ConfigError("train needs epochs= (or config=TrainConfig(...)).")
+        return (epochs, *given)
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config must be a TrainConfig, not a {type(config).__name__}.")
+    names, defaults = ("optimizer", "lr", "momentum", "weight_decay", "batch_size"), ("adam", 1e-3, 0.9, 0.0, 128)
+    clash = [n for n, v, d in zip(names, given, defaults) if v != d]
+    if clash:
+        raise ConfigError(f"train was given config= and {', '.join(clash)}=; put {clash[0]} in the TrainConfig.")
+    return (config.epochs if epochs is None else epochs, *(getattr(config, n) for n in names))
 
 
 def _trainable(model: nn.Module, extra: Sequence[nn.Module]) -> list[nn.Parameter]:
