@@ -249,6 +249,31 @@ def plan(graph: Graph, path: Path, sizes: dict[str, int] | None = None) -> Plan:
     Examples:
         >>> p = plan(trace(dz.load(f), (1, 28, 28)), f); p.arena_bytes
     """
+    layers, packed_bytes = _pack(graph, path)
+    storage: dict[str, _Storage] = {op.output: _Storage(graph.numel[op.output]) for op in graph.ops}
+    ops = _concats(graph.ops, graph, storage)
+    _in_place(ops, graph, storage)
+    span = _lifetimes(ops, graph, storage)
+    tmps = {i: _Storage(op.shape_mid[1] * op.shape_mid[2]) for i, op in enumerate(ops) if op.kind == "conv" and op.pool}
+    roots = {id(r): r for r in (s.root()[0] for s in storage.values())}
+    entries = [(r, span[key][0], span[key][1]) for key, r in roots.items() if key in span]
+    entries += [(t, i, i) for i, t in tmps.items()]
+    activation_bytes = _place(entries)
+    bufs = _Buffers(graph, storage, packed_bytes)
+    records = [{"kind": op.kind, "in": bufs.value(op.inputs[0]), "out": bufs.value(op.output),
+                "in2": bufs.value(op.inputs[1]) if op.kind == "add" else None,
+                "tmp": bufs.of(tmps[i], tmps[i].numel) if i in tmps else None, "op": op, "layer": layers.get(id(op))}
+               for i, op in enumerate(ops)]
+    rows_max = max([p.rows for p in layers.values() if p.bn[3] >= 0] + [0])   # init's batch-norm vector
+    sizes = sizes or libdzip_sizes(path)
+    init_bytes = _a8(packed_bytes) + STATE_BYTES + _a8(sizes["arena"]) + _a8(sizes["scratch"]) + 4 * rows_max
+    arena = max(packed_bytes + activation_bytes, init_bytes)
+    return Plan(ops, records, bufs.list, 0, bufs.value(graph.output), packed_bytes, activation_bytes,
+                init_bytes - packed_bytes, arena, sizes, list(layers.values()))
+
+
+def _pack(graph: Graph, path: Path) -> tuple[dict[int, Packed], int]:
+    """Each layer's packed form (by id of its op), placed one after another from the arena's start."""
     tensors = _Tensors(path)
     try:
         layers: dict[int, Packed] = {}
@@ -261,32 +286,33 @@ def plan(graph: Graph, path: Path, sizes: dict[str, int] | None = None) -> Plan:
                 layers[id(op)] = p
     finally:
         tensors.close()
-    packed_bytes = offset
-    storage: dict[str, _Storage] = {op.output: _Storage(graph.numel[op.output]) for op in graph.ops}
-    ops = _concats(graph.ops, graph, storage)
-    n = len(ops)
+    return layers, offset
 
-    def life() -> dict[int, list[int]]:
-        span: dict[int, list[int]] = {}
-        for i, op in enumerate(ops):
-            for v, when in [(v, i) for v in op.inputs] + [(op.output, i)]:
-                if v == graph.input:
-                    continue
-                r, _ = storage[v].root()
-                s = span.setdefault(id(r), [when, when])
-                s[0], s[1] = min(s[0], when), max(s[1], when)
-        r, _ = storage[graph.output].root()
-        span[id(r)][1] = n
-        return span
 
-    # In place: an elementwise op writes over an input whose bytes die with it.
+def _lifetimes(ops: list[Op], graph: Graph, storage: dict[str, _Storage]) -> dict[int, list[int]]:
+    """The first and last op that touches each storage root (the output lives to the end)."""
+    span: dict[int, list[int]] = {}
+    for i, op in enumerate(ops):
+        for v, when in [(v, i) for v in op.inputs] + [(op.output, i)]:
+            if v == graph.input:
+                continue
+            r, _ = storage[v].root()
+            s = span.setdefault(id(r), [when, when])
+            s[0], s[1] = min(s[0], when), max(s[1], when)
+    r, _ = storage[graph.output].root()
+    span[id(r)][1] = len(ops)
+    return span
+
+
+def _in_place(ops: list[Op], graph: Graph, storage: dict[str, _Storage]) -> None:
+    """An elementwise op writes over an input whose bytes die with it (storage is changed)."""
     for i, op in enumerate(ops):
         if op.kind not in ("relu", "add", "affine", "softmax"):
             continue
         out = storage[op.output]
         if out.parent is not None or any(s.parent is out for s in storage.values()):
             continue
-        span = life()
+        span = _lifetimes(ops, graph, storage)
         for v in op.inputs:
             if v == graph.input:
                 continue
@@ -296,39 +322,23 @@ def plan(graph: Graph, path: Path, sizes: dict[str, int] | None = None) -> Plan:
                     if s is out:
                         storage[name] = storage[v]
                 break
-    span = life()
-    tmps: dict[int, _Storage] = {}
-    for i, op in enumerate(ops):
-        if op.kind == "conv" and op.pool:
-            tmps[i] = _Storage(op.shape_mid[1] * op.shape_mid[2])
-    roots = {id(r): r for r in (s.root()[0] for s in storage.values())}
-    entries = [(r, span[key][0], span[key][1]) for key, r in roots.items() if key in span]
-    entries += [(t, i, i) for i, t in tmps.items()]
-    activation_bytes = _place(entries)
 
-    bufs: list[tuple[int, int]] = [(EXTERNAL, graph.numel[graph.input])]
-    ids: dict[tuple[int, int], int] = {}
 
-    def buf(s: _Storage, numel: int) -> int:
+class _Buffers:
+    """The op list's buffers: (arena offset, numel) each, numbered as first asked for; 0 is the input."""
+
+    def __init__(self, graph: Graph, storage: dict[str, _Storage], packed_bytes: int) -> None:
+        self.graph, self.storage, self.packed_bytes = graph, storage, packed_bytes
+        self.list: list[tuple[int, int]] = [(EXTERNAL, graph.numel[graph.input])]
+        self.ids: dict[tuple[int, int], int] = {}
+
+    def of(self, s: _Storage, numel: int) -> int:
         r, at = s.root()
-        key = (packed_bytes + r.offset + 4 * at, numel)
-        if key not in ids:
-            ids[key] = len(bufs)
-            bufs.append(key)
-        return ids[key]
+        key = (self.packed_bytes + r.offset + 4 * at, numel)
+        if key not in self.ids:
+            self.ids[key] = len(self.list)
+            self.list.append(key)
+        return self.ids[key]
 
-    def value_buf(v: str) -> int:
-        return 0 if v == graph.input else buf(storage[v], graph.numel[v])
-
-    records = []
-    for i, op in enumerate(ops):
-        rec = {"kind": op.kind, "in": value_buf(op.inputs[0]), "out": value_buf(op.output),
-               "in2": value_buf(op.inputs[1]) if op.kind == "add" else None,
-               "tmp": buf(tmps[i], tmps[i].numel) if i in tmps else None, "op": op, "layer": layers.get(id(op))}
-        records.append(rec)
-    rows_max = max([p.rows for p in layers.values() if p.bn[3] >= 0] + [0])   # init's batch-norm vector
-    sizes = sizes or libdzip_sizes(path)
-    init_bytes = _a8(packed_bytes) + STATE_BYTES + _a8(sizes["arena"]) + _a8(sizes["scratch"]) + 4 * rows_max
-    arena = max(packed_bytes + activation_bytes, init_bytes)
-    return Plan(ops, records, bufs, 0, value_buf(graph.output), packed_bytes, activation_bytes, init_bytes - packed_bytes,
-                arena, sizes, list(layers.values()))
+    def value(self, v: str) -> int:
+        return 0 if v == self.graph.input else self.of(self.storage[v], self.graph.numel[v])

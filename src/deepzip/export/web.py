@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ..dzip._tables import DTYPE_SIZES
 from ..errors import ConfigError, DataError
 from ..files import replace_dir
 from . import cgraph, cplan, ctree, oplist
@@ -141,36 +142,12 @@ def export_web(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Mod
     data = path.read_bytes()
     with DzipReader(path) as r:
         header = r.header
-    numel, outputs = graph.numel[graph.input], graph.numel[graph.output]
-    if samples is None:
-        x, y, source = _samples(path, header, shape, count)
-        y = y if labels is None else labels
-    else:
-        x, y, source = np.asarray(samples, np.float32), labels, "the samples given to the export"
-    if x is not None:
-        x = np.ascontiguousarray(x, np.float32).reshape(-1, numel)
-        if not np.isfinite(x).all() or not len(x):
-            raise ConfigError("the samples to ship are empty or hold NaN or infinite values.")
-    if y is not None:
-        y = [int(v) for v in np.asarray(y).reshape(-1)]
-        if x is None or len(y) != len(x):
-            raise ConfigError(f"{len(y)} labels were given for {0 if x is None else len(x)} samples.")
+    outputs = graph.numel[graph.output]
+    x, y, source = _shipped(path, header, shape, count, samples, labels, graph.numel[graph.input])
     meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
-    if classes is not None and len(classes) != outputs:
-        raise ConfigError(f"{len(classes)} class names were given for a model of {outputs} outputs.")
-    names = classes or CLASS_NAMES.get(meta.get("dataset"))
-    if names is not None and len(names) != outputs:
-        names = None   # the data set's names, for a model that is not its classifier
+    names = _class_names(classes, meta, outputs)
     image = len(shape) == 3 and shape[0] in (1, 3)
-    # The canvas maps ink (0 = background, 1 = full stroke) onto the range the samples span per
-    # channel: for a normalised image set, exactly (0 - mean) / std to (1 - mean) / std.
-    ink = None
-    if image:
-        if x is not None:
-            per = x.reshape(len(x), shape[0], -1)
-            ink = {"lo": per.min((0, 2)).tolist(), "hi": per.max((0, 2)).tolist()}
-        else:
-            ink = {"lo": [0.0] * shape[0], "hi": [1.0] * shape[0]}
+    ink = _ink(shape, x) if image else None
     wasm = wasm_module()
     info = {"file": "model.dzip", "ops": "model.dzrt", "name": path.name, "file_bytes": len(data),
             "input_shape": list(shape), "outputs": outputs, "image": image, "ink": ink,
@@ -198,9 +175,42 @@ def export_web(path: str | os.PathLike, out: str | os.PathLike, *, model: nn.Mod
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    dense = sum(int(np.prod(e["shape"], dtype=np.int64)) * _ITEMSIZE.get(e["dtype"], 4) for e in header["tensors"])
+    dense = sum(int(np.prod(e["shape"], dtype=np.int64)) * DTYPE_SIZES.get(e["dtype"], 4) for e in header["tensors"])
     return WebExport(out, len(data), dense, wasm.stat().st_size, js.stat().st_size,
                      0 if x is None else len(x), len(plan.records), plan.arena_bytes)
 
 
-_ITEMSIZE = {"float64": 8, "int64": 8, "float16": 2, "bfloat16": 2, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+def _shipped(path: Path, header: dict[str, Any], shape: tuple[int, ...], count: int, samples: Any, labels: Any,
+             numel: int) -> tuple[np.ndarray | None, list[int] | None, str]:
+    """The page's sample strip: the samples given, or the recorded data set's first test images;
+    N × numel float32, their labels, and where they came from (or why there are none)."""
+    if samples is None:
+        x, y, source = _samples(path, header, shape, count)
+        y = y if labels is None else labels
+    else:
+        x, y, source = np.asarray(samples, np.float32), labels, "the samples given to the export"
+    if x is not None:
+        x = np.ascontiguousarray(x, np.float32).reshape(-1, numel)
+        if not np.isfinite(x).all() or not len(x):
+            raise ConfigError("the samples to ship are empty or hold NaN or infinite values.")
+    if y is not None:
+        y = [int(v) for v in np.asarray(y).reshape(-1)]
+        if x is None or len(y) != len(x):
+            raise ConfigError(f"{len(y)} labels were given for {0 if x is None else len(x)} samples.")
+    return x, y, source
+
+
+def _class_names(classes: list[str] | None, meta: dict[str, Any], outputs: int) -> list[str] | None:
+    if classes is not None and len(classes) != outputs:
+        raise ConfigError(f"{len(classes)} class names were given for a model of {outputs} outputs.")
+    names = classes or CLASS_NAMES.get(meta.get("dataset"))
+    return None if names is not None and len(names) != outputs else names  # a data set's, for another model
+
+
+def _ink(shape: tuple[int, ...], x: np.ndarray | None) -> dict[str, list[float]]:
+    """The canvas maps ink (0 = background, 1 = full stroke) onto the range the samples span per
+    channel: for a normalised image set, exactly (0 - mean) / std to (1 - mean) / std."""
+    if x is None:
+        return {"lo": [0.0] * shape[0], "hi": [1.0] * shape[0]}
+    per = x.reshape(len(x), shape[0], -1)
+    return {"lo": per.min((0, 2)).tolist(), "hi": per.max((0, 2)).tolist()}
