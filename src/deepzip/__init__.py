@@ -48,6 +48,7 @@ from .train import (
     Evaluate,
     History,
     TensorBoard,
+    TrainConfig,
     evaluate,
     load_checkpoint,
     predict,
@@ -110,4 +111,5 @@ __all__ = [
     "sparsity_of",
     "strip_",
     "train",
+    "TrainConfig",
 ]

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 import deepzip as dz
 from deepzip.cli import app
-from deepzip.pipeline.search import Budgets, next_ratio
+from deepzip.pipeline.budgets import Budgets
+from deepzip.pipeline.search import next_ratio
 
 USER_NET = textwrap.dedent('''
     import torch

@@ -106,8 +106,10 @@ def compress(
                      log=typer.echo)
         if not result.report:  # a rank other than 0 of a torchrun job: rank 0 reports
             return
-        if result.search is None and (out / "report.md").is_file():
-            typer.echo((out / "report.md").read_text())
+        if result.search is None:
+            from ..report import report_markdown
+
+            typer.echo(report_markdown(result.report))
         line = (f"wrote {result.path} ({result.file_bytes:,} bytes, {result.ratio:.1f}× smaller than "
                 f"{result.dense_bytes:,} dense bytes; validation drop {result.validation['drop']:.2f}")
         if result.test:

@@ -4,7 +4,7 @@ writes recipes."""
 
 from .compress import CompressResult, compress
 from .context import RunContext
-from .finish import score_chosen
+from .finish import RunReport, score_chosen
 from .ptq import PtqConfig, PtqResult, compress_pretrained
 from .recipe import (
     ChannelStage,
@@ -34,6 +34,7 @@ __all__ = [
     "PruneStage",
     "RateStage",
     "RunContext",
+    "RunReport",
     "ShareStage",
     "Stage",
     "StageResult",

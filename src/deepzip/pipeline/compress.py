@@ -170,18 +170,8 @@ def compress(
         >>> result = dz.compress(net, train_loader, test_loader, max_drop=0.5, out="out/mine")
         >>> result.ratio, result.validation["drop"], result.test["drop"]
     """
-    out = Path(out)
-    registry = isinstance(model, str)
-    if not registry and not isinstance(model, nn.Module):
-        raise ConfigError(f"model must be an nn.Module or a registry model's name, not a {type(model).__name__}.")
-    if registry and model not in models.names():
-        models.create(model)  # the registry's one-sentence error
-    if (train_data is None or isinstance(train_data, str)) and (eval_data is not None or val_data is not None):
-        raise ConfigError("eval_data and val_data go with data of your own (a Dataset or DataLoader as train_data); "
-                          "a named data set brings its own test split and validation.")
-    if world()[1] > 1 and (max_drop is not None and rate_weights is None or not registry):
-        raise ConfigError("a --max-drop search and a model of your own run in one process; run them without "
-                          "torchrun (a recipe on a registry model runs under it).")
+    out, registry = Path(out), isinstance(model, str)
+    _check_call(model, train_data, eval_data, val_data, searching=max_drop is not None and rate_weights is None)
     name = model if registry else describe(models.arch_of(model)) if models.arch_of(model) else type(model).__name__
     overrides = {"seed": seed, "coder": coder, **({"dataset": train_data} if isinstance(train_data, str) else {})}
     r = _recipe(recipe, name, overrides)
@@ -190,29 +180,9 @@ def compress(
     metric = metric_of(metric)
     splits, key = _splits(r, train_data, eval_data, val_data, val_split, data_dir, limit)
     source = None if registry else Source.module(model, {"module": name})
-    start = from_checkpoint
-    if from_checkpoint is not None:  # weights that do not fit: one sentence now, not after the data is split
-        with torch.random.fork_rng(devices=[]):
-            probe = (Source.registry(r, splits.train) if registry else source).build()
-        load_weights(probe, from_checkpoint)
-        del probe
-    if (trained and not registry or from_checkpoint is not None) and splits.info["val"]["source"] == "held out" \
-            and not _held_out_by(from_checkpoint, splits):
-        log("note     the dense weights were trained outside this run: if the training data they saw includes "
-            "the samples held out for validation, validation scores flatter the file (the test split does not); "
-            "pass a validation split the model never saw (val_data=, or a data set's own val split) to be sure")
+    _check_start(r, source, splits, from_checkpoint, trained and not registry, log)
     check_fit(model if not registry else _probe(r, splits), splits)
-    if not registry:
-        if not any(True for _ in weights(model)):
-            raise ConfigError(f"{name} has no weight matrix deepzip compresses (Linear, Conv, Embedding, attention, "
-                              f"recurrent): nothing to prune or share; name its layers in the recipe's settings.")
-        if trained and from_checkpoint is None:
-            digest = weights_digest(model)[:16]
-            # named by its digest: a resumed run can only ever start from the weights it was given
-            start = out / f"given-{digest}.safetensors"
-            if not start.is_file():
-                save_checkpoint(model, start)
-            source.key["weights"] = digest
+    start = from_checkpoint if registry else _given(model, name, source, out, trained, from_checkpoint)
     common = dict(splits=splits, source=source, metric=metric, key=key, device=device, progress=progress, log=log,
                   resume=resume)
     if rate_weights is not None:
@@ -223,7 +193,55 @@ def compress(
                             confidence=confidence, **common)
         return _result(out, result["chosen"], metric.name, result, result.get("test"))
     report = run_recipe(r, out, from_checkpoint=start, **common)
-    return _result(out, str(out), metric.name, None, report.get("test"))
+    return _result(out, str(out), metric.name, None, report.get("test"), report)
+
+
+def _check_call(model: Any, train_data: Any, eval_data: Any, val_data: Any, *, searching: bool) -> None:
+    """What `compress` refuses before it reads any data, in one sentence each."""
+    registry = isinstance(model, str)
+    if not registry and not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be an nn.Module or a registry model's name, not a {type(model).__name__}.")
+    if registry and model not in models.names():
+        models.create(model)  # the registry's one-sentence error
+    if (train_data is None or isinstance(train_data, str)) and (eval_data is not None or val_data is not None):
+        raise ConfigError("eval_data and val_data go with data of your own (a Dataset or DataLoader as train_data); "
+                          "a named data set brings its own test split and validation.")
+    if world()[1] > 1 and (searching or not registry):
+        raise ConfigError("a --max-drop search and a model of your own run in one process; run them without "
+                          "torchrun (a recipe on a registry model runs under it).")
+
+
+def _given(model: nn.Module, name: str, source: Source, out: Path, trained: bool,
+           from_checkpoint: str | os.PathLike | None) -> str | os.PathLike | None:
+    """A user's model: the dense weights the run starts from (its own trained weights, saved under
+    their digest, so a resumed run can only ever start from the weights it was given)."""
+    if not any(True for _ in weights(model)):
+        raise ConfigError(f"{name} has no weight matrix deepzip compresses (Linear, Conv, Embedding, attention, "
+                          f"recurrent): nothing to prune or share; name its layers in the recipe's settings.")
+    if not trained or from_checkpoint is not None:
+        return from_checkpoint
+    digest = weights_digest(model)[:16]
+    start = out / f"given-{digest}.safetensors"
+    if not start.is_file():
+        save_checkpoint(model, start)
+    source.key["weights"] = digest
+    return start
+
+
+def _check_start(recipe: Recipe, source: Source | None, splits: Splits, from_checkpoint: Any, given: bool,
+                 log: Callable[[str], Any]) -> None:
+    """Dense weights from elsewhere: refused now if they do not fit the model (not after the data is
+    split), and a note when validation may be samples they were trained on."""
+    if from_checkpoint is not None:
+        with torch.random.fork_rng(devices=[]):
+            probe = (Source.registry(recipe, splits.train) if source is None else source).build()
+        load_weights(probe, from_checkpoint)
+        del probe
+    if (given or from_checkpoint is not None) and splits.info["val"]["source"] == "held out" \
+            and not _held_out_by(from_checkpoint, splits):
+        log("note     the dense weights were trained outside this run: if the training data they saw includes "
+            "the samples held out for validation, validation scores flatter the file (the test split does not); "
+            "pass a validation split the model never saw (val_data=, or a data set's own val split) to be sure")
 
 
 def _probe(recipe: Recipe, splits: Splits) -> nn.Module:
@@ -271,11 +289,14 @@ def _fingerprint(data: Any) -> str:
 
 
 def _result(out: Path, chosen: str | None, metric: str, search: dict[str, Any] | None,
-            test: dict[str, float] | None) -> CompressResult:
+            test: dict[str, float] | None, report: dict[str, Any] | None = None) -> CompressResult:
+    """The result of a run (its report as run_recipe returned it), or of a search or sweep (the
+    chosen candidate's report.json, which their directories keep as output)."""
     import json
 
-    where = Path(chosen) / "report.json" if chosen is not None else None
-    report = json.loads(where.read_text()) if where is not None and where.is_file() else {}
+    where = Path(chosen) / "report.json" if chosen is not None and report is None else None
+    if report is None:
+        report = json.loads(where.read_text()) if where is not None and where.is_file() else {}
     scores = report.get("scores", {})
     validation = {"dense": scores.get("dense"), "from_file": scores.get("from_file"),
                   "drop": report.get("metric", {}).get("drop")}

@@ -130,10 +130,9 @@ class RunContext:
             cbs += [TensorBoard(self.out / "tb", offset=offset, purge_step=self.purge_step),
                     Checkpoint(self.out / CHECKPOINT, meta)]
         self.purge_step = None
-        losses = train(self.model, self.train_set, epochs=stage.epochs if epochs is None else epochs, lr=stage.lr,
-                       optimizer=stage.optimizer, momentum=stage.momentum, weight_decay=stage.weight_decay,
-                       batch_size=stage.batch_size, seed=seed, desc=desc, progress=self.progress, callbacks=cbs,
-                       loss_fn=loss_fn, resume=None if resume is None else resume["train"])
+        losses = train(self.model, self.train_set, config=stage, epochs=epochs, seed=seed, desc=desc,
+                       progress=self.progress, callbacks=cbs, loss_fn=loss_fn,
+                       resume=None if resume is None else resume["train"])
         self.steps = offset + (self.history[-1]["step"] if losses else 0)
         if losses:
             self._check_learned(desc, stage)

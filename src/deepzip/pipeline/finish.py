@@ -3,9 +3,12 @@ once), write report.json, report.md and report.html; and the test reading a sear
 gives the file it chose."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +35,53 @@ def _rate_against_file(rate: dict[str, dict[str, float]], layers: list[dict[str,
     return out
 
 
+@dataclass
+class RunReport:
+    """What a finished run measured, from which report.json, report.md and report.html are
+    written and `compress`'s CompressResult is made (`to_dict()` is report.json's content).
+
+    scores: validation scores by stage ("dense", "pruned", …, "from_file": the reloaded file);
+    metric: {"name", "higher_is_better", "drop"} (validation); test: the test split's one reading
+    ({"dense", "from_file", "drop"}) or None; stages: what added stages reported; rate: the rate
+    stage's estimate per layer beside the file's bytes, or None.
+    """
+
+    model: str
+    dataset: str
+    dense_bytes: int
+    file_bytes: int
+    ratio: float
+    scores: dict[str, float]
+    metric: dict[str, Any]
+    sparsity: float
+    identical_predictions: bool
+    coder: str
+    seconds: dict[str, float]
+    layers: list[dict[str, Any]]
+    recipe: dict[str, Any]
+    validation: dict[str, Any] | None
+    test_samples: int | None
+    test: dict[str, float] | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    rate: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """report.json's content, keys in the order it has always had (an "accuracy" copy of
+        the scores for accuracy runs, which older readers look for; optional keys when present)."""
+        d = dataclasses.asdict(self)
+        head = {k: d.pop(k) for k in ("model", "dataset", "dense_bytes", "file_bytes", "ratio", "scores")}
+        extra = {k: d.pop(k) for k in ("test", "stages", "rate")}
+        return {**head, **({"accuracy": self.scores} if self.metric["name"] == "accuracy" else {}), **d,
+                **{k: v for k, v in extra.items() if v is not None and v != []}}
+
+    def write(self, out: Path) -> None:
+        """out/report.json, report.md and report.html, each atomically."""
+        report = self.to_dict()
+        write_text(out / "report.json", json.dumps(report, indent=2))
+        write_text(out / "report.md", report_markdown(report))
+        write_report([out], out / "report.html")
+
+
 def finish_run(run: RunContext, test: bool) -> dict[str, Any]:
     """Save the file, reload it, score the reloaded model on validation (and, with `test`, the
     file and the dense model on the test split, once), write the reports."""
@@ -53,30 +103,22 @@ def finish_run(run: RunContext, test: bool) -> dict[str, Any]:
     run.log(f"from file {run.metric.name} {run.show(acc['from_file'])} on validation  (predictions identical to the "
             f"in-memory model: {same})")
     info = inspect(path)
-    report = {
-        "model": recipe.model, "dataset": recipe.dataset, "dense_bytes": info["dense_bytes"],
-        "file_bytes": info["file_bytes"], "ratio": round(info["ratio"], 2), "scores": acc,
-        **({"accuracy": acc} if run.metric.name == "accuracy" else {}),
-        "metric": {"name": run.metric.name, "higher_is_better": run.metric.higher_is_better,
-                   "drop": round(run.metric.drop(acc["dense"], acc["from_file"]), 4)},
-        "sparsity": round(sparsity_of(reloaded)["total"], 4), "identical_predictions": same,
-        "coder": recipe.coder, "seconds": run.seconds, "layers": info["layers"], "recipe": recipe.to_dict(),
-        "validation": run.splits.info.get("val"), "test_samples": run.splits.info.get("test_size"),
-    }
+    report = RunReport(
+        model=recipe.model, dataset=recipe.dataset, dense_bytes=info["dense_bytes"], file_bytes=info["file_bytes"],
+        ratio=round(info["ratio"], 2), scores=acc,
+        metric={"name": run.metric.name, "higher_is_better": run.metric.higher_is_better,
+                "drop": round(run.metric.drop(acc["dense"], acc["from_file"]), 4)},
+        sparsity=round(sparsity_of(reloaded)["total"], 4), identical_predictions=same, coder=recipe.coder,
+        seconds=run.seconds, layers=info["layers"], recipe=recipe.to_dict(), validation=run.splits.info.get("val"),
+        test_samples=run.splits.info.get("test_size"), stages=run.results,
+        rate=None if run.rate is None else _rate_against_file(run.rate, info["layers"]))
     if test and run.test_set is not None:
-        report["test"] = score_test(run, reloaded)
-        t = report["test"]
+        report.test = t = score_test(run, reloaded)
         run.log(f"test     {run.metric.name} from the file {run.show(t['from_file'])}, dense {run.show(t['dense'])} "
                 f"(drop {t['drop']:.2f}; the test split's one reading)")
-    if run.results:
-        report["stages"] = run.results
-    if run.rate is not None:
-        report["rate"] = _rate_against_file(run.rate, info["layers"])
-    write_text(out / "report.json", json.dumps(report, indent=2))
-    write_text(out / "report.md", report_markdown(report))
-    write_report([out], out / "report.html")
+    report.write(out)
     run.log(f"report   {out / 'report.html'}")
-    return report
+    return report.to_dict()
 
 
 def score_test(run: RunContext, model: torch.nn.Module) -> dict[str, float]:

@@ -23,24 +23,15 @@ from ..files import write_text
 from ..prune import UNITS_RULE, MagnitudePruning, check_schedule
 from ..quantize import KMeans, check_rate
 from ..structured import check_channels
-from ..train.loop import check_training
+from ..train.config import TrainConfig
 from .settings import build, nested
 from .stage import added_from_dict, added_to_dict, check_added, place
 
 PerLayer = float | dict[str, float] | None  # a recipe's per-layer setting, as YAML gives it
 
 
-@dataclass(frozen=True)
-class TrainStage:
-    epochs: float = 0
-    lr: float = 1e-3
-    optimizer: Literal["adam", "sgd"] = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 128
-
-    def __post_init__(self) -> None:
-        check_training(self.epochs, self.lr, self.optimizer, self.momentum, self.weight_decay, self.batch_size)
+# A recipe's training settings are the API's own: what dz.train(config=...) takes.
+TrainStage = TrainConfig
 
 
 @dataclass(frozen=True)

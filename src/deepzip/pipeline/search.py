@@ -27,7 +27,6 @@ search resumes where it was and ends with the same file.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -43,20 +42,19 @@ import torch
 from ..errors import ConfigError, RunStateError, TrainingError
 from ..files import atomic_path, write_text
 from ..report import candidates_png, write_search_report
-from ..selection import per_layer, weights
 from ..train import metric_of
 from ..train.checkpoint import load_weights
-from .finish import score_chosen
-from .recipe import PruneStage, Recipe, ShareStage
+from .budgets import Budgets, candidate_recipe
+from .choose import Judge, choose
+from .recipe import Recipe
 from .run import check_max_drop, run_recipe
-from .sensitivity import INDEX_BITS, allocate, scan, weight_bits
 from .sensitivity import plot as plot_sensitivity
+from .sensitivity import scan
 from .source import Source, prepare
 from .workdir import check_out, lock, run_key
 
 GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995)
 BITS = (3, 4, 5, 6, 8)  # 2-bit codebooks (3 centroids) lose more after pruning than a probe on dense weights shows
-MAX_LAYER_SPARSITY = 0.999
 SCAN_SAMPLES = 2000  # validation samples the sensitivity probes score on (each probe is one pass)
 
 
@@ -76,103 +74,12 @@ def _subset(data: Any, n: int) -> tuple[Any, int]:
     return taken, count
 
 
-class Budgets:
-    """Per-layer budgets (sparsity, codebook bits, units removed) as a function of one number,
-    the estimated ratio R, around a reference allocation R₀ that either a recipe or the
-    sensitivity scan supplies.
-
-    Sparsity: every layer's kept fraction times one factor, found by bisection so that the size
-    model reaches R (layers capped at 99.9 % stop scaling), so the layers keep the reference's
-    proportions. Units: the fraction of rows kept follows the fraction of weights kept,
-    u = 1 − t(1 − u₀), so live rows stay as dense as the reference has them. Bits: the
-    reference's at and above R₀; below it each halving of R buys every layer one bit more (up
-    to 8), so that the lowest R approaches a nearly lossless model instead of stalling on the
-    reference's codebooks.
-    """
-
-    def __init__(self, kind: str, layers: list[tuple[str, int, float, int, float]]) -> None:
-        self.kind = kind
-        self.layers = layers  # (layer, weights, reference sparsity, reference bits, reference units)
-        self.dense = sum(32 * n for _, n, _, _, _ in layers)
-        self.reference = self._ratio(1.0, {name: b for name, _, _, b, _ in layers})
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, model: torch.nn.Module) -> Budgets:
-        p, s = recipe.prune, recipe.share
-        bits = s.bits if s is not None and s.bits is not None else {"conv": 8, "linear": 5}
-        return cls("recipe", [(w.layer, w.value.numel(), per_layer(p.sparsity, w) or 0.0, per_layer(bits, w) or 32,
-                               (per_layer(p.units, w) or 0.0) if p.units is not None else 0.0) for w in weights(model)])
-
-    @classmethod
-    def from_scan(cls, result: dict[str, Any], max_drop: float) -> Budgets:
-        """The reference: the smallest estimated file whose summed per-layer losses before
-        retraining stay within max_drop (sensitivity.allocate, an exact knapsack), with the
-        fewest bits per layer that lose at most max_drop / 2 alone."""
-        choice = allocate(result, max_drop=max_drop, bits_drop=max_drop / 2, bits_per_index=INDEX_BITS)
-        return cls("sensitivity", [(name, row["weights"], choice["sparsity"][name], choice["bits"][name], 0.0)
-                                   for name, row in result["layers"].items()])
-
-    def _bits(self, ratio: float) -> dict[str, int]:
-        extra = max(0, math.ceil(math.log2(self.reference / ratio) - 1e-9)) if ratio < self.reference else 0
-        return {name: b if b >= 32 else min(8, b + extra) for name, _, _, b, _ in self.layers}
-
-    def _sparsities(self, factor: float) -> dict[str, float]:
-        return {name: min(MAX_LAYER_SPARSITY, max(0.0, 1.0 - (1.0 - s) * factor)) for name, _, s, _, _ in self.layers}
-
-    def _ratio(self, factor: float, bits: dict[str, int]) -> float:
-        s = self._sparsities(factor)
-        size = sum(weight_bits(n, s[name], bits[name], INDEX_BITS) if bits[name] < 32 else 32 * n * (1 - s[name])
-                   for name, n, _, _, _ in self.layers)
-        return self.dense / max(size, 1e-9)
-
-    @property
-    def top(self) -> float:
-        return self._ratio(0.0, self._bits(self.reference))
-
-    def at(self, ratio: float) -> dict[str, Any]:
-        bits = self._bits(ratio)
-        low, high = 0.0, 1.0  # the factor on kept fractions; the ratio falls as it grows
-        while self._ratio(high, bits) > ratio and high < 1e6:
-            high *= 2
-        for _ in range(60):
-            mid = (low + high) / 2
-            low, high = (mid, high) if self._ratio(mid, bits) >= ratio else (low, mid)
-        sparsity = {k: round(v, 6) for k, v in self._sparsities(low).items() if v > 0}
-        units = {}
-        for name, _, _, _, u0 in self.layers:
-            u = 1 - low * (1 - u0) if u0 > 0 else 0.0
-            if u > 0:
-                units[name] = round(min(u, MAX_LAYER_SPARSITY), 6)
-        return {"sparsity": sparsity or {"default": 0.0}, "bits": bits, "units": units or None,
-                "estimated_ratio": round(self._ratio(low, bits), 2)}
-
-
 def _per_layer_recipe(recipe: Recipe) -> bool:
     """The recipe names sparsities layer by layer (a tuned starting point), not by kind."""
     from ..selection import KINDS
 
     p = recipe.prune
     return p is not None and isinstance(p.sparsity, dict) and any(k not in (*KINDS, "default") for k in p.sparsity)
-
-
-def candidate_recipe(recipe: Recipe, budgets: dict[str, Any]) -> Recipe:
-    """The recipe a candidate runs: the base recipe's stages with the budgets' per-layer
-    sparsity, units and bits (a missing prune or share stage gets the defaults).
-
-    Args:
-        recipe: the search's recipe.
-        budgets: what `Budgets.at` gave: {"sparsity", "bits", "units"}.
-
-    Examples:
-        >>> candidate_recipe(recipe, Budgets.from_recipe(recipe, model).at(120.0)).prune.sparsity
-    """
-    prune = recipe.prune or PruneStage()
-    share = recipe.share or ShareStage()
-    bits = {k: int(v) for k, v in budgets["bits"].items() if v < 32}
-    return recipe.replace(
-        prune=dataclasses.replace(prune, sparsity=budgets["sparsity"], quality=None, scope="layer",
-                                  units=budgets["units"]),
-        share=dataclasses.replace(share, bits=bits or None))
 
 
 def next_ratio(done: list[dict[str, Any]], start: float, step: float, precision: float, top: float) -> float | None:
@@ -337,23 +244,6 @@ def _shape(recipe: Recipe, model: torch.nn.Module, out: Path, splits: Any, metri
     return Budgets.from_scan(result, max_drop)
 
 
-class Judge:
-    """Accepts or rejects a candidate's file: its paired drop from the dense model on the
-    validation split, plus z standard errors of that drop, must be within max_drop."""
-
-    def __init__(self, metric: Any, dense: torch.nn.Module, val: Any, source: Source, max_drop: float, z: float):
-        self.metric, self.dense, self.val, self.source, self.max_drop, self.z = metric, dense, val, source, max_drop, z
-
-    def __call__(self, path: Path) -> dict[str, Any]:
-        from ..dzip import load
-
-        model = load(path, model=None if "registry" in self.source.key else self.source.build())
-        drop, se = self.metric.paired(self.dense, model, self.val)
-        margin = self.z * (se or 0.0)
-        return {"drop": round(drop, 4), "se": None if se is None else round(se, 4),
-                "accepted": bool(drop + margin <= self.max_drop + 1e-9)}
-
-
 def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: Judge, max_candidates: int,
                 precision: float, resume: bool, common: dict[str, Any],
                 log: Callable[[str], Any]) -> list[dict[str, Any]]:
@@ -399,18 +289,13 @@ def _candidates(recipe: Recipe, out: Path, shape: Budgets, dense: Path, judge: J
 
 def _conclude(out: Path, done: list[dict[str, Any]], skey: str, splits: Any, source: Source, metric: Any, dense: Path,
               device: str, base: float, max_drop: float, log: Callable[[str], Any], seconds: float) -> dict[str, Any]:
-    ok = [c for c in done if c.get("accepted")]
     result = {"key": skey, "max_drop": max_drop, "metric": metric.name, "dense": round(base, 4),
               "validation": splits.info.get("val"), "candidates": done, "chosen": None, "seconds": seconds}
-    (out / "model.dzip").unlink(missing_ok=True)
-    if ok:
-        best = min(ok, key=lambda c: c["bytes"])
+    best, test = choose(out, done, splits=splits, source=source, metric=metric, dense=dense, device=device)
+    if best is not None:
         result["chosen"] = best["dir"]
-        with atomic_path(out / "model.dzip") as tmp:
-            shutil.copyfile(Path(best["dir"]) / "model.dzip", tmp)
-        if splits.test is not None:
-            result["test"] = score_chosen(out / "model.dzip", splits=splits, source=source, metric=metric,
-                                          dense=dense, device=device)
+        if test is not None:
+            result["test"] = test
     write_text(out / "search.json", json.dumps(result, indent=2))
     with atomic_path(out / "search.png") as tmp:
         tmp.write_bytes(candidates_png(done, max_drop, metric=metric.name, chosen=result["chosen"],
@@ -419,7 +304,7 @@ def _conclude(out: Path, done: list[dict[str, Any]], skey: str, splits: Any, sou
         if "failed" not in c:
             log(f"#{c['index']:<3} {c['bytes']:>9,} B  {c['ratio']:>7.1f}×  validation {c['score']:.2f} "
                 f"(drop {c['drop']:.2f}){'  ← chosen' if c['dir'] == result['chosen'] else ''}")
-    if not ok:
+    if best is None:
         finished = [c for c in done if "failed" not in c]
         closest = min(finished, key=lambda c: c["drop"]) if finished else None
         raise TrainingError(

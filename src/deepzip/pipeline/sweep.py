@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import NormalDist
@@ -26,7 +25,7 @@ from ..report import sweep_png, write_report
 from ..train import metric_of
 from ..train.checkpoint import load_weights
 from ..train.distributed import is_main
-from .finish import score_chosen
+from .choose import Judge, choose
 from .recipe import Recipe
 from .run import check_max_drop, run_recipe
 from .source import prepare
@@ -119,7 +118,28 @@ def sweep(
     splits, source, key = prepare(recipe, data_dir=data_dir, limit=limit, val_split=val_split, splits=splits,
                                   source=source, key=key)
     common = dict(splits=splits, source=source, metric=metric, key=key, device=device, log=log, **run_options)
-    dense, points = from_checkpoint, []
+    points, dense = _points(recipe, weights, out, from_checkpoint, common)
+    if not is_main():
+        return {}
+    metric = metric_of(metric)
+    best, test = None, None
+    if max_drop is not None:
+        done = _accept(points, metric, source, splits.val, dense, max_drop, NormalDist().inv_cdf(confidence))
+        best, test = choose(out, done, splits=splits, source=source, metric=metric, dense=dense, device=device)
+    result = _conclude(points, out, max_drop, log, metric, best)
+    if test is not None:
+        result["test"] = t = test
+        write_text(out / "sweep.json", json.dumps(result, indent=2))
+        log(f"test     the chosen file {t['from_file']:.2f}, dense {t['dense']:.2f} (drop {t['drop']:.2f}; the test "
+            f"split's one reading)")
+    return result
+
+
+def _points(recipe: Recipe, weights: Sequence[float], out: Path, dense: Any,
+            common: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+    """One run per weight (the first trains the dense model the others start from, unless given);
+    returns the points and the dense weights' path."""
+    points, log = [], common["log"]
     for i, weight in enumerate(weights):
         where = out / _name(weight)
         log(f"rate weight {weight:g} ({i + 1}/{len(weights)}) → {where}")
@@ -137,44 +157,32 @@ def sweep(
             points.append({"weight": weight, "dir": str(where), "bytes": report["file_bytes"],
                            "ratio": report["ratio"], "score": round(scores["from_file"], 4),
                            "dense": round(scores["dense"], 4), "drop": report["metric"]["drop"]})
-    if not is_main():
-        return {}
-    metric = metric_of(metric)
-    if max_drop is not None and dense is not None:  # accepted as the search accepts: drop + z standard errors
-        from .search import Judge
+    return points, dense
 
+
+def _accept(points: list[dict[str, Any]], metric: Any, source: Any, val: Any, dense: Path | None, max_drop: float,
+            z: float) -> list[dict[str, Any]]:
+    """The finished points, each judged as the search judges (drop + z standard errors within
+    max_drop); without a dense model to judge against (none was trained), by the drop alone."""
+    done = [p for p in points if "failed" not in p]
+    if dense is not None:
         reference = source.build()
         load_weights(reference, dense)
-        judge = Judge(metric, reference, splits.val, source, max_drop, NormalDist().inv_cdf(confidence))
-        for p in points:
-            if "failed" not in p:
-                p.update(judge(Path(p["dir"]) / "model.dzip"))
-    result = _conclude(points, out, max_drop, log, metric)
-    if result["chosen"] and splits.test is not None:
-        result["test"] = score_chosen(out / "model.dzip", splits=splits, source=source, metric=metric,
-                                      dense=dense if dense is not None else Path(result["chosen"]) / "dense.safetensors",
-                                      device=device)
-        write_text(out / "sweep.json", json.dumps(result, indent=2))
-        t = result["test"]
-        log(f"test     the chosen file {t['from_file']:.2f}, dense {t['dense']:.2f} (drop {t['drop']:.2f}; the test "
-            f"split's one reading)")
-    return result
+        judge = Judge(metric, reference, val, source, max_drop, z)
+        for p in done:
+            p.update(judge(Path(p["dir"]) / "model.dzip"))
+    for p in done:
+        p.setdefault("accepted", p["drop"] <= max_drop + 1e-9)
+    return done
 
 
-def _conclude(points: list[dict[str, Any]], out: Path, max_drop: float | None,
-              log: Callable[[str], Any], metric: Any) -> dict[str, Any]:
+def _conclude(points: list[dict[str, Any]], out: Path, max_drop: float | None, log: Callable[[str], Any], metric: Any,
+              best: dict[str, Any] | None) -> dict[str, Any]:
     """The pick (on validation), sweep.json, sweep.png, the comparison report, and the one
     sentence if the sweep failed."""
-    result = {"points": points, "max_drop": max_drop, "chosen": None, "metric": metric.name}
-    (out / "model.dzip").unlink(missing_ok=True)  # an earlier sweep's pick is not this one's
+    result = {"points": points, "max_drop": max_drop, "chosen": None if best is None else best["dir"],
+              "metric": metric.name}
     done = [p for p in points if "failed" not in p]
-    if max_drop is not None:
-        fit = [p for p in done if p.get("accepted", p["drop"] <= max_drop + 1e-9)]
-        if fit:
-            best = min(fit, key=lambda p: p["bytes"])
-            result["chosen"] = best["dir"]
-            with atomic_path(out / "model.dzip") as tmp:
-                shutil.copyfile(Path(best["dir"]) / "model.dzip", tmp)
     write_text(out / "sweep.json", json.dumps(result, indent=2))
     with atomic_path(out / "sweep.png") as tmp:
         tmp.write_bytes(sweep_png(points, max_drop, metric=metric.name))
