@@ -6,13 +6,12 @@ The children run `main` of this very module (tests/pipeline is put on their path
 import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from test_resume import _env, _where
+from test_resume import _env, kill_when
 
 import deepzip as dz
 from deepzip import DeepzipError
@@ -64,26 +63,6 @@ def _child(out: Path, resume: bool) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _kill_in_stage(out: Path, index: int) -> tuple[int, bool]:
-    child, seen = _child(out, False), None
-    path = out / "checkpoints" / "last.safetensors"
-    try:
-        while child.poll() is None:
-            stamp = path.stat().st_mtime_ns if path.exists() else None
-            if stamp is not None and stamp != seen:
-                seen = stamp
-                if _where(out) == (index, True):
-                    child.kill()
-                    break
-            time.sleep(0.002)
-        child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == -9, f"the run ended before it was killed: {child.stderr.read().decode()[-500:]}"
-    return _where(out)
-
-
 def test_an_added_stage_runs_reports_and_resumes_to_the_same_bytes(tmp_path):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     result = dz.compress("lenet300", "synthetic", recipe=recipe(), out=whole, progress=False, log=lambda *a: None)
@@ -100,7 +79,7 @@ def test_an_added_stage_runs_reports_and_resumes_to_the_same_bytes(tmp_path):
                          "retrain": {"epochs": 3, "lr": 1e-3, "optimizer": "adam", "momentum": 0.9,
                                      "weight_decay": 0.0, "batch_size": 128}}]
 
-    assert _kill_in_stage(broken, 1) == (1, True)  # killed inside own_prune, after one of its epochs
+    assert kill_when(_child(broken, False), broken, (1, True)) == (1, True)  # killed inside own_prune, after one of its epochs
     assert not (broken / "model.dzip").exists()
     resumed = _child(broken, True)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-800:]

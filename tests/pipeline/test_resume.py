@@ -49,6 +49,12 @@ def _kill_inside(recipe, out, stage, resume, stages=STAGES):
     in that stage's next epoch), and return where its last checkpoint stands."""
     child = subprocess.Popen(_command(recipe, out, resume), env=_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
+    return kill_when(child, out, (stages[stage], True))
+
+
+def kill_when(child, out, where):
+    """SIGKILL `child` as soon as its run's last checkpoint is at `where` ((stage index, inside
+    it?)); returns where the checkpoint stands after the kill."""
     seen = None
     try:
         while child.poll() is None:
@@ -56,7 +62,7 @@ def _kill_inside(recipe, out, stage, resume, stages=STAGES):
             stamp = path.stat().st_mtime_ns if path.exists() else None
             if stamp is not None and stamp != seen:
                 seen = stamp
-                if _where(out) == (stages[stage], True):
+                if _where(out) == where:
                     child.send_signal(signal.SIGKILL)
                     break
             time.sleep(0.002)
@@ -64,7 +70,7 @@ def _kill_inside(recipe, out, stage, resume, stages=STAGES):
     finally:
         if child.poll() is None:
             child.kill()
-    assert child.returncode == -signal.SIGKILL, f"the run ended before it could be killed in {stage}: " \
+    assert child.returncode == -signal.SIGKILL, f"the run ended before it could be killed at {where}: " \
                                                 f"{child.stderr.read().decode()[-500:]}"
     return _where(out)
 

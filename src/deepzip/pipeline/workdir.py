@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, RunStateError
+from ..files import process_alive
 from ..train import read_checkpoint
 from ..train.distributed import barrier
 from .recipe import Recipe
@@ -49,7 +50,7 @@ def lock(out: Path):
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             host, _, pid = path.read_text().partition(" ") if path.exists() else ("", "", "")
-            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
                 path.unlink(missing_ok=True)  # its owner was killed
                 continue
             raise RunStateError(f"{out} is in use by another deepzip run (process {pid or '?'} on {host or '?'}); "
@@ -61,16 +62,6 @@ def lock(out: Path):
         yield
     finally:
         path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def resume_point(run: RunContext, resume: bool) -> dict[str, Any] | None:
