@@ -22,7 +22,10 @@ weight matrices), metric, drop and its standard error against the float model on
 samples (cosine: 1 − mean cosine, also given as `cosine`; perplexity: % rise), seconds,
 peak_rss_mb (of this process so far); deepzip's lines add the validation drop and the phases'
 seconds. `--model smollm2`: SmolLM2-135M (see `smollm2`), scored by perplexity.
-GGUF's quants (llama.cpp) and onnxruntime are not run here: see docs/results.md for why.
+`--peers` (MiniLM) adds onnxruntime's dynamic int8 quantization (`quantize_dynamic`, per tensor
+and per channel: what transformers.js ships) of the model exported to ONNX, run by onnxruntime;
+its bytes are the .onnx file's, its float32 export is scored too (it must match PyTorch).
+GGUF's quants (llama.cpp) are not run here: see docs/results.md for why.
 """
 from __future__ import annotations
 
@@ -96,6 +99,46 @@ def row(model: str, method: str, size: int, dense: int, weights: int, other: int
     return out
 
 
+class OrtModel(torch.nn.Module):
+    """An onnxruntime session as a module the metrics can call: input ids in, embeddings out."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        super().__init__()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"input_ids": x.cpu().numpy()})[0])
+
+
+def onnx_rows(name: str, base: torch.nn.Module, test, sizes: tuple[int, int, int], metric, out: Path) -> list[dict]:
+    """onnxruntime's dynamic int8 of the model exported to ONNX (and the float32 export itself)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out.mkdir(parents=True, exist_ok=True)
+    fp32 = out / "model.onnx"
+    t0 = time.perf_counter()
+    # An example of all real tokens at the longest length (128): the model trims padding columns by
+    # the batch's longest sentence, which tracing freezes to the example's width.
+    x = test.x[:1].clone()
+    x[:] = test.x[test.x != 0].max()
+    torch.onnx.export(base, (x,), fp32, input_names=["input_ids"], output_names=["embedding"], opset_version=17,
+                      dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}}, dynamo=False)
+    rows = [row(name, "onnxruntime float32 (the export itself)", fp32.stat().st_size, *sizes, "cosine",
+                metric.paired(base, OrtModel(fp32), test), time.perf_counter() - t0)]
+    for per_channel in (False, True):
+        t0 = time.perf_counter()
+        q = out / f"model-int8{'-per-channel' if per_channel else ''}.onnx"
+        quantize_dynamic(fp32, q, weight_type=QuantType.QInt8, per_channel=per_channel)
+        rows.append(row(name, f"onnxruntime dynamic int8, {'per channel' if per_channel else 'per tensor'}",
+                        q.stat().st_size, *sizes, "cosine", metric.paired(base, OrtModel(q), test),
+                        time.perf_counter() - t0))
+    return rows
+
+
 def minilm(out: Path):
     """(name, float model, calibration, validation, test, metric, config) of all-MiniLM-L6-v2."""
     import transformers
@@ -160,6 +203,8 @@ def main() -> None:
     ap.add_argument("--code-bits", type=int, default=None,
                     help="deepzip's rows with at most 2^B − 1 levels a tensor (a GPU's packed layout in B bits)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the round-to-nearest rows")
+    ap.add_argument("--peers", action="store_true", help="MiniLM: onnxruntime's dynamic int8 rows too")
+    ap.add_argument("--no-deepzip", action="store_true", help="only the baselines and peers")
     ap.add_argument("--dequantize-smollm2", type=Path, help=argparse.SUPPRESS)  # the child of smollm2_dir
     args = ap.parse_args()
     if args.dequantize_smollm2:
@@ -186,7 +231,10 @@ def main() -> None:
         emit(row(name, method, size, dense, weights, other, metric_name, metric.paired(base, m, test),
                  time.perf_counter() - t0))
         del m
-    for target in targets:
+    if args.peers and args.model == "minilm":
+        for line in onnx_rows(name, base, test, (dense, weights, other), metric, out / "onnx"):
+            emit(line)
+    for target in () if args.no_deepzip else targets:
         t0 = time.perf_counter()
         m = copy.deepcopy(base)
         flag = f" --code-bits {args.code_bits}" if args.code_bits else ""
