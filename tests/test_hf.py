@@ -140,3 +140,30 @@ def test_every_layer_count_of_a_config_is_bounded_before_anything_is_built(model
     record = {"arch": {"hf": {"class": "PreTrainedModel", "config": config.to_dict()}}, "tensors": [{}] * 30}
     with pytest.raises(dz.ModelMismatchError, match="more layers than the file holds"):
         build_model(record, "bomb.dzip", file_bytes=1 << 20)
+
+
+def test_the_tokenizer_travels_in_the_file_and_comes_back_out(tmp_path):
+    """A directory's tokenizer (and sentence-transformers' configs) is carried in the .dzip
+    (format version 6): `decompress --hf` writes it beside the weights, and the tokenizer read
+    back gives the same ids."""
+    cls, config = _configs()["bert"]
+    torch.manual_seed(0)
+    cls(config).eval().save_pretrained(tmp_path / "in")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "model", "file", "##s", "small", "é", "1", "2"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words + [f"w{i}" for i in range(VOCAB - len(words))]) + "\n")
+    tok = transformers.BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    tok.save_pretrained(tmp_path / "in")
+    (tmp_path / "in" / "1_Pooling").mkdir()
+    (tmp_path / "in" / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
+    model = dz.models.hf.load_hf_dir(tmp_path / "in")
+    assert {"tokenizer.json", "tokenizer_config.json", "1_Pooling/config.json"} <= set(model.deepzip_files)
+    assert "config.json" not in model.deepzip_files and "model.safetensors" not in model.deepzip_files
+    dz.share_weights_(model, bits=4)
+    dz.save(model, tmp_path / "m.dzip")
+    assert set(dz.inspect(tmp_path / "m.dzip")["files"]) == set(model.deepzip_files)
+    out = CliRunner().invoke(app, ["decompress", str(tmp_path / "m.dzip"), "--hf", str(tmp_path / "back")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "back" / "1_Pooling" / "config.json").read_text() == '{"pooling_mode_mean_tokens": true}'
+    back = transformers.AutoTokenizer.from_pretrained(tmp_path / "back", local_files_only=True)
+    texts = ["the model files", "small é 12  the", "unknown words, the end"]
+    assert back(texts)["input_ids"] == tok(texts)["input_ids"]

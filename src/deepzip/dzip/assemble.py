@@ -107,11 +107,12 @@ def _check_names(entries: list, have: dict, path_name: str) -> None:
         raise ModelMismatchError(f"{path_name} does not fit this model: {'; '.join(parts)}.")
 
 
-def _check_entries(entries: list, count: int, path_name: str) -> None:
+def _check_entries(entries: list, count: int, path_name: str, also: list[int] = ()) -> None:
     """Shape of the tensor table, checked once so later lookups can trust the types: each entry is
     an object with a string name and either a string alias or string encoding and dtype. And each
     stream belongs to exactly one tensor field: a header that points two tensors at one stream,
-    or leaves a stream unused, was not written by deepzip and is refused."""
+    or leaves a stream unused, was not written by deepzip and is refused (`also`: the streams
+    the carried files use)."""
     for i, e in enumerate(entries):
         keys = ("name", "alias") if isinstance(e, dict) and "alias" in e else ("name", "encoding", "dtype")
         if not (isinstance(e, dict) and all(isinstance(e.get(k), str) for k in keys)):
@@ -120,9 +121,10 @@ def _check_entries(entries: list, count: int, path_name: str) -> None:
         valid = isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_uint(d, MAX_DIM) for d in shape)
         if "alias" not in e and not valid:
             raise DzipFormatError(f"{path_name} is corrupt: tensor {e['name']!r} has an invalid shape {shape!r}.")
-    used = [e[k] for e in entries if "alias" not in e for k in STREAM_KEYS if k in e]
+    used = [e[k] for e in entries if "alias" not in e for k in STREAM_KEYS if k in e] + list(also)
     if sorted(map(repr, used)) != sorted(map(repr, range(count))):
-        raise DzipFormatError(f"{path_name} is corrupt: its tensors do not use each of its {count} streams exactly once.")
+        raise DzipFormatError(f"{path_name} is corrupt: its tensors{' and files' if also else ''} do not use each of its "
+                              f"{count} streams exactly once.")
 
 
 def _check_shapes(entries: list, have: dict, path_name: str) -> None:
@@ -197,7 +199,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         if not isinstance(entries, list):
             raise DzipFormatError(f"{pname} is corrupt: 'tensors' is not a list.")
         model = _prepared(model, header, pname, reader.size)
-        _check_entries(entries, len(reader.streams), pname)
+        carried = reader.file_entries()
+        _check_entries(entries, len(reader.streams), pname, [e["stream"] for e in carried])
         have = targets(model)
         if strict:
             _check_names(entries, have, pname)
@@ -205,6 +208,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, runtime: st
         packed_ok = runtime == "codebook" and rt.triton_runs(target)
         model, decisions = _fill(model, entries, have, TensorDecoder(reader), (runtime, packed_ok), pname)
         model.deepzip_meta = header.get("meta", {})
+        if carried:  # a tokenizer and the like: saved again with the model, written by decompress --hf
+            model.deepzip_files = reader.files()
         if runtime != "dense":
             model.deepzip_runtime = decisions  # per layer weight: "codebook (density …)", "dense (why)", …
     leftover = [n for n, (m, a, r) in targets(model).items()
@@ -244,7 +249,7 @@ def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         entries = reader.header.get("tensors")
         if not isinstance(entries, list):
             raise DzipFormatError(f"{reader.path.name} is corrupt: 'tensors' is not a list.")
-        _check_entries(entries, len(reader.streams), reader.path.name)
+        _check_entries(entries, len(reader.streams), reader.path.name, [e["stream"] for e in reader.file_entries()])
         dec = TensorDecoder(reader)
         out: dict[str, torch.Tensor] = {}
         for i, entry in enumerate(entries):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import tempfile
 import zlib
 from pathlib import Path
@@ -28,7 +29,18 @@ from typing import Any, BinaryIO
 from ..checks import is_uint
 from ..errors import ConfigError, DzipFormatError
 from ..files import atomic_path
-from .spec import FLAG_DEFLATE, LEAN_VERSION, MAGIC, MAX_HEADER_BYTES, PREAMBLE, TRAILER, VERSION
+from .spec import (
+    FILE_NAME,
+    FILES_VERSION,
+    FLAG_DEFLATE,
+    LEAN_VERSION,
+    MAGIC,
+    MAX_FILES,
+    MAX_HEADER_BYTES,
+    PREAMBLE,
+    TRAILER,
+    VERSION,
+)
 
 _CHUNK = 1 << 20
 
@@ -208,6 +220,48 @@ class DzipReader:
         _need(len(data) == s["length"] and ("crc32" not in s or zlib.crc32(data) == s["crc32"]),
               f"{self.path.name} is corrupt: stream {index} fails its checksum.")
         return data
+
+    def file_entries(self) -> list[dict[str, Any]]:
+        """The header's carried files (version 6), checked as every reader checks them: a list of
+        at most MAX_FILES objects, each a unique `name` (spec.FILE_NAME), a raw `stream` and the
+        `length` it inflates to, all lengths together within the header's own inflate bound."""
+        name, files = self.path.name, self.header.get("files") if self.version >= FILES_VERSION else None
+        if files is None:
+            return []
+        _need(isinstance(files, list) and len(files) <= MAX_FILES,
+              f"{name} is corrupt: 'files' is not a list of at most {MAX_FILES}.")
+        seen, total = set(), 0
+        for i, e in enumerate(files):
+            _need(isinstance(e, dict) and isinstance(e.get("name"), str) and re.fullmatch(FILE_NAME, e["name"])
+                  and e["name"] not in seen and is_uint(e.get("length")) and is_uint(e.get("stream"))
+                  and e["stream"] < len(self.streams),
+                  f"{name} is corrupt: carried file {i} lacks a valid, unique name, a length or a stream.")
+            _need(self.streams[e["stream"]].get("coder") == "raw",
+                  f"{name} is corrupt: carried file {e['name']!r} is not in a raw stream.")
+            seen.add(e["name"])
+            total += e["length"]
+        _need(total <= (1 << 20) + 64 * self.size, f"{name} is corrupt: its carried files claim {total} bytes.")
+        return files
+
+    def files(self) -> dict[str, bytes]:
+        """The carried files by name, inflated (each exactly its recorded length).
+
+        Examples:
+            >>> with DzipReader("minilm.dzip") as r:
+            ...     sorted(r.files())
+            ['special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']
+        """
+        out = {}
+        for e in self.file_entries():
+            inflater = zlib.decompressobj()
+            try:
+                data = inflater.decompress(self.read(e["stream"]), e["length"] + 1)
+            except zlib.error:
+                data = b""
+            _need(inflater.eof and len(data) == e["length"],
+                  f"{self.path.name} is corrupt: its file {e['name']!r} does not inflate to {e['length']} bytes.")
+            out[e["name"]] = data
+        return out
 
     def close(self) -> None:
         self._f.close()

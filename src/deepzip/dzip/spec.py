@@ -9,15 +9,16 @@ import struct
 
 import torch
 
-from ..limits import MAX_INDEX_BITS  # noqa: F401 (the format's limit; spec constants are read from here)
+from ..limits import FILE_NAME, MAX_FILES, MAX_INDEX_BITS  # noqa: F401 (the format's limits, read from here)
 from . import _tables
 
 MAGIC = b"DZIP"
-VERSION = 5  # the newest this deepzip reads
+VERSION = 6  # the newest this deepzip reads
 LEAN_VERSION = 3  # streams back to back without offsets or checksums of their own; code tables in the payload
 LEFT_VERSION = 4  # "context-left" streams (code models chosen by the left neighbour's code); a file
 # without one is written as version 3, so version 3 readers read every file that does not need 4
 SCALES_VERSION = 5  # shared entries with a scale per row ("scales"); written only by a file that has one
+FILES_VERSION = 6  # files carried beside the tensors (a tokenizer); written only by a file that carries one
 PREAMBLE = struct.Struct("<4sHHQ")
 TRAILER = struct.Struct("<I")
 MAX_HEADER_BYTES = 256 << 20  # no real header comes near this; it bounds what a hostile file can make us parse

@@ -15,7 +15,9 @@ with its code table in front of it.
 from __future__ import annotations
 
 import os
+import re
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,9 +43,12 @@ from .spec import (
     AUTO_WIDTHS,
     CODERS,
     DTYPES,
+    FILE_NAME,
+    FILES_VERSION,
     LEAN_VERSION,
     LEFT_VERSION,
     MAX_DIMS,
+    MAX_FILES,
     MAX_INDEX_BITS,
     PAPER_INDEX_BITS,
     SCALES_VERSION,
@@ -262,6 +267,20 @@ def _version(tensors: list[dict[str, Any]], streams: list[dict[str, Any]]) -> in
     return LEFT_VERSION if any(s["coder"] == "context-left" for s in streams) else LEAN_VERSION
 
 
+def _checked_files(files: Mapping[str, bytes] | None) -> dict[str, bytes]:
+    """Files to carry: names every reader accepts (spec.FILE_NAME), bytes, at most MAX_FILES."""
+    files = dict(files or {})
+    if len(files) > MAX_FILES:
+        raise ConfigError(f"a .dzip carries at most {MAX_FILES} files, not {len(files)}.")
+    for name, data in files.items():
+        if not isinstance(name, str) or not re.fullmatch(FILE_NAME, name):
+            raise ConfigError(f"a carried file's name must be one or two path segments of letters, digits, '_', '-' "
+                              f"and '.' (not first), not {name!r}.")
+        if not isinstance(data, (bytes, bytearray)):
+            raise ConfigError(f"carried file {name!r} must be bytes, not {type(data).__name__}.")
+    return {k: bytes(v) for k, v in files.items()}
+
+
 def check_index_bits(setting: Any) -> None:
     """The relative index's width: a whole number from 1 to 16, or "auto" (per layer, the
     smallest), one value or per layer. `save` and the recipe's index_bits both ask this.
@@ -282,6 +301,7 @@ def save(
     metadata: Mapping[str, Any] | None = None,
     arch: Mapping[str, Any] | None = None,
     progress: bool = False,
+    files: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Write `model` to `path` as a .dzip; returns the header that was written (with "file_bytes").
 
@@ -297,6 +317,9 @@ def save(
         metadata: JSON-able facts to record in the header's "meta" (accuracy, recipe, …).
         arch: the registry record to rebuild the model from (default: the model's own, if any).
         progress: a progress bar over the tensors.
+        files: files to carry beside the tensors, by name (a tokenizer: "tokenizer.json", …),
+            stored deflated (format version 6); default: the model's own `deepzip_files`, which
+            a Hugging Face directory's model and any model `dz.load` read from such a file have.
 
     Examples:
         >>> dz.save(model, "model.dzip", coder="auto")["file_bytes"]
@@ -307,6 +330,7 @@ def save(
     widths = PAPER_INDEX_BITS if index_bits is None else index_bits
     check_index_bits(widths)
     arch = dict(arch) if arch is not None else arch_of(model)
+    files = _checked_files(getattr(model, "deepzip_files", None) if files is None else files)
     logical = list(_logical_tensors(model))
     plain = [t for t in logical if not isinstance(t, tuple)]
     for t in plain:  # all of them before a byte is written: a refused save leaves no file behind
@@ -327,5 +351,8 @@ def save(
         widths = widths_of(model)
         if widths:  # the layers channel surgery made narrower, so a fresh module can be made to fit
             header["widths"] = widths
-        size = writer.finish(header, _version(tensors, writer.streams))
+        if files:
+            header["files"] = [{"name": k, "stream": writer.add(zlib.compress(v, 9), {"coder": "raw"}),
+                                "length": len(v)} for k, v in files.items()]
+        size = writer.finish(header, FILES_VERSION if files else _version(tensors, writer.streams))
     return {**header, "streams": writer.streams, "file_bytes": size}

@@ -12,6 +12,7 @@ own code (`trust_remote_code`) is never run.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ModelMismatchError
+from ..limits import FILE_NAME, MAX_FILES
 
 _SUBCLASSES: dict[type, type] = {}
 # Config keys a file never carries: the writer's version, local paths (`_name_or_path`), and the
@@ -154,7 +156,33 @@ def load_hf_dir(path: str | Path) -> nn.Module:
     except Exception as e:  # transformers raises whatever its loaders raise
         raise ConfigError(f"--hf {path}: transformers cannot read it ({type(e).__name__}: "
                           f"{(str(e).splitlines() or [''])[0]}).") from None
-    return as_logits_(model.eval())
+    model = as_logits_(model.eval())
+    model.deepzip_files = carried_files(path)
+    return model
+
+
+CARRIED_SUFFIXES = (".json", ".txt", ".model")  # tokenizers (vocab, merges, SentencePiece), configs beside them
+MAX_CARRIED_BYTES = 16 << 20
+
+
+def carried_files(path: str | Path) -> dict[str, bytes]:
+    """The files of a Hugging Face directory a .dzip carries beside the weights: its tokenizer
+    (tokenizer.json, vocab.txt, merges.txt, *.model, their configs), generation_config.json and
+    sentence-transformers' module configs, at the top level and one folder down; not config.json
+    (the file records the architecture itself), not weights, nothing over 16 MiB.
+
+    Examples:
+        >>> sorted(carried_files("all-MiniLM-L6-v2/"))[:3]
+        ['1_Pooling/config.json', 'config_sentence_transformers.json', 'modules.json']
+    """
+    path, out = Path(path), {}
+    for f in sorted([*path.glob("*"), *path.glob("*/*")]):
+        name = f.relative_to(path).as_posix()
+        if (f.is_file() and not f.is_symlink() and f.suffix in CARRIED_SUFFIXES and name != "config.json"
+                and not name.startswith(".") and f.stat().st_size <= MAX_CARRIED_BYTES
+                and re.fullmatch(FILE_NAME, name)):
+            out[name] = f.read_bytes()
+    return dict(list(out.items())[:MAX_FILES])
 
 
 def build_hf(record: dict[str, Any], where: str, max_elements: int | None = None,
@@ -230,6 +258,10 @@ def save_hf_dir(model: nn.Module, out: str | Path) -> None:
     try:
         model.__class__ = base  # the original class, so the config names it and from_pretrained builds it
         model.save_pretrained(tmp, safe_serialization=True)
+        for name, data in getattr(model, "deepzip_files", {}).items():  # the tokenizer the file carried
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            if name != "config.json":
+                (tmp / name).write_bytes(data)
         if out.exists():
             out.rmdir()
         tmp.rename(out)

@@ -71,6 +71,8 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
         size = r.size
         header_bytes, payload_bytes = r.payload_start - PREAMBLE.size, r.payload_len
         version = r.version
+        carried = {e["name"]: {"length": e["length"], "bytes": r.streams[e["stream"]]["length"]}
+                   for e in r.file_entries()}
     try:
         rows = layer_rows(header)
         params = sum(math.prod(e["shape"]) for e in header["tensors"] if e.get("role") == "param")
@@ -96,14 +98,15 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
                   for name, change in widths.items() if name in modules and isinstance(change, dict)}
         ratio = 4 * original / size
     # Every byte of the file, by what it holds; they add up to file_bytes.
+    files = sum(f["bytes"] for f in carried.values())
     parts = {"preamble": PREAMBLE.size, "header": header_bytes, "parameters": by_role["param"],
-             "buffers": by_role["buffer"], "unused": payload_bytes - by_role["param"] - by_role["buffer"],
-             "checksum": TRAILER.size}
+             "buffers": by_role["buffer"], "files": files,
+             "unused": payload_bytes - by_role["param"] - by_role["buffer"] - files, "checksum": TRAILER.size}
     return {"file": os.fspath(path), "file_bytes": size, "dense_bytes": 4 * original, "parameters": params,
             "original_parameters": original, "widths": widths if isinstance(widths, dict) else {},
             "ratio": ratio, "arch": arch if isinstance(arch, dict) else None, "bytes": parts,
             "meta": meta if isinstance(meta, dict) else {}, "meta_bytes": _meta_bytes(header, version), "layers": rows,
-            "uncompressed": uncompressed}
+            "uncompressed": uncompressed, "files": carried}
 
 
 def _meta_bytes(header: dict[str, Any], version: int) -> int:
@@ -151,9 +154,13 @@ def inspect_text(info: dict[str, Any], name: str) -> str:
     if isinstance(acc, dict) and all(isinstance(v, (int, float)) for v in acc.values()):
         lines.append("accuracy when saved (validation): " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items()))
     lines.append(layers_markdown(info["layers"]))
-    lines.append("bytes: " + " + ".join(f"{v:,} {k}" for k, v in info["bytes"].items() if v or k != "unused")
+    lines.append("bytes: " + " + ".join(f"{v:,} {k}" for k, v in info["bytes"].items()
+                                        if v or k not in ("unused", "files"))
                  + f" = {info['file_bytes']:,} (metadata — versions, accuracy, recipe — is {info['meta_bytes']:,} "
                  f"of the header's bytes; save(metadata=…) chooses it)")
+    if info.get("files"):
+        lines.append("files carried: " + ", ".join(f"{k} ({v['length']:,} bytes, {v['bytes']:,} deflated)"
+                                                   for k, v in info["files"].items()))
     if info["uncompressed"]:
         lines.append(f"not compressed (stored as they were): {', '.join(info['uncompressed'])}")
     if info["widths"]:
