@@ -63,6 +63,17 @@ static void tensor(dz_file *f, size_t i, void *scratch, size_t sb) {
         while (dz_iter_next(&it, &k) > 0) {}
 }
 
+/* A carried file (version 6): its name and its bytes, into buffers of exactly the sizes asked for. */
+static void carried(dz_file *f, size_t i) {
+    char name[DZ_FILE_NAME_MAX + 1];
+    uint64_t length = 0;
+    uint8_t *out;
+    if (dz_file_info(f, i, name, sizeof name, &length) != DZ_OK || length > CAP) return;
+    out = malloc(length ? (size_t)length : 1);
+    dz_file_read(f, i, length ? out : NULL, (size_t)length);
+    free(out);
+}
+
 uint32_t dz__crc32(uint32_t crc, const uint8_t *p, size_t n);  /* the library's own */
 
 static void run(const uint8_t *data, size_t size) {
@@ -92,6 +103,7 @@ static void run(const uint8_t *data, size_t size) {
                 for (i = 0; i < dz_tensor_count(&f); i++) tensor(&f, i, scratch, sb);
             free(scratch);
         }
+        for (i = 0; i < dz_file_count(&f); i++) carried(&f, i);
     }
     free(arena);
 }

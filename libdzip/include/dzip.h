@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#define DZ_FORMAT_VERSION 5   /* the newest version read; 1 to 5 are */
+#define DZ_FORMAT_VERSION 6   /* the newest version read; 1 to 6 are */
 #define DZ_MAX_DIMS 8
 #define DZ_MESSAGE_MAX 256
 
@@ -184,6 +184,19 @@ dz_status dz_count_kept(dz_file *f, size_t index, void *scratch, size_t scratch_
 /* Decode every tensor without storing anything: DZ_OK exactly when Python's read_tensors
  * would load the file. scratch_bytes >= dz_scratch_max(f). */
 dz_status dz_verify(dz_file *f, void *scratch, size_t scratch_bytes);
+
+/* ---- carried files (version 6): a tokenizer and the like, stored deflated beside the tensors.
+ * Their list is checked by dz_open; each one's bytes when it is read. A name is one or two path
+ * segments of [A-Za-z0-9._-] joined by '/', a segment 1 to 64 bytes not starting with '.'. */
+#define DZ_MAX_FILES 64
+#define DZ_FILE_NAME_MAX 129     /* bytes of the longest name, without its NUL */
+size_t dz_file_count(const dz_file *f);
+/* Carried file `index`'s name (NUL-terminated into name[name_cap]; NULL: not wanted) and the
+ * bytes it inflates to. */
+dz_status dz_file_info(dz_file *f, size_t index, char *name, size_t name_cap, uint64_t *length);
+/* Inflate carried file `index` into out[cap] (at least its length; DZ_E_OUTPUT and dz_needed
+ * otherwise); DZ_E_FORMAT when its stream does not inflate to exactly that length. */
+dz_status dz_file_read(dz_file *f, size_t index, uint8_t *out, size_t cap);
 
 /* ---- the header's JSON (arch, widths, meta and anything else) */
 

@@ -112,9 +112,10 @@ static dz_status check_uses(dz_file *f) {
             e->s[k] = (uint32_t)si;
         }
     }
+    if (dz__file_streams(f, &uses)) bad = 1;
     if (bad || uses != f->n_streams)
-        return dz__fail(f, DZ_E_FORMAT, "the file is corrupt: its tensors do not use each of its %lu streams exactly once.",
-                        (unsigned long)f->n_streams);
+        return dz__fail(f, DZ_E_FORMAT, "the file is corrupt: its tensors%s do not use each of its %lu streams exactly once.",
+                        f->n_files ? " and files" : "", (unsigned long)f->n_streams);
     return DZ_OK;
 }
 

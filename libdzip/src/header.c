@@ -162,19 +162,20 @@ static dz_status carve(dz_file *f, uint8_t *arena, size_t arena_size, size_t tex
 }
 
 dz_status dz__header(dz_file *f, uint8_t *arena, size_t arena_size, size_t text_bytes) {
-    static const char *const keys[] = {"streams", "tensors"};
-    const char *v[2];
+    static const char *const keys[] = {"streams", "tensors", "files"};
+    const char *v[3];
     uint64_t spent = 0;
     layout L;
     dz_status st;
     size_t i;
     if ((st = check_text(f)) != DZ_OK) return st;
-    dz__json_members(dz_header(f).p, f->text + f->text_len, keys, 2, v);
+    dz__json_members(dz_header(f).p, f->text + f->text_len, keys, 3, v);
     if (dz__json_type(v[0]) != DZ_JSON_ARRAY)
         return dz__fail(f, DZ_E_FORMAT, "the file has a corrupt header: 'streams' is not a list.");
     measure(f, v[0], v[1], &L);
     if ((st = carve(f, arena, arena_size, text_bytes, &L)) != DZ_OK) return st;
     if ((st = parse_streams(f, v[0])) != DZ_OK) return st;
+    if ((st = dz__files(f, v[2])) != DZ_OK) return st;
     if (dz__json_type(v[1]) != DZ_JSON_ARRAY)
         return dz__fail(f, DZ_E_FORMAT, "the file is corrupt: 'tensors' is not a list.");
     if ((st = dz__entries(f, v[1], &spent)) != DZ_OK) return st;

@@ -78,6 +78,8 @@ uint32_t dz__crc32(uint32_t crc, const uint8_t *p, size_t n);
  * a complete, checked stream (bytes after its adler32 are ignored, as zlib's unused_data), -1 when
  * it is corrupt (*why says how), -2 when it inflates past `limit`, -3 when it ends early.
  * *out_len = bytes it inflates to (its adler32 is only checked when they fit in cap). */
+dz_status dz__files(dz_file *f, const char *files);  /* check the carried files' list (files.c) */
+int dz__file_streams(dz_file *f, size_t *uses);      /* mark their streams used; 1 if one already was */
 int dz__inflate(const uint8_t *in, size_t in_len, uint8_t *out, size_t cap, uint64_t limit,
                 uint64_t *out_len, const char **why);
 int dz__utf8_valid(const uint8_t *s, size_t n, size_t *bad_at);

@@ -68,6 +68,8 @@ struct dz_file {
     size_t dims_left;
     uint32_t *names;               /* hash of entry names: index + 1 of the last entry of each */
     size_t name_slots;
+    const char *files;             /* version 6: the header's "files" list (checked), else NULL */
+    size_t n_files;
     int opened;                    /* dz_open succeeded */
     dz_status status;
     char message[DZ_MESSAGE_MAX];

@@ -179,10 +179,26 @@ static dz_status dump_one(dz_file *f, size_t i, const char *how, void *scratch, 
     return DZ_OK;
 }
 
+/* The carried files (version 6) as JSON, their inflated bytes kept in *data. */
+static dz_status dump_files(dz_file *f, uint8_t **data, uint64_t *lengths) {
+    char name[DZ_FILE_NAME_MAX + 1];
+    dz_status st;
+    size_t i;
+    for (i = 0; i < dz_file_count(f); i++) {
+        if ((st = dz_file_info(f, i, name, sizeof name, &lengths[i])) != DZ_OK) return st;
+        data[i] = xmalloc((size_t)lengths[i]);
+        if ((st = dz_file_read(f, i, data[i], (size_t)lengths[i])) != DZ_OK) return st;
+        printf("%s{\"name\":\"%s\",\"length\":%" PRIu64 "}", i ? "," : "", name, lengths[i]);
+    }
+    return DZ_OK;
+}
+
 static int dump(dz_file *f, const char *how) {
-    size_t i, n = dz_tensor_count(f), sb = dz_scratch_max(f);
+    size_t i, n = dz_tensor_count(f), sb = dz_scratch_max(f), nf = dz_file_count(f);
     void *scratch = xmalloc(sb);
     blobs *all = xmalloc(sizeof(blobs) * (n ? n : 1));
+    uint8_t **files = xmalloc(sizeof(uint8_t *) * (nf ? nf : 1));
+    uint64_t *lengths = xmalloc(sizeof(uint64_t) * (nf ? nf : 1));
     dz_status st;
     int j;
     if ((st = dz_verify(f, scratch, sb)) != DZ_OK) return die(f, st);
@@ -192,9 +208,12 @@ static int dump(dz_file *f, const char *how) {
         if (i) printf(",");
         if ((st = dump_one(f, i, how, scratch, sb, &all[i])) != DZ_OK) return die(f, st);
     }
+    printf("],\"files\":[");
+    if ((st = dump_files(f, files, lengths)) != DZ_OK) return die(f, st);
     printf("]}\n");
     for (i = 0; i < n; i++)
         for (j = 0; j < all[i].n; j++) fwrite(all[i].blob[j], 1, all[i].len[j], stdout);
+    for (i = 0; i < nf; i++) fwrite(files[i], 1, (size_t)lengths[i], stdout);
     return 0;
 }
 

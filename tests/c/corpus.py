@@ -85,6 +85,13 @@ def _scaled() -> dict[str, tuple[nn.Module, dict]]:
     for layer in (m.fc1, m.fc2):
         sharing(layer).scales = torch.rand(layer.weight.shape[0]) + 0.5  # not float16 values: stored float32
     out["scaled-live-huffman"] = (m, {"coder": "huffman"})
+    # Version 6: files carried beside the tensors (a tokenizer), one in a folder, one empty.
+    m = dz.create_model("lenet300", image_size=8, classes=4)
+    dz.prune_(m, sparsity=0.5)
+    dz.share_weights_(m, bits=3)
+    files = {"tokenizer.json": b'{"model": {"vocab": {"[PAD]": 0, "hello": 1}}}' * 40,
+             "1_Pooling/config.json": b'{"pooling_mode_mean_tokens": true}', "empty.txt": b""}
+    out["carried-files"] = (m, {"coder": "ans", "files": files})
     return out
 
 
@@ -137,7 +144,7 @@ def _features() -> dict[str, tuple[nn.Module, dict]]:
 
 FEATURES = ("sparse-float32", "sparse-float16", "codebook-float16", "live-huffman", "live-context", "live-sparse",
             "index-bits-auto", "index-bits-1", "index-bits-16", "tied-and-dtypes", "channels-widths", "context-left-v4",
-            "all-pruned", "one-centroid", "scaled-ptq", "scaled-live-huffman")
+            "all-pruned", "one-centroid", "scaled-ptq", "scaled-live-huffman", "carried-files")
 CRAFTED = ("crafted-wide-alphabets", "crafted-ans-huffman-edges", "crafted-empty-scalar-names", "crafted-rows-past-2^24")
 LABELS = (tuple(f"fixture-{p.stem}" for p in sorted(FIXTURES.glob("*.dzip"))) + FEATURES
           + tuple(f"{name}-{coder}" for name in TINY for coder in CODERS) + CRAFTED + ("v2-widths", "v1-reversed"))

@@ -31,6 +31,7 @@ class Read:
     raw: dict = field(default_factory=dict)         # index -> the stored bytes of raw entries in their own dtype
     kept: dict = field(default_factory=dict)        # index -> (positions uint64, codes or values, codebook or None)
     info: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)       # name -> the carried file's inflated bytes (version 6)
 
 
 def _run(binary: Path, path, mode: str = "--dump", timeout: float = 120) -> subprocess.CompletedProcess:
@@ -69,6 +70,8 @@ def c_read(path, binary: Path | None = None, mode: str = "--dump") -> tuple[Read
             vals = np.frombuffer(take(t["codes"]), "<u2") if "codes" in t else np.frombuffer(take(t["values"]), "<f4")
             book = np.frombuffer(take(t["codebook"]), "<f4") if "codebook" in t else None
             out.kept[i] = (pos, vals, book)
+    for f in meta.get("files", []):
+        out.files[f["name"]] = take(f["length"])
     assert at == len(body), f"{len(body) - at} bytes of dzip-dump output left over"
     return out, ""
 
@@ -102,6 +105,7 @@ def python_read(path) -> tuple[Read | None, str]:
                     out.raw[i] = _bytes(d.raw)
                 value = d.dense()
                 out.dense[i] = _bytes(value.float() if value.is_floating_point() else value)
+            out.files = r.files()
         out.py_dense = dense
         return out, ""
     except dz.DzipFormatError as err:
@@ -124,6 +128,7 @@ def assert_same(c: Read, py: Read, where="") -> int:
     """Every tensor of the two reads is equal; returns the number of entries compared."""
     assert c.version == py.version, where
     assert c.names == py.names, where
+    assert c.files == py.files, f"{where}: carried files differ"
     float_dtypes = {"float32", "float64", "float16", "bfloat16"}
     for i, name in enumerate(c.names):
         if i not in py.dense:

@@ -30,6 +30,7 @@ def test_the_corpus_covers_the_format(files):
         seen.add(f"version {blob[4]}")
         seen.update(f"coder {s['coder']}" for s in header["streams"])
         seen.update("widths" for _ in [0] if "widths" in header)
+        seen.update("files" for _ in [0] if header.get("files"))
         for e in header["tensors"]:
             if "alias" in e:
                 seen.add("alias")
@@ -40,13 +41,13 @@ def test_the_corpus_covers_the_format(files):
                 seen.add(f"float16 {e['encoding']}")
             if "index_bits" in e:
                 seen.add(f"index_bits {e['index_bits']}")
-    want = ({f"version {v}" for v in (1, 2, 3, 4, 5)}
+    want = ({f"version {v}" for v in (1, 2, 3, 4, 5, 6)}
             | {f"coder {c}" for c in ("raw", "huffman", "ans", "context", "context-left")}
             | {f"encoding {e}" for e in ("raw", "shared", "sparse")} | {f"positions {p}" for p in ("dense", "sparse", "context")}
             | {f"dtype {d}" for d in ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8",
                                       "bool")}
-            | {"alias", "widths", "split", "rows", "scales", "float16 raw", "float16 shared", "float16 sparse", "index_bits 1",
-               "index_bits 16"})
+            | {"alias", "widths", "split", "rows", "scales", "files", "float16 raw", "float16 shared", "float16 sparse",
+               "index_bits 1", "index_bits 16"})
     assert want <= seen, want - seen
 
 

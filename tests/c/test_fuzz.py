@@ -52,6 +52,8 @@ def _seeds(directory):
         quantize_pretrained_(m, None, 0.4)
         for coder in ("ans", "context"):
             dz.save(m, directory / f"small-scaled-{coder}.dzip", coder=coder)
+        dz.save(Small(), directory / "small-files.dzip", coder="ans",  # version 6: carried files
+                files={"tokenizer.json": b'{"vocab": {"a": 0, "b": 1}}' * 4, "1_Pooling/config.json": b"{}"})
     from test_robustness import _hand_made
 
     for k, (_, text, payload) in enumerate(_hand_made()):  # headers at the edges, as plain JSON

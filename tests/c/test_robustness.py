@@ -8,7 +8,8 @@ import pytest
 from mutants import mutants
 
 BASES = ["context-left-v4", "fixture-v1-lenet300-ans", "v2-widths", "live-huffman", "tied-and-dtypes",
-         "crafted-empty-scalar-names", "crafted-ans-huffman-edges", "crafted-wide-alphabets", "sparse-float16"]
+         "crafted-empty-scalar-names", "crafted-ans-huffman-edges", "crafted-wide-alphabets", "sparse-float16",
+         "carried-files"]
 PER_BASE = 50
 
 
