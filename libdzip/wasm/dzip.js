@@ -143,6 +143,21 @@ function check(h, f, status) {
   if (status !== DZ_OK) throw new Error(h.cstring(h.x.dz_message(f)));
 }
 
+// The files the .dzip carries (format version 6: a tokenizer), by name, each a Uint8Array copy
+// (copies: the allocations after them may grow the memory, which detaches views).
+function carriedFiles(h, f) {
+  const x = h.x, out = {};
+  const nameAt = h.alloc(130), lengthAt = h.alloc(8);
+  for (let i = 0; i < x.dz_file_count(f); i++) {
+    check(h, f, x.dz_file_info(f, i, nameAt, 130, lengthAt));
+    const length = Number(new BigUint64Array(h.memory.buffer, lengthAt, 1)[0]);
+    const at = h.alloc(length || 1);
+    check(h, f, x.dz_file_read(f, i, at, length));
+    out[h.cstring(nameAt)] = new Uint8Array(h.memory.buffer, at, length).slice();
+  }
+  return out;
+}
+
 /** A .dzip's header and tensors, decoded. */
 export class DzipFile {
   constructor(fields) { Object.assign(this, fields); }
@@ -200,7 +215,8 @@ export const Dzip = {
    *   each array a copy of its own, decoded one at a time in a reused region, instead of a view
    *   of the decoder's memory (views cost no copy but keep that memory alive while any is held;
    *   past 2 GiB of tensors the arrays are copies anyway).
-   * Returns: a DzipFile: version, header (arch, meta), tensors (name, shape, dtype, encoding,
+   * Returns: a DzipFile: version, header (arch, meta), files (what it carries by name, Uint8Arrays:
+   *   a tokenizer, version 6), tensors (name, shape, dtype, encoding,
    *   numel, values or positions + codes + codebook), fileBytes, denseBytes (the tensors at
    *   their dtypes' sizes).
    * Example: `const f = await Dzip.open(await (await fetch("model.dzip")).arrayBuffer())` */
@@ -212,6 +228,7 @@ export const Dzip = {
     const lenAt = h.alloc(4);
     const headerAt = x.dzw_header_text(f, lenAt);
     const header = JSON.parse(h.text(headerAt, new Uint32Array(h.memory.buffer, lenAt, 1)[0]));
+    const files = carriedFiles(h, f);
     const count = x.dz_tensor_count(f);
     const infoAt = h.alloc(8 * x.dzw_info_len());
     const infos = [];
@@ -271,7 +288,7 @@ export const Dzip = {
       }
       tensors.push(new Tensor(fields));
     }
-    return new DzipFile({ version: x.dz_version(f), header, tensors, fileBytes: data.byteLength, denseBytes });
+    return new DzipFile({ version: x.dz_version(f), header, tensors, files, fileBytes: data.byteLength, denseBytes });
   },
 
   /** A network exported by `deepzip export --web`: its op list run by dzrt, the weights packed

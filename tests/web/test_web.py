@@ -352,3 +352,21 @@ def test_export_web_from_the_command_line(lenet5, tmp_path):
     page = json.loads((again / "page.json").read_text())
     assert page["samples"] is None and "records no data set" in page["no_samples"]
     assert {p.name for p in again.iterdir()} >= {"index.html", "page.js", "dzip.js", "dzip.wasm", "model.dzip", "model.dzrt"}
+
+
+def test_js_reads_the_files_a_version_6_file_carries(site, browser):
+    """Dzip.open gives the carried files (a tokenizer) byte for byte, as DzipReader.files does."""
+    carried = {"tokenizer.json": '{"model": {"vocab": {"[PAD]": 0, "héllo": 1}}}'.encode() * 30,
+               "1_Pooling/config.json": b'{"pooling_mode_mean_tokens": true}', "empty.txt": b""}
+    path = site["root"] / "ok" / "carried.dzip"
+    dz.save(dz.create_model("lenet300", image_size=8, classes=4), path, files=carried)
+    page = browser.new_page()
+    page.goto(site["url"] + "/ok/index.html")
+    got = page.evaluate("""async () => {
+        const { Dzip } = await import("./dzip.js");
+        const f = await Dzip.open(await (await fetch("carried.dzip")).arrayBuffer());
+        return { version: f.version, files: Object.fromEntries(Object.entries(f.files).map(([k, v]) => [k, Array.from(v)])) };
+    }""")
+    page.close()
+    assert got["version"] == 6
+    assert {k: bytes(v) for k, v in got["files"].items()} == carried
