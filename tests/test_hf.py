@@ -167,3 +167,32 @@ def test_the_tokenizer_travels_in_the_file_and_comes_back_out(tmp_path):
     back = transformers.AutoTokenizer.from_pretrained(tmp_path / "back", local_files_only=True)
     texts = ["the model files", "small é 12  the", "unknown words, the end"]
     assert back(texts)["input_ids"] == tok(texts)["input_ids"]
+
+
+def test_sensitivity_scans_a_hugging_face_language_model_in_perplexity(tmp_path):
+    """`deepzip sensitivity --hf DIR --metric perplexity`: every layer's curves in % of perplexity,
+    and a recipe whose budgets are checked by applying them."""
+    cls, config = _configs()["gpt2"]
+    torch.manual_seed(0)
+    cls(config).eval().save_pretrained(tmp_path / "in")
+    (tmp_path / "data").mkdir()
+    _data(tmp_path / "data", "gpt2")
+    out = CliRunner().invoke(app, ["sensitivity", "--hf", str(tmp_path / "in"), "--data", "npz", "--data-dir",
+                                   str(tmp_path / "data"), "--metric", "perplexity", "--samples", "64",
+                                   "--max-drop", "20", "--out", str(tmp_path / "sens"), "--quiet"])
+    assert out.exit_code == 0, out.output
+    result = json.loads((tmp_path / "sens" / "sensitivity.json").read_text())
+    probe = dz.data.load("npz", tmp_path / "data", train=True, limit=64)
+    from deepzip.train import metric_of
+
+    ppl = metric_of("perplexity")
+    reference = ppl(dz.models.hf.load_hf_dir(tmp_path / "in"), probe)
+    assert result["baseline"] == pytest.approx(reference, rel=1e-6)  # the scores: this minus each probe's % rise
+    rows = result["layers"]
+    assert "transformer.h.0.mlp.c_fc" in rows and all(len(r["bits"]) == len(result["bit_widths"]) for r in rows.values())
+    scores = [v for r in rows.values() for v in r["sparsity"] + r["bits"]]
+    assert all(np.isfinite(scores)) and max(abs(v - reference) for v in scores) > 0.05  # the probes move it
+    assert "measured by applying it without retraining" in out.output
+    assert (tmp_path / "sens" / "recipe.yaml").is_file() and "--hf" in out.output
+    bad = CliRunner().invoke(app, ["sensitivity", "--model-py", "x.py:Net", "--hf", str(tmp_path / "in")])
+    assert bad.exit_code == 2 and "give one of --model-py and --hf" in bad.output

@@ -256,8 +256,13 @@ def distill(
 @app.command()
 def sensitivity(
     model: str = typer.Option("lenet300", help="registry name of the model"),
-    data: str = typer.Option("fashion-mnist", help="data set name"),
-    from_: Path = typer.Option(..., "--from", help="dense safetensors checkpoint to analyse"),
+    model_py: Optional[str] = typer.Option(None, help="your own model instead: FILE.py:NAME or package.module:NAME"),
+    model_arg: list[str] = typer.Option([], help="an argument of --model-py's NAME, key=value (repeatable)"),
+    hf: Optional[Path] = typer.Option(None, help="a Hugging Face model directory instead (its own weights)"),
+    data: str = typer.Option("fashion-mnist", help="data set name (npz with --data-dir for token ids)"),
+    from_: Optional[Path] = typer.Option(None, "--from", help="dense weights to analyse (safetensors, or a state "
+                                         "dict); needed but with --hf"),
+    metric: str = typer.Option("top1", help="top1, or perplexity for a causal language model (drops in % rises)"),
     out: Path = typer.Option(Path("out/sensitivity"), help="output directory"),
     data_dir: Optional[Path] = typer.Option(None, help="where the data set's files are"),
     samples: int = typer.Option(5000, help="training samples the probes are scored on (the test set stays unseen)"),
@@ -269,20 +274,33 @@ def sensitivity(
 ) -> None:
     """Prune each layer alone over a grid, and share its weights over a grid of bits; write the
     curves (JSON, plot) and, with --max-drop or --target-ratio, a recipe with per-layer budgets,
-    checked by applying it (without retraining) and measuring the file and the accuracy."""
+    checked by applying it (without retraining) and measuring the file and the score.
+
+    Any model: a registry name (--model), your own module (--model-py FILE.py:NAME --from
+    weights), or a Hugging Face directory (--hf DIR, with --data npz --data-dir for its tokens)."""
+    from ..errors import ConfigError
     from ..pipeline.sensitivity import analyse
 
     def go():
-        done = analyse(model, data, from_, out, data_dir=data_dir, samples=samples, max_drop=max_drop,
-                       target_ratio=target_ratio, device=device, progress=not quiet)
+        if model_py is not None and hf is not None:
+            raise ConfigError("give one of --model-py and --hf.")
+        if from_ is None and hf is None:
+            raise ConfigError("--from names the dense weights to analyse (only --hf brings its own).")
+        if hf is not None and from_ is not None:
+            raise ConfigError("--hf reads the weights from its directory; drop --from.")
+        net = _user_model(model_py, model_arg, hf, from_, 0)  # --model-py's with --from's weights loaded
+        done = analyse(net or model, data, from_ if net is None else None, out, data_dir=data_dir, samples=samples,
+                       max_drop=max_drop, target_ratio=target_ratio, device=device, progress=not quiet, metric=metric)
         result, choice, measured = done["scan"], done.get("choice"), done.get("measured")
-        typer.echo(f"wrote {out / 'sensitivity.json'} and {out / 'sensitivity.png'} (baseline {result['baseline']:.2f}%)")
+        typer.echo(f"wrote {out / 'sensitivity.json'} and {out / 'sensitivity.png'} (baseline {metric} "
+                   f"{result['baseline']:.4g})")
         if choice is not None:
             typer.echo(f"allocated: sparsity {choice['sparsity']}, bits {choice['bits']}")
-            typer.echo(f"estimated {choice['estimated_ratio']:.1f}× at {choice['estimated_drop']:.2f} points below "
-                       f"{result['baseline']:.2f}% (summed per-layer drops, before retraining); measured by applying "
-                       f"it without retraining: {measured['ratio']:.1f}× at {measured['drop']:.2f} points below")
-            typer.echo(f"wrote {out / 'recipe.yaml'}: deepzip compress --recipe {out / 'recipe.yaml'} --from {from_}")
+            typer.echo(f"estimated {choice['estimated_ratio']:.1f}× at a drop of {choice['estimated_drop']:.2f} (summed "
+                       f"per-layer drops, before retraining); measured by applying it without retraining: "
+                       f"{measured['ratio']:.1f}× at a drop of {measured['drop']:.2f}")
+            source = f"--hf {hf}" if hf else f"--model-py {model_py} --from {from_}" if model_py else f"--from {from_}"
+            typer.echo(f"wrote {out / 'recipe.yaml'}: deepzip compress --recipe {out / 'recipe.yaml'} {source}")
 
     _run(go)
 

@@ -193,41 +193,59 @@ def plot(result: dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
-def analyse(model: str, data: str, checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+def analyse(model: str | nn.Module, data: str, checkpoint: str | os.PathLike | None, out: str | os.PathLike, *,
             data_dir: str | os.PathLike | None = None, samples: int = 5000, max_drop: float | None = None,
-            target_ratio: float | None = None, device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """`deepzip sensitivity`: scan a registry model's dense weights on `samples` training images
-    (the test split stays unseen), write OUT/sensitivity.json and .png, and with `max_drop` or
+            target_ratio: float | None = None, device: str = "auto", progress: bool = True,
+            metric: Any = "top1") -> dict[str, Any]:
+    """`deepzip sensitivity`: scan a model's dense weights on `samples` training samples (the test
+    split stays unseen), write OUT/sensitivity.json and .png, and with `max_drop` or
     `target_ratio` allocate per-layer budgets, verify them (applied without retraining, saved to
     OUT/verify.dzip) and write OUT/recipe.yaml.
+
+    Args:
+        model: a registry name (built for the data), or any module (a --model-py or --hf model).
+        data: the data set's name ("npz" with `data_dir` for token ids).
+        checkpoint: dense weights to load (None: the module's own).
+        out: where the curves, the check and the recipe go.
+        metric: "top1", "perplexity" or a Metric: scores are the dense model's minus each
+            probe's drop, so budgets are in the metric's drop units (points, % of perplexity).
 
     Returns {"scan", and with a target "choice", "measured"}.
 
     Examples:
         >>> analyse("lenet300", "fashion-mnist", "out/lenet300/dense.safetensors", "out/sens", max_drop=1.0)
+        >>> analyse(load_hf_dir("gpt2/"), "npz", None, "out/sens-gpt2", data_dir="tokens/", metric="perplexity")
     """
     from pathlib import Path
 
     from .. import data as datasets
     from .. import models
     from ..files import write_text
-    from ..train import evaluate, load_checkpoint, resolve_device
+    from ..train import load_checkpoint, metric_of, resolve_device
     from .recipe import from_dict, save_recipe
 
-    out = Path(out)
+    out, measure = Path(out), metric_of(metric)
     probe = datasets.load(data, data_dir, train=True, limit=samples)
-    net = models.create(model, in_channels=probe.x.shape[1], image_size=probe.x.shape[2], classes=probe.classes)
-    load_checkpoint(net, checkpoint)
-    net.to(resolve_device(device))
-    result = scan(net, lambda m: evaluate(m, probe), progress=progress)
+    net = model if isinstance(model, nn.Module) else \
+        models.create(model, in_channels=probe.x.shape[1], image_size=probe.x.shape[2], classes=probe.classes)
+    if checkpoint is not None:
+        load_checkpoint(net, checkpoint)
+    net.to(resolve_device(device)).eval()
+    reference = measure(net, probe)
+
+    def score(m: nn.Module) -> float:  # higher is better, in the metric's drop units
+        return reference - measure.drop(reference, measure(m, probe))
+
+    result = scan(net, score, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "sensitivity.json", json.dumps(result, indent=2))
     plot(result, str(out / "sensitivity.png"))
     done: dict[str, Any] = {"scan": result}
     if max_drop is not None or target_ratio is not None:
         choice = allocate(result, max_drop=max_drop, target_ratio=target_ratio)
-        done["measured"] = verify(net, choice, lambda m: evaluate(m, probe), out / "verify.dzip")
+        done["measured"] = verify(net, choice, score, out / "verify.dzip")
+        name = model if isinstance(model, str) else type(model).__name__
         save_recipe(from_dict({"prune": {"sparsity": choice["sparsity"]}, "share": {"bits": choice["bits"]}},
-                              model=model, dataset=data), out / "recipe.yaml")
+                              model=name, dataset=data), out / "recipe.yaml")
         done["choice"] = choice
     return done
