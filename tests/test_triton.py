@@ -160,7 +160,9 @@ def test_scaled_rows_of_a_pretrained_language_model_generate_the_same_tokens(tmp
     model = load_hf_dir(tmp_path / "in")
     quantize_pretrained_(model, None, 0.25, PostTraining(code_bits=code_bits))
     dz.save(model, tmp_path / "m.dzip")
-    assert (tmp_path / "m.dzip").read_bytes()[4] == 5  # scaled rows
+    # scaled rows (version 5), and the directory's generation_config.json carried beside them (6)
+    assert (tmp_path / "m.dzip").read_bytes()[4] == 6
+    assert "generation_config.json" in dz.inspect(tmp_path / "m.dzip")["files"]
     dense = dz.load(tmp_path / "m.dzip")
     fast = dz.load(tmp_path / "m.dzip", runtime="codebook", device=DEVICE)
     packed = [m for m in fast.modules() if isinstance(m, rt.CodebookLinear)]
