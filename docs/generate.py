@@ -94,7 +94,7 @@ def _ptq(lines: list[dict]) -> str:
             "validation | seconds | peak RSS |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
 
     def fidelity(r: dict, drop: float) -> str:
-        return f"cosine {1 - drop:.5f}" if r.get("metric", "cosine") == "cosine" else f"perplexity +{drop:.2f} %"
+        return f"cosine {1 - drop:.5f}" if r.get("metric", "cosine") == "cosine" else f"perplexity {drop:+.2f} %"
 
     for r in lines:
         drop, se = (1 - r["cosine"], r["cosine_se"]) if "cosine" in r else (r["drop"], r["drop_se"])
