@@ -136,3 +136,17 @@ def test_naming_quality_replaces_the_default_sparsity():
     r = from_dict({"prune": {"quality": 0.8}})
     assert r.prune.quality == 0.8 and r.prune.sparsity is None
     assert from_dict({"prune": {"sparsity": 0.9}}).prune.quality is None
+
+
+def test_stage_settings_give_the_apis_own_configs():
+    """One config per concept: a recipe's prune and share stages hand prune_ and share_weights_
+    the API's MagnitudePruning and KMeans (which also check them), not their fields one by one."""
+
+    r = from_dict({"model": "lenet300", "prune": {"sparsity": {"fc1": 0.9}, "scope": "layer"},
+                   "share": {"bits": {"linear": 4}, "bias_bits": 6, "init": "density"}})
+    assert r.prune.pruning() == dz.MagnitudePruning(sparsity={"fc1": 0.9}, scope="layer")
+    assert r.prune.pruning(0.5) == dz.MagnitudePruning(sparsity=0.5, scope="layer")
+    assert r.share.kmeans() == dz.KMeans(bits={"linear": 4}, init="density")
+    assert r.share.kmeans(bias=True) == dz.KMeans(bits=6, init="density")
+    with pytest.raises(dz.DeepzipError, match="share.bias_bits"):
+        from_dict({"share": {"bias_bits": 40}})

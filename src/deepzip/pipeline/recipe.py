@@ -62,9 +62,16 @@ class PruneStage:
         check_schedule(self.ramp_end, self.every)
         check_each(self.units, "units", UNITS_RULE, is_amount)
         if self.sparsity is not None or self.quality is not None:  # units alone prune no magnitudes
-            MagnitudePruning(quality=self.quality, sparsity=self.sparsity, scope=self.scope)
+            self.pruning()
         check(self.schedule != "agp" or self.quality is None, "schedule", "iterative or direct with quality",
               self.schedule)
+
+    def pruning(self, sparsity: PerLayer = None) -> MagnitudePruning:
+        """The API's config for this stage's magnitude pruning (with `sparsity`: a round's, on the
+        way to the target): what prune_ takes, and what checks these settings."""
+        if sparsity is not None:
+            return MagnitudePruning(sparsity=sparsity, scope=self.scope)
+        return MagnitudePruning(quality=self.quality, sparsity=self.sparsity, scope=self.scope)
 
 
 @dataclass(frozen=True)
@@ -104,11 +111,16 @@ class ShareStage:
     bias_bits: int | dict[str, int] | None = None
 
     def __post_init__(self) -> None:
-        KMeans(bits=self.bits, init=self.init)
+        self.kmeans()
         try:
-            KMeans(bits=self.bias_bits)
+            self.kmeans(bias=True)
         except InvalidSetting as e:  # the same rule, under this setting's own name
             raise InvalidSetting(e.key.replace("bits", "bias_bits", 1), e.rule, e.value) from None
+
+    def kmeans(self, bias: bool = False) -> KMeans:
+        """The API's config for sharing this stage's weights (or, `bias`, its biases): what
+        share_weights_ takes, and what checks these settings."""
+        return KMeans(bits=self.bias_bits if bias else self.bits, init=self.init)
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,6 @@ class Prune(BuiltIn):
             removed = prune_units_(model, p.units)
             prune_dead_inputs_(model, run.train_set)
             run.log(f"units    removed {', '.join(f'{k} {v}' for k, v in removed.items())}")
-        target = {"sparsity": p.sparsity, "scope": p.scope} if p.sparsity is not None else {"quality": p.quality}
         if p.sparsity is None and p.quality is None:
             run.fit(p.retrain, self.seed_of(run.recipe, 1), "retrain", epochs=budget, resume=resume, **run.kd)
         elif p.schedule == "agp":
@@ -153,14 +152,14 @@ class Prune(BuiltIn):
                     resume=resume, **run.kd)
         elif p.schedule == "direct":
             if resume is None:
-                prune_(model, **target)
+                prune_(model, p.pruning())
             run.fit(p.retrain, self.seed_of(run.recipe, 1), "direct pruning", epochs=budget, resume=resume, **run.kd)
         else:
             first = resume["state"]["round"] if resume else 1
             for step in range(first, p.steps + 1):
                 if not (resume and step == first):
-                    prune_(model, **({**target, "sparsity": scaled(p.sparsity, ramp(1.0, step, p.steps))}
-                                     if p.sparsity is not None else target))
+                    prune_(model, p.pruning(scaled(p.sparsity, ramp(1.0, step, p.steps)))
+                           if p.sparsity is not None else p.pruning())
                 run.fit(p.retrain, self.seed_of(run.recipe, step), f"prune {step}/{p.steps}",
                         resume=resume if step == first else None, state={"round": step}, **run.kd)
         run.acc["pruned"] = run.score(model)
@@ -205,9 +204,9 @@ class Share(BuiltIn):
         s, model = self.s, run.model
         if resume is None:
             # Layers the rate stage shared keep the codebooks training chose.
-            share_weights_(model, bits=s.bits, init=s.init, keep_shared=True)
+            share_weights_(model, s.kmeans(), keep_shared=True)
             if s.bias_bits is not None:
-                share_weights_(model, bits=s.bias_bits, init=s.init, param="bias")
+                share_weights_(model, s.kmeans(bias=True), param="bias")
             run.acc["shared"] = run.score(model)
         run.fit(s.finetune, self.seed_of(run.recipe), "fine-tune centroids", resume=resume, **run.kd)
         # After training, which would move them off float16 values again.
