@@ -20,13 +20,6 @@ const char *dz__quote(const char *s, size_t len, char *buf, size_t cap) {
     return buf;
 }
 
-static dz_json at(const dz_file *f, const char *p) {
-    dz_json j;
-    j.p = p;
-    j.end = f->text + f->text_len;
-    return j;
-}
-
 static dz_str pooled(dz_file *f, const char *v) {
     dz_str s;
     char *buf;
@@ -47,7 +40,7 @@ static int shape(dz_file *f, struct dz__entry *e, const char *v) {
     unsigned n = 0, i;
     dz_json it;
     if (dz__json_type(v) != DZ_JSON_ARRAY) return 0;
-    for (it = dz_json_first(at(f, v)); it.p; it = dz_json_next(it)) {
+    for (it = dz_json_first(dz__at(f, v)); it.p; it = dz_json_next(it)) {
         if (n == DZ_MAX_DIMS || !dz__json_is_uint(it.p, end, &d[n]) || d[n] >= DZ__MAX_DIM) return 0;
         n++;
     }
@@ -69,7 +62,7 @@ static dz_status check_shapes(dz_file *f, const char *tensors) {
     char q[80];
     dz_json it;
     size_t i = 0;
-    for (it = dz_json_first(at(f, tensors)); it.p; it = dz_json_next(it), i++) {
+    for (it = dz_json_first(dz__at(f, tensors)); it.p; it = dz_json_next(it), i++) {
         struct dz__entry *e = &f->entries[i];
         int obj = dz__json_type(it.p) == DZ_JSON_OBJECT, alias;
         e->obj = it.p;

@@ -7,13 +7,6 @@
 
 #define NAME_CAP (DZ_FILE_NAME_MAX + 1)
 
-static dz_json at(const dz_file *f, const char *p) {
-    dz_json j;
-    j.p = p;
-    j.end = f->text + f->text_len;
-    return j;
-}
-
 /* One path segment of a carried file's name: 1 to 64 of [A-Za-z0-9._-], not starting with '.'. */
 static int segment(const char *s, size_t n) {
     size_t i;
@@ -42,7 +35,7 @@ static size_t name_of(const dz_file *f, dz_json it, char *buf) {
     size_t n;
     dz__json_members(it.p, f->text + f->text_len, keys, 1, v);
     if (!v[0]) return 0;
-    n = dz_json_string(at(f, v[0]), buf, NAME_CAP);
+    n = dz_json_string(dz__at(f, v[0]), buf, NAME_CAP);
     return n == (size_t)-1 || n >= NAME_CAP ? 0 : n;
 }
 
@@ -50,7 +43,7 @@ static size_t name_of(const dz_file *f, dz_json it, char *buf) {
 static int repeated(const dz_file *f, dz_json it, const char *name, size_t len) {
     char other[NAME_CAP];
     dz_json j;
-    for (j = dz_json_first(at(f, f->files)); j.p != it.p; j = dz_json_next(j))
+    for (j = dz_json_first(dz__at(f, f->files)); j.p != it.p; j = dz_json_next(j))
         if (name_of(f, j, other) == len && memcmp(other, name, len) == 0) return 1;
     return 0;
 }
@@ -80,10 +73,10 @@ dz_status dz__files(dz_file *f, const char *files) {
     f->files = NULL;
     f->n_files = 0;
     if (f->version < 6 || !files) return DZ_OK;  /* before version 6 the key means nothing */
-    if (dz__json_type(files) != DZ_JSON_ARRAY || dz_json_size(at(f, files)) > DZ_MAX_FILES)
+    if (dz__json_type(files) != DZ_JSON_ARRAY || dz_json_size(dz__at(f, files)) > DZ_MAX_FILES)
         return dz__fail(f, DZ_E_FORMAT, "the file is corrupt: 'files' is not a list of at most %d.", DZ_MAX_FILES);
     f->files = files;
-    for (it = dz_json_first(at(f, files)); it.p; it = dz_json_next(it), i++)
+    for (it = dz_json_first(dz__at(f, files)); it.p; it = dz_json_next(it), i++)
         if ((st = check_one(f, it, i, &total)) != DZ_OK) return st;
     if (total > bound)
         return dz__fail(f, DZ_E_FORMAT, "the file is corrupt: its carried files claim %llu bytes.",
@@ -97,7 +90,7 @@ static dz_json element(const dz_file *f, size_t index, uint32_t *si, uint64_t *l
     static const char *const keys[] = {"length", "stream"};
     const char *v[2];
     uint64_t s = 0;
-    dz_json it = dz_json_first(at(f, f->files));
+    dz_json it = dz_json_first(dz__at(f, f->files));
     while (index--) it = dz_json_next(it);
     dz__json_members(it.p, f->text + f->text_len, keys, 2, v);
     dz__json_is_uint(v[0], f->text + f->text_len, length);

@@ -15,13 +15,6 @@ typedef struct {
     size_t streams, entries, dims, pool, slots;
 } layout;
 
-static dz_json at(const dz_file *f, const char *p) {
-    dz_json j;
-    j.p = p;
-    j.end = f->text + f->text_len;
-    return j;
-}
-
 static size_t string_bytes(const char *v) {
     return dz__json_type(v) == DZ_JSON_STRING ? dz__json_str_decode(v, NULL) + 1 : 0;
 }
@@ -33,7 +26,7 @@ static void measure(const dz_file *f, const char *streams, const char *tensors, 
     dz_json it;
     size_t i, n;
     memset(L, 0, sizeof *L);
-    for (it = dz_json_first(at(f, streams)); it.p; it = dz_json_next(it)) {
+    for (it = dz_json_first(dz__at(f, streams)); it.p; it = dz_json_next(it)) {
         L->streams++;
         if (f->version < 3 && dz__json_type(it.p) == DZ_JSON_OBJECT) {
             dz__json_members(it.p, it.end, &stream_fields[F_TABLE], 1, v);
@@ -42,13 +35,13 @@ static void measure(const dz_file *f, const char *streams, const char *tensors, 
         }
     }
     if (dz__json_type(tensors) == DZ_JSON_ARRAY) {
-        for (it = dz_json_first(at(f, tensors)); it.p; it = dz_json_next(it)) {
+        for (it = dz_json_first(dz__at(f, tensors)); it.p; it = dz_json_next(it)) {
             L->entries++;
             if (dz__json_type(it.p) != DZ_JSON_OBJECT) continue;
             dz__json_members(it.p, it.end, keys, 6, v);
             for (i = 0; i < 5; i++) L->pool += string_bytes(v[i]);
             if (dz__json_type(v[5]) == DZ_JSON_ARRAY) {
-                n = dz_json_size(at(f, v[5]));
+                n = dz_json_size(dz__at(f, v[5]));
                 L->dims += n > DZ_MAX_DIMS ? DZ_MAX_DIMS : n;
             }
         }
@@ -69,7 +62,7 @@ static dz_status parse_streams(dz_file *f, const char *streams) {
     uint64_t reach = 0, off = 0, len = 0, crc;
     dz_json it;
     size_t i = 0;
-    for (it = dz_json_first(at(f, streams)); it.p; it = dz_json_next(it), i++) {
+    for (it = dz_json_first(dz__at(f, streams)); it.p; it = dz_json_next(it), i++) {
         struct dz__stream *s = &f->streams[i];
         int ok = dz__json_type(it.p) == DZ_JSON_OBJECT;
         if (ok) dz__json_members(it.p, end, stream_fields, F_COUNT_OF, v);

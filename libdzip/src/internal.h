@@ -96,6 +96,7 @@ typedef struct dz__num {
     double d;
 } dz__num;
 int dz__json_num(const char *p, const char *end, dz__num *out);   /* p at a number; 1 if it is one */
+dz_json dz__at(const dz_file *f, const char *p);                 /* a cursor at p in f's header text */
 int dz__json_is_uint(const char *v, const char *end, uint64_t *u); /* Python's checks.is_uint */
 /* The values of an object's members named in keys[0..n) (the last of each, as Python's dict);
  * vals[i] NULL when absent. */

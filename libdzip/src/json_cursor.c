@@ -9,6 +9,8 @@ static dz_json make(const char *p, const char *end) {
     return j;
 }
 
+dz_json dz__at(const dz_file *f, const char *p) { return make(p, f->text + f->text_len); }
+
 dz_json_type dz_json_kind(dz_json v) { return (dz_json_type)dz__json_type(v.p); }
 
 dz_json dz_json_get(dz_json object, const char *key) {
